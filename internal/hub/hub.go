@@ -1,0 +1,316 @@
+// Package hub is herald's core: it validates and authorizes publishes, hands
+// them to the engine, fans live events out to subscribers, and reads history
+// for pull consumers and for recovery. It knows no transport and no engine
+// implementation.
+//
+// Lock order (outer first): shard.mu, then Subscriber.mu. A topic's
+// subscriber list is copy-on-write, so fan-out takes no hub lock at all; it
+// takes each Subscriber.mu briefly to queue the event.
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldhq/herald/internal/event"
+)
+
+// Action is what a caller wants to do with a topic.
+type Action uint8
+
+// The actions a Gate decides on.
+const (
+	ActionPublish   Action = iota // append events
+	ActionSubscribe               // receive live events and recover history
+	ActionRead                    // pull history
+)
+
+// String names the action in error messages.
+func (a Action) String() string {
+	switch a {
+	case ActionPublish:
+		return "publish"
+	case ActionSubscribe:
+		return "subscribe"
+	default:
+		return "read"
+	}
+}
+
+// Gate decides who may do what. Every transport reaches topics only through
+// the hub, so the Gate is the one place where that decision is made; the
+// caller's identity travels in ctx. A refusal is returned as the error.
+type Gate interface {
+	Allow(ctx context.Context, a Action, topic string) error
+}
+
+// AllowAll is the Gate used when none is configured.
+type AllowAll struct{}
+
+// Allow always allows.
+func (AllowAll) Allow(context.Context, Action, string) error { return nil }
+
+// Observer receives the hub's counters. The metrics package implements it;
+// nil fields are not called.
+type Observer struct {
+	Published     func(n int)              // events stored
+	Delivered     func(n int)              // events queued to push subscribers
+	PublishTime   func(d time.Duration)    // time spent in Engine.Append
+	SlowConsumers func()                   // subscribers ended for overflow
+	Subscriptions func(delta int)          // active topic subscriptions
+	Disconnects   func(reason CloseReason) // subscribers ended, by reason
+}
+
+// Options configure a Hub. Zero fields take the defaults noted.
+type Options struct {
+	Gate          Gate // default AllowAll
+	MaxEventBytes int  // largest payload accepted; default 1 MiB
+	MaxQueueBytes int  // per-subscriber queue cap; default 1 MiB
+	CatchupBatch  int  // events read per history step; default 256
+	Observer      Observer
+}
+
+// Errors the hub returns that transports map to status codes.
+var (
+	ErrTooLarge = errors.New("event too large")
+	ErrClosed   = errors.New("hub is shutting down")
+	ErrBadInput = errors.New("bad input")
+)
+
+const numShards = 64
+
+// Hub routes events between producers, the engine and consumers. Create one
+// with New; it is safe for concurrent use.
+type Hub struct {
+	eng  Engine
+	opts Options
+	seed maphash.Seed
+
+	shards [numShards]shard
+
+	mu     sync.Mutex // guards subs and closed
+	subs   map[*Subscriber]struct{}
+	closed bool
+	done   chan struct{} // closed by Close
+
+	subCount atomic.Int64 // active topic subscriptions, for Stats
+}
+
+type shard struct {
+	mu     sync.RWMutex // guards topics
+	topics map[string]*topicSubs
+}
+
+// topicSubs is one topic's live subscriber list. The list is replaced, never
+// changed in place, so fan-out reads it without a lock.
+type topicSubs struct {
+	list atomic.Pointer[[]*subscription]
+}
+
+// New returns a hub over eng and attaches to its deliveries.
+func New(eng Engine, opts Options) *Hub {
+	if opts.Gate == nil {
+		opts.Gate = AllowAll{}
+	}
+	if opts.MaxEventBytes <= 0 {
+		opts.MaxEventBytes = 1 << 20
+	}
+	if opts.MaxQueueBytes <= 0 {
+		opts.MaxQueueBytes = 1 << 20
+	}
+	if opts.CatchupBatch <= 0 {
+		opts.CatchupBatch = 256
+	}
+	h := &Hub{eng: eng, opts: opts, seed: maphash.MakeSeed(), subs: make(map[*Subscriber]struct{}), done: make(chan struct{})}
+	for i := range h.shards {
+		h.shards[i].topics = make(map[string]*topicSubs)
+	}
+	eng.Attach(h.deliver)
+	return h
+}
+
+// Engine returns the engine behind the hub.
+func (h *Hub) Engine() Engine { return h.eng }
+
+func (h *Hub) shard(topic string) *shard {
+	return &h.shards[maphash.String(h.seed, topic)%numShards]
+}
+
+// Publish validates recs, checks the Gate and appends them to topic. The
+// answer comes after the engine has stored the events.
+func (h *Hub) Publish(ctx context.Context, topic string, recs []event.Record) ([]event.Ack, error) {
+	if err := h.CheckPublish(ctx, topic, recs); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	acks, err := h.eng.Append(ctx, topic, recs)
+	if err != nil {
+		return nil, fmt.Errorf("append to %s: %w", topic, err)
+	}
+	if o := h.opts.Observer; o.Published != nil {
+		o.Published(len(recs))
+		if o.PublishTime != nil {
+			o.PublishTime(time.Since(start))
+		}
+	}
+	return acks, nil
+}
+
+// CheckPublish runs every check Publish runs, without storing anything, so
+// that a batch spanning topics can be refused whole before any part of it
+// is stored.
+func (h *Hub) CheckPublish(ctx context.Context, topic string, recs []event.Record) error {
+	if err := event.ValidateTopic(topic); err != nil {
+		return err
+	}
+	for i := range recs {
+		if n := len(recs[i].Data); n > h.opts.MaxEventBytes {
+			return fmt.Errorf("%w: payload is %d bytes, the limit is %d", ErrTooLarge, n, h.opts.MaxEventBytes)
+		}
+	}
+	return h.opts.Gate.Allow(ctx, ActionPublish, topic)
+}
+
+// deliver is the engine's callback: it offers ev to every subscriber of its
+// topic on this node. It takes no hub lock and does not allocate.
+func (h *Hub) deliver(ev *event.Event) {
+	sh := h.shard(ev.Topic)
+	sh.mu.RLock()
+	ts := sh.topics[ev.Topic]
+	sh.mu.RUnlock()
+	if ts == nil {
+		return
+	}
+	n := 0
+	for _, s := range *ts.list.Load() {
+		if s.offer(ev) {
+			n++
+		}
+	}
+	if n > 0 && h.opts.Observer.Delivered != nil {
+		h.opts.Observer.Delivered(n)
+	}
+}
+
+// add puts s on its topic's live list, creating the list and asking the
+// engine to watch the topic when s is the first.
+func (h *Hub) add(ctx context.Context, s *subscription) error {
+	sh := h.shard(s.topic)
+	sh.mu.Lock()
+	ts := sh.topics[s.topic]
+	first := ts == nil
+	if first {
+		ts = &topicSubs{}
+		empty := []*subscription{}
+		ts.list.Store(&empty)
+		sh.topics[s.topic] = ts
+	}
+	old := *ts.list.Load()
+	next := make([]*subscription, len(old), len(old)+1)
+	copy(next, old)
+	next = append(next, s)
+	ts.list.Store(&next)
+	sh.mu.Unlock()
+	h.subCount.Add(1)
+	if o := h.opts.Observer.Subscriptions; o != nil {
+		o(1)
+	}
+	if first {
+		if err := h.eng.Watch(ctx, s.topic); err != nil {
+			h.remove(s)
+			return fmt.Errorf("watch %s: %w", s.topic, err)
+		}
+	}
+	return nil
+}
+
+// remove takes s off its topic's live list; the last one out unwatches.
+func (h *Hub) remove(s *subscription) {
+	sh := h.shard(s.topic)
+	sh.mu.Lock()
+	ts := sh.topics[s.topic]
+	if ts == nil {
+		sh.mu.Unlock()
+		return
+	}
+	old := *ts.list.Load()
+	idx := -1
+	for i, x := range old {
+		if x == s {
+			idx = i
+			break
+		}
+	}
+	if idx < 0 {
+		sh.mu.Unlock()
+		return
+	}
+	last := len(old) == 1
+	if last {
+		delete(sh.topics, s.topic)
+	} else {
+		next := make([]*subscription, 0, len(old)-1)
+		next = append(next, old[:idx]...)
+		next = append(next, old[idx+1:]...)
+		ts.list.Store(&next)
+	}
+	sh.mu.Unlock()
+	h.subCount.Add(-1)
+	if o := h.opts.Observer.Subscriptions; o != nil {
+		o(-1)
+	}
+	if last {
+		h.eng.Unwatch(s.topic)
+	}
+}
+
+// Subscribers returns the number of live subscriptions to topic on this
+// node (push subscribers and waiting long polls).
+func (h *Hub) Subscribers(topic string) int {
+	sh := h.shard(topic)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	if ts := sh.topics[topic]; ts != nil {
+		return len(*ts.list.Load())
+	}
+	return 0
+}
+
+// Close ends every subscriber with CloseShutdown and refuses new ones.
+// Transports send their clients a reconnect hint when they see that reason.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	if !h.closed {
+		close(h.done)
+	}
+	h.closed = true
+	subs := make([]*Subscriber, 0, len(h.subs))
+	for s := range h.subs {
+		subs = append(subs, s)
+	}
+	h.mu.Unlock()
+	for _, s := range subs {
+		s.Close(CloseShutdown)
+	}
+}
+
+// Done returns a channel closed when Close is called.
+func (h *Hub) Done() <-chan struct{} { return h.done }
+
+// Info returns a topic's state; false if the topic does not exist.
+func (h *Hub) Info(ctx context.Context, topic string) (event.TopicInfo, bool, error) {
+	if err := event.ValidateTopic(topic); err != nil {
+		return event.TopicInfo{}, false, err
+	}
+	return h.eng.Info(ctx, topic)
+}
+
+// Topics lists the existing topics.
+func (h *Hub) Topics(ctx context.Context) ([]event.TopicInfo, error) {
+	return h.eng.Topics(ctx)
+}

@@ -1,0 +1,464 @@
+package hub
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/heraldhq/herald/internal/event"
+)
+
+// CloseReason says why a subscriber ended. Transports turn it into their
+// own wire signal (an SSE error event, a WebSocket close code, a gRPC status).
+type CloseReason uint8
+
+// The reasons a subscriber ends.
+const (
+	CloseNone     CloseReason = iota // still open
+	CloseClient                      // the consumer went away or unsubscribed
+	CloseSlow                        // its queue overflowed: it was not reading fast enough
+	CloseShutdown                    // the server is draining; reconnect elsewhere or later
+	CloseError                       // the engine failed while recovering history
+)
+
+// String returns the reason's wire code.
+func (r CloseReason) String() string {
+	switch r {
+	case CloseNone:
+		return "none"
+	case CloseClient:
+		return "client_closed"
+	case CloseSlow:
+		return "slow_consumer"
+	case CloseShutdown:
+		return "shutting_down"
+	default:
+		return "internal_error"
+	}
+}
+
+// GapReason says why a consumer could not get every event it asked for.
+type GapReason uint8
+
+// The reasons for a gap.
+const (
+	GapTrimmed GapReason = iota + 1 // the events asked for are older than retained history
+	GapEpoch                        // the topic's history was lost or reset since the position
+	GapAhead                        // the position is beyond the newest event of its epoch
+)
+
+// String returns the gap reason's wire code.
+func (g GapReason) String() string {
+	switch g {
+	case GapTrimmed:
+		return "trimmed"
+	case GapEpoch:
+		return "epoch_changed"
+	default:
+		return "ahead"
+	}
+}
+
+// Gap is the explicit signal that events were skipped: what was asked for,
+// and the position delivery continues after.
+type Gap struct {
+	Topic     string
+	Reason    GapReason
+	Requested event.Position // the position the consumer presented
+	Resumed   event.Position // delivery continues with the event after this
+	Earliest  uint64         // offset of the earliest retained event
+}
+
+// Item is one entry of a subscriber's queue: an event, or a gap notice.
+type Item struct {
+	Event *event.Event
+	Gap   *Gap
+}
+
+// Start says where a new subscription begins.
+type Start struct {
+	// Position, when Set, resumes after that position.
+	Position event.Position
+	Set      bool
+	// Earliest starts from the earliest retained event when no Position is
+	// set; otherwise the subscription starts after the newest event.
+	Earliest bool
+}
+
+// SubscriberOptions configure NewSubscriber.
+type SubscriberOptions struct {
+	// Wake is called, without locks held, when the subscriber has something
+	// for its writer: new items, history to recover, or its end. It must not
+	// block; calls may be coalesced.
+	Wake func()
+	// Kick, if set, is called once when the hub ends the subscriber (slow
+	// consumer, shutdown), to unblock a writer stuck in a write.
+	Kick func(CloseReason)
+	// MaxQueueBytes overrides the hub's per-subscriber queue cap.
+	MaxQueueBytes int
+}
+
+// Subscriber is one push consumer (an SSE stream, a WebSocket, a gRPC
+// stream) with a bounded queue. The hub fills the queue; the transport's
+// writer empties it with Next. Live events are queued only when they follow
+// the last queued offset of their topic; anything else (a subscription still
+// recovering, a live delivery lost by a networked engine) is read from
+// history by Next, so the seam between history and live has no gap and no
+// duplicate.
+type Subscriber struct {
+	h    *Hub
+	opts SubscriberOptions // static after construction
+
+	mu       sync.Mutex // guards the fields below
+	queue    []Item
+	bytes    int
+	subs     map[string]*subscription
+	catchups []*subscription // subscriptions with history to read, in order of need
+	reason   CloseReason
+	kicked   bool
+}
+
+// subscription is one topic of one subscriber. Its fields are guarded by
+// the owner's mu.
+type subscription struct {
+	owner  *Subscriber
+	waiter chan struct{} // set for long-poll waiters, which only get a signal
+	topic  string
+
+	epoch   event.Epoch
+	last    uint64 // offset of the last event queued
+	catchup bool   // history must be read before live events are queued
+	seen    uint64 // newest live offset noticed while catching up
+}
+
+// NewSubscriber registers a push consumer with the hub.
+func (h *Hub) NewSubscriber(opts SubscriberOptions) (*Subscriber, error) {
+	if opts.MaxQueueBytes <= 0 {
+		opts.MaxQueueBytes = h.opts.MaxQueueBytes
+	}
+	if opts.Wake == nil {
+		opts.Wake = func() {}
+	}
+	s := &Subscriber{h: h, opts: opts, subs: make(map[string]*subscription)}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, ErrClosed
+	}
+	h.subs[s] = struct{}{}
+	return s, nil
+}
+
+// itemSize is what an item counts against the queue cap: its payload plus a
+// fixed overhead for the event and its frames.
+func itemSize(ev *event.Event) int { return len(ev.Data) + len(ev.Topic) + 128 }
+
+// Subscribe adds topic to s, starting at start. It checks the Gate, and the
+// recovery of history then happens in the writer's calls to Next. A topic
+// already subscribed is an error. It returns the position delivery starts
+// after: a transport's cursor for the topic until its first event or gap.
+// When start asks for a position that cannot be served, a Gap item is
+// queued first and the returned position is the gap's Requested one, so
+// that a cursor taken before the gap is delivered still shows the gap again.
+func (s *Subscriber) Subscribe(ctx context.Context, topic string, start Start) (event.Position, error) {
+	if err := event.ValidateTopic(topic); err != nil {
+		return event.Position{}, err
+	}
+	if err := s.h.opts.Gate.Allow(ctx, ActionSubscribe, topic); err != nil {
+		return event.Position{}, err
+	}
+	sub := &subscription{owner: s, topic: topic, catchup: true}
+	s.mu.Lock()
+	if s.reason != CloseNone {
+		s.mu.Unlock()
+		return event.Position{}, ErrClosed
+	}
+	if _, dup := s.subs[topic]; dup {
+		s.mu.Unlock()
+		return event.Position{}, fmt.Errorf("%w: already subscribed to %s", ErrBadInput, topic)
+	}
+	s.subs[topic] = sub
+	s.mu.Unlock()
+
+	// Listen before reading the head, so that no event falls between.
+	if err := s.h.add(ctx, sub); err != nil {
+		s.forget(sub)
+		return event.Position{}, err
+	}
+	b, err := s.h.eng.Read(ctx, topic, 0, 0)
+	if err != nil {
+		s.h.remove(sub)
+		s.forget(sub)
+		return event.Position{}, fmt.Errorf("read %s: %w", topic, err)
+	}
+	info := b.Info
+	var gap *Gap
+	s.mu.Lock()
+	sub.epoch = info.Epoch
+	switch {
+	case start.Set && start.Position.Epoch != info.Epoch:
+		gap = &Gap{Topic: topic, Reason: GapEpoch, Requested: start.Position, Earliest: info.First}
+		sub.last = info.First - 1
+	case start.Set && start.Position.Offset > info.Last:
+		gap = &Gap{Topic: topic, Reason: GapAhead, Requested: start.Position, Earliest: info.First}
+		sub.last = info.Last
+	case start.Set && start.Position.Offset+1 < info.First:
+		gap = &Gap{Topic: topic, Reason: GapTrimmed, Requested: start.Position, Earliest: info.First}
+		sub.last = info.First - 1
+	case start.Set:
+		sub.last = start.Position.Offset
+	case start.Earliest:
+		sub.last = info.First - 1
+	default:
+		sub.last = info.Last
+	}
+	pos := event.Position{Epoch: sub.epoch, Offset: sub.last}
+	if gap != nil {
+		gap.Resumed = pos
+		s.push(Item{Gap: gap}, 0)
+		pos = start.Position
+	}
+	s.catchups = append(s.catchups, sub)
+	s.mu.Unlock()
+	s.opts.Wake()
+	return pos, nil
+}
+
+// forget drops sub from s's map after a failed Subscribe.
+func (s *Subscriber) forget(sub *subscription) {
+	s.mu.Lock()
+	if s.subs[sub.topic] == sub {
+		delete(s.subs, sub.topic)
+	}
+	s.mu.Unlock()
+}
+
+// Unsubscribe removes topic from s. Events of topic already queued stay.
+func (s *Subscriber) Unsubscribe(topic string) bool {
+	s.mu.Lock()
+	sub := s.subs[topic]
+	if sub != nil {
+		delete(s.subs, topic)
+		s.dropCatchup(sub)
+	}
+	s.mu.Unlock()
+	if sub == nil {
+		return false
+	}
+	s.h.remove(sub)
+	return true
+}
+
+// Topics returns the number of topics s follows.
+func (s *Subscriber) Topics() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.subs)
+}
+
+// push appends it to the queue. s.mu must be held.
+func (s *Subscriber) push(it Item, size int) {
+	s.queue = append(s.queue, it)
+	s.bytes += size
+}
+
+// offer is the hub's fan-out step for one subscription. It reports whether
+// the event was queued. It takes only the owner's lock and never blocks.
+func (sub *subscription) offer(ev *event.Event) bool {
+	if sub.waiter != nil {
+		select {
+		case sub.waiter <- struct{}{}:
+		default:
+		}
+		return false
+	}
+	s := sub.owner
+	s.mu.Lock()
+	if s.reason != CloseNone {
+		s.mu.Unlock()
+		return false
+	}
+	switch {
+	case sub.catchup:
+		if ev.Offset > sub.seen {
+			sub.seen = ev.Offset
+		}
+		s.mu.Unlock()
+		return false
+	case ev.Epoch == sub.epoch && ev.Offset <= sub.last:
+		s.mu.Unlock() // a duplicate delivery
+		return false
+	case ev.Epoch == sub.epoch && ev.Offset == sub.last+1:
+		size := itemSize(ev)
+		if s.bytes+size > s.opts.MaxQueueBytes {
+			s.endLocked(CloseSlow)
+			s.mu.Unlock()
+			s.afterEnd(CloseSlow)
+			return false
+		}
+		wasEmpty := len(s.queue) == 0
+		s.push(Item{Event: ev}, size)
+		sub.last = ev.Offset
+		s.mu.Unlock()
+		if wasEmpty {
+			s.opts.Wake()
+		}
+		return true
+	default: // a lost live delivery or a new epoch: recover from history
+		sub.catchup = true
+		sub.seen = ev.Offset
+		s.catchups = append(s.catchups, sub)
+		s.mu.Unlock()
+		s.opts.Wake()
+		return false
+	}
+}
+
+// Next moves the queued items into buf (reusing its storage) and returns
+// them, oldest first. When the queue is short it first reads history for
+// subscriptions that are recovering, so catch-up is paced by the writer. It
+// returns an empty slice when there is nothing to write, and the close
+// reason once the subscriber has ended.
+func (s *Subscriber) Next(ctx context.Context, buf []Item) ([]Item, CloseReason) {
+	for {
+		s.mu.Lock()
+		if s.reason != CloseNone {
+			r := s.reason
+			s.mu.Unlock()
+			return buf[:0], r
+		}
+		if len(s.catchups) == 0 || s.bytes >= s.opts.MaxQueueBytes/2 {
+			out := append(buf[:0], s.queue...)
+			clear(s.queue)
+			s.queue = s.queue[:0]
+			s.bytes = 0
+			s.mu.Unlock()
+			return out, CloseNone
+		}
+		sub := s.catchups[0]
+		after, epoch := sub.last, sub.epoch
+		s.mu.Unlock()
+
+		b, err := s.h.eng.Read(ctx, sub.topic, after, s.h.opts.CatchupBatch)
+		if err != nil {
+			s.Close(CloseError)
+			continue
+		}
+		s.mu.Lock()
+		if s.subs[sub.topic] != sub || !sub.catchup {
+			s.mu.Unlock() // unsubscribed meanwhile
+			continue
+		}
+		s.applyBatch(sub, after, epoch, b)
+		s.mu.Unlock()
+	}
+}
+
+// applyBatch queues one history read for sub, signalling any gap. s.mu must
+// be held.
+func (s *Subscriber) applyBatch(sub *subscription, after uint64, epoch event.Epoch, b event.Batch) {
+	if sub.last != after || sub.epoch != epoch {
+		return // moved on since the read was issued; read again
+	}
+	info := b.Info
+	if info.Epoch != epoch {
+		gap := &Gap{Topic: sub.topic, Reason: GapEpoch, Requested: event.Position{Epoch: epoch, Offset: after}, Earliest: info.First}
+		sub.epoch, sub.last, sub.seen = info.Epoch, info.First-1, 0
+		gap.Resumed = event.Position{Epoch: sub.epoch, Offset: sub.last}
+		s.push(Item{Gap: gap}, 0)
+		return
+	}
+	if after+1 < info.First {
+		gap := &Gap{Topic: sub.topic, Reason: GapTrimmed, Requested: event.Position{Epoch: epoch, Offset: after}, Earliest: info.First}
+		sub.last = info.First - 1
+		gap.Resumed = event.Position{Epoch: sub.epoch, Offset: sub.last}
+		s.push(Item{Gap: gap}, 0)
+	}
+	for _, ev := range b.Events {
+		if ev.Offset == sub.last+1 {
+			s.push(Item{Event: ev}, itemSize(ev))
+			sub.last = ev.Offset
+		}
+	}
+	if len(b.Events) < s.h.opts.CatchupBatch && sub.seen <= sub.last {
+		sub.catchup = false
+		sub.seen = 0
+		s.dropCatchup(sub)
+	}
+}
+
+// dropCatchup removes sub from the catch-up list. s.mu must be held.
+func (s *Subscriber) dropCatchup(sub *subscription) {
+	for i, x := range s.catchups {
+		if x == sub {
+			s.catchups = append(s.catchups[:i], s.catchups[i+1:]...)
+			return
+		}
+	}
+}
+
+// Pending returns the bytes queued and not yet taken by Next.
+func (s *Subscriber) Pending() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.bytes
+}
+
+// Reason returns why s ended, or CloseNone.
+func (s *Subscriber) Reason() CloseReason {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reason
+}
+
+// Close ends s with reason, releases its queue and removes its
+// subscriptions. Closing twice keeps the first reason.
+func (s *Subscriber) Close(reason CloseReason) {
+	s.mu.Lock()
+	first := s.reason == CloseNone
+	if first {
+		s.endLocked(reason)
+	}
+	s.mu.Unlock()
+	if first {
+		s.afterEnd(reason)
+	}
+}
+
+// endLocked marks s ended and drops its queue. s.mu must be held.
+func (s *Subscriber) endLocked(reason CloseReason) {
+	s.reason = reason
+	clear(s.queue)
+	s.queue = nil
+	s.bytes = 0
+	s.catchups = nil
+}
+
+// afterEnd unregisters s and signals its writer. s.mu must not be held.
+func (s *Subscriber) afterEnd(reason CloseReason) {
+	s.mu.Lock()
+	subs := make([]*subscription, 0, len(s.subs))
+	for _, sub := range s.subs {
+		subs = append(subs, sub)
+	}
+	clear(s.subs)
+	kick := s.opts.Kick != nil && !s.kicked && reason != CloseClient
+	s.kicked = true
+	s.mu.Unlock()
+	for _, sub := range subs {
+		s.h.remove(sub)
+	}
+	s.h.mu.Lock()
+	delete(s.h.subs, s)
+	s.h.mu.Unlock()
+	if o := s.h.opts.Observer; o.Disconnects != nil {
+		o.Disconnects(reason)
+	}
+	if reason == CloseSlow && s.h.opts.Observer.SlowConsumers != nil {
+		s.h.opts.Observer.SlowConsumers()
+	}
+	if kick {
+		s.opts.Kick(reason)
+	}
+	s.opts.Wake()
+}
