@@ -80,6 +80,8 @@ var (
 	ErrTooLarge = errors.New("event too large")
 	ErrClosed   = errors.New("hub is shutting down")
 	ErrBadInput = errors.New("bad input")
+	// ErrForbidden is wrapped by a Gate's refusals.
+	ErrForbidden = errors.New("forbidden")
 )
 
 const numShards = 64

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/heraldhq/herald/internal/config"
+	"github.com/heraldhq/herald/internal/server"
+)
+
+// serveFlags maps each serve flag to the config key it sets.
+var serveFlags = map[string]string{
+	"addr":       "http.addr",
+	"engine":     "engine",
+	"log-level":  "log.level",
+	"log-format": "log.format",
+}
+
+func newServeCmd() *cobra.Command {
+	var configPath string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the herald server",
+		Long: `Run the herald server: the HTTP API (publish, pull, long polling), Server-Sent
+Events, /metrics, /healthz and /readyz, on one listener.
+
+Settings come from, in rising precedence: the defaults, a YAML file (--config
+or HERALD_CONFIG), HERALD_* environment variables (the key upper-cased with
+dots as underscores: http.addr is HERALD_HTTP_ADDR), and the flags below.
+Unknown keys and bad values stop the server with an error naming the key.
+docs/configuration.md lists every key.
+
+SIGINT or SIGTERM drains the server: it stops accepting connections, lets
+in-flight publishes finish, ends streams with a reconnect hint, then exits.`,
+		Example: `  herald serve
+  herald serve --addr 0.0.0.0:8080 --log-format json
+  HERALD_HISTORY_MAX_EVENTS=1000 herald serve --config herald.yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if configPath == "" {
+				configPath = os.Getenv("HERALD_CONFIG")
+			}
+			flags := map[string]string{}
+			cmd.Flags().Visit(func(f *pflag.Flag) {
+				if key, ok := serveFlags[f.Name]; ok {
+					flags[key] = f.Value.String()
+				}
+			})
+			cfg, err := config.Load(configPath, os.Environ(), flags)
+			if err != nil {
+				return err
+			}
+			log, err := newLogger(cfg.Log)
+			if err != nil {
+				return err
+			}
+			srv, err := server.New(cfg, log)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return srv.Run(ctx)
+		},
+	}
+	def := config.Default()
+	f := cmd.Flags()
+	f.StringVarP(&configPath, "config", "c", "", "YAML config file (env HERALD_CONFIG)")
+	f.String("addr", def.HTTP.Addr, "HTTP listen address, host:port (http.addr)")
+	f.String("engine", def.Engine, "storage engine: memory (engine)")
+	f.String("log-level", def.Log.Level, "log level: debug, info, warn, error (log.level)")
+	f.String("log-format", def.Log.Format, "log format: text or json (log.format)")
+	return cmd
+}
+
+// newLogger builds the server's logger on stderr.
+func newLogger(c config.Log) (*slog.Logger, error) {
+	level, err := config.ParseLevel(c.Level)
+	if err != nil {
+		return nil, fmt.Errorf("config log.level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+}

@@ -1,0 +1,331 @@
+// Package config holds herald's configuration: one struct, its defaults in
+// one place (Default), loading from a YAML file, HERALD_* environment
+// variables and command-line flags (in rising precedence), and validation
+// that names the bad key.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/confmap"
+	"github.com/knadh/koanf/providers/file"
+	"github.com/knadh/koanf/v2"
+
+	"github.com/heraldhq/herald/internal/event"
+)
+
+// Config is the whole server configuration. The koanf tags are the keys
+// used in the YAML file; the environment variable of a key is HERALD_ and
+// the key upper-cased with dots as underscores (http.addr: HERALD_HTTP_ADDR).
+type Config struct {
+	HTTP     HTTP     `koanf:"http"`
+	Engine   string   `koanf:"engine"` // "memory"
+	History  History  `koanf:"history"`
+	Limits   Limits   `koanf:"limits"`
+	SSE      SSE      `koanf:"sse"`
+	Pull     Pull     `koanf:"pull"`
+	Shutdown Shutdown `koanf:"shutdown"`
+	Log      Log      `koanf:"log"`
+	// Namespaces override settings for topics whose first dot-separated
+	// segment is the map key ("chat" for "chat.room-1").
+	Namespaces map[string]Namespace `koanf:"namespaces"`
+}
+
+// HTTP configures the HTTP listener.
+type HTTP struct {
+	Addr              string        `koanf:"addr"`
+	ReadHeaderTimeout time.Duration `koanf:"read_header_timeout"`
+	IdleTimeout       time.Duration `koanf:"idle_timeout"`
+	MaxBodyBytes      int64         `koanf:"max_body_bytes"` // batch publish body cap
+	CORSOrigins       []string      `koanf:"cors_origins"`   // allowed Origin values; "*" allows any
+}
+
+// History is the default retention of every topic.
+type History struct {
+	MaxEvents    int           `koanf:"max_events"`
+	MaxAge       time.Duration `koanf:"max_age"`
+	MaxBytes     int64         `koanf:"max_bytes"`
+	DedupeWindow time.Duration `koanf:"dedupe_window"` // how long idempotency keys are remembered
+}
+
+// Limits bound what one client can make the server hold.
+type Limits struct {
+	MaxEventBytes int `koanf:"max_event_bytes"` // largest payload
+	MaxQueueBytes int `koanf:"max_queue_bytes"` // per push connection, before "slow consumer"
+}
+
+// SSE configures the Server-Sent Events transport.
+type SSE struct {
+	Heartbeat    time.Duration `koanf:"heartbeat"`     // comment sent after this long without traffic
+	Retry        time.Duration `koanf:"retry"`         // the retry: hint sent to browsers
+	WriteTimeout time.Duration `koanf:"write_timeout"` // a write blocked this long ends the stream
+}
+
+// Pull configures the pull API and long polling.
+type Pull struct {
+	MaxWait time.Duration `koanf:"max_wait"` // longest wait= accepted
+}
+
+// Shutdown configures draining on SIGTERM.
+type Shutdown struct {
+	Timeout time.Duration `koanf:"timeout"` // how long in-flight work may take to finish
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `koanf:"level"`  // debug, info, warn, error
+	Format string `koanf:"format"` // text or json
+}
+
+// Namespace overrides settings for one namespace.
+type Namespace struct {
+	History History `koanf:"history"`
+}
+
+// Default returns the configuration used when nothing is set.
+func Default() Config {
+	return Config{
+		HTTP: HTTP{
+			Addr:              "127.0.0.1:8080",
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       120 * time.Second,
+			MaxBodyBytes:      16 << 20,
+		},
+		Engine: "memory",
+		History: History{
+			MaxEvents:    10000,
+			MaxAge:       24 * time.Hour,
+			MaxBytes:     64 << 20,
+			DedupeWindow: 5 * time.Minute,
+		},
+		Limits: Limits{MaxEventBytes: 1 << 20, MaxQueueBytes: 1 << 20},
+		SSE: SSE{
+			Heartbeat:    15 * time.Second,
+			Retry:        2 * time.Second,
+			WriteTimeout: 10 * time.Second,
+		},
+		Pull:     Pull{MaxWait: 120 * time.Second},
+		Shutdown: Shutdown{Timeout: 10 * time.Second},
+		Log:      Log{Level: "info", Format: "text"},
+	}
+}
+
+// Retention returns the history bounds for topic: its namespace's, where
+// set, else the defaults.
+func (c *Config) Retention(topic string) event.Retention {
+	h := c.History
+	if ns, ok := c.Namespaces[event.Namespace(topic)]; ok {
+		if ns.History.MaxEvents != 0 {
+			h.MaxEvents = ns.History.MaxEvents
+		}
+		if ns.History.MaxAge != 0 {
+			h.MaxAge = ns.History.MaxAge
+		}
+		if ns.History.MaxBytes != 0 {
+			h.MaxBytes = ns.History.MaxBytes
+		}
+	}
+	return event.Retention{MaxEvents: h.MaxEvents, MaxAge: h.MaxAge, MaxBytes: h.MaxBytes}
+}
+
+// Validate checks every value and names the first bad key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("config %s: %s", key, fmt.Sprintf(format, a...)))
+	}
+	if _, _, err := net.SplitHostPort(c.HTTP.Addr); err != nil {
+		bad("http.addr", "%q is not host:port (%v)", c.HTTP.Addr, err)
+	}
+	positiveDur := map[string]time.Duration{
+		"http.read_header_timeout": c.HTTP.ReadHeaderTimeout,
+		"http.idle_timeout":        c.HTTP.IdleTimeout,
+		"sse.heartbeat":            c.SSE.Heartbeat,
+		"sse.retry":                c.SSE.Retry,
+		"sse.write_timeout":        c.SSE.WriteTimeout,
+		"pull.max_wait":            c.Pull.MaxWait,
+		"shutdown.timeout":         c.Shutdown.Timeout,
+		"history.dedupe_window":    c.History.DedupeWindow,
+	}
+	for _, k := range sortedKeys(positiveDur) {
+		if positiveDur[k] <= 0 {
+			bad(k, "must be a positive duration such as 15s, got %v", positiveDur[k])
+		}
+	}
+	if c.HTTP.MaxBodyBytes <= 0 {
+		bad("http.max_body_bytes", "must be positive, got %d", c.HTTP.MaxBodyBytes)
+	}
+	if c.Limits.MaxEventBytes <= 0 {
+		bad("limits.max_event_bytes", "must be positive, got %d", c.Limits.MaxEventBytes)
+	}
+	if c.Limits.MaxQueueBytes < c.Limits.MaxEventBytes {
+		bad("limits.max_queue_bytes", "must be at least limits.max_event_bytes (%d), got %d", c.Limits.MaxEventBytes, c.Limits.MaxQueueBytes)
+	}
+	if c.Engine != "memory" {
+		bad("engine", "unknown engine %q; available: memory", c.Engine)
+	}
+	checkHistory := func(prefix string, h History, def bool) {
+		if h.MaxEvents < 0 || h.MaxBytes < 0 || h.MaxAge < 0 {
+			bad(prefix, "history bounds must not be negative")
+		}
+		if def && h.MaxEvents == 0 && h.MaxBytes == 0 && h.MaxAge == 0 {
+			bad(prefix, "set at least one of max_events, max_age, max_bytes")
+		}
+	}
+	checkHistory("history", c.History, true)
+	for _, name := range sortedKeys(c.Namespaces) {
+		if err := event.ValidateTopic(name); err != nil || strings.Contains(name, ".") {
+			bad("namespaces."+name, "a namespace is one topic segment without dots")
+		}
+		checkHistory("namespaces."+name+".history", c.Namespaces[name].History, false)
+	}
+	if _, err := ParseLevel(c.Log.Level); err != nil {
+		bad("log.level", "%v", err)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		bad("log.format", "must be text or json, got %q", c.Log.Format)
+	}
+	return errors.Join(errs...)
+}
+
+// ParseLevel parses a log level name.
+func ParseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("unknown level %q; use debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// EnvPrefix starts every environment variable the server reads.
+const EnvPrefix = "HERALD_"
+
+// clientEnv are HERALD_* variables that belong to the CLI client and the
+// test suite, not to the server; Load ignores them.
+var clientEnv = []string{"HERALD_SERVER", "HERALD_REQUIRE_INTEGRATION", "HERALD_CONFIG"}
+
+// Load builds a Config from the defaults, then the YAML file at path (if
+// path is not empty), then environ (HERALD_* entries, as os.Environ gives
+// them), then flags (key to value, as strings). Unknown keys and bad values
+// are errors that name the key.
+func Load(path string, environ []string, flags map[string]string) (Config, error) {
+	k := koanf.New(".")
+	def := Default()
+	if err := k.Load(confmap.Provider(toMap(def), "."), nil); err != nil {
+		return Config{}, fmt.Errorf("load defaults: %w", err)
+	}
+	known := make(map[string]string) // ENV form → key
+	for _, key := range k.Keys() {
+		known[strings.ToUpper(strings.ReplaceAll(key, ".", "_"))] = key
+	}
+	if path != "" {
+		if _, err := os.Stat(path); err != nil {
+			return Config{}, fmt.Errorf("config file: %w", err)
+		}
+		fk := koanf.New(".")
+		if err := fk.Load(file.Provider(path), yaml.Parser()); err != nil {
+			return Config{}, fmt.Errorf("config file %s: %w", path, err)
+		}
+		if err := k.Merge(fk); err != nil {
+			return Config{}, fmt.Errorf("config file %s: %w", path, err)
+		}
+	}
+	for _, kv := range environ {
+		name, val, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, EnvPrefix) || slices.Contains(clientEnv, name) {
+			continue
+		}
+		key, ok := known[strings.TrimPrefix(name, EnvPrefix)]
+		if !ok {
+			return Config{}, fmt.Errorf("environment variable %s: no such setting (see herald serve --help)", name)
+		}
+		if err := k.Set(key, envValue(def, key, val)); err != nil {
+			return Config{}, fmt.Errorf("environment variable %s: %w", name, err)
+		}
+	}
+	for key, val := range flags {
+		if err := k.Set(key, val); err != nil {
+			return Config{}, fmt.Errorf("flag for %s: %w", key, err)
+		}
+	}
+	var c Config
+	err := k.UnmarshalWithConf("", &c, koanf.UnmarshalConf{
+		Tag: "koanf",
+		DecoderConfig: &mapstructure.DecoderConfig{
+			DecodeHook: mapstructure.ComposeDecodeHookFunc(
+				mapstructure.StringToTimeDurationHookFunc(),
+				mapstructure.StringToSliceHookFunc(","),
+			),
+			ErrorUnused:      true,
+			WeaklyTypedInput: true,
+			Result:           &c,
+			TagName:          "koanf",
+		},
+	})
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// envValue turns an environment string into the type a key expects where
+// the decoder would not: lists are comma-separated.
+func envValue(def Config, key, val string) any {
+	if key == "http.cors_origins" {
+		if val == "" {
+			return []string{}
+		}
+		return strings.Split(val, ",")
+	}
+	return val
+}
+
+// toMap flattens a Config into a koanf key map, keeping leaf values typed.
+func toMap(c Config) map[string]any {
+	out := make(map[string]any)
+	var walk func(prefix string, v reflect.Value)
+	walk = func(prefix string, v reflect.Value) {
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			key := f.Tag.Get("koanf")
+			if prefix != "" {
+				key = prefix + "." + key
+			}
+			fv := v.Field(i)
+			switch {
+			case f.Type.Kind() == reflect.Struct:
+				walk(key, fv)
+			case f.Type.Kind() == reflect.Map:
+				// maps (namespaces) have no defaults; they come from files
+			default:
+				out[key] = fv.Interface()
+			}
+		}
+	}
+	walk("", reflect.ValueOf(c))
+	return out
+}

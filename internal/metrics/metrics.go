@@ -1,0 +1,92 @@
+// Package metrics exposes herald's Prometheus metrics. Each server owns its
+// own registry, so several servers can run in one process (tests do).
+package metrics
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/heraldhq/herald/internal/hub"
+)
+
+// Metrics holds the server's collectors.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	connections   *prometheus.GaugeVec
+	subscriptions prometheus.Gauge
+	published     prometheus.Counter
+	delivered     prometheus.Counter
+	slow          prometheus.Counter
+	disconnects   *prometheus.CounterVec
+	publishTime   prometheus.Histogram
+}
+
+// New registers herald's metrics, plus the Go runtime and process
+// collectors, in a new registry.
+func New() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "herald_connections", Help: "Open push connections, by transport.",
+		}, []string{"transport"}),
+		subscriptions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herald_subscriptions", Help: "Active topic subscriptions (push subscribers and waiting long polls).",
+		}),
+		published: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_events_published_total", Help: "Events stored by the engine.",
+		}),
+		delivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_events_delivered_total", Help: "Live events queued to push subscribers.",
+		}),
+		slow: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_slow_consumer_disconnects_total", Help: "Push subscribers ended because their queue overflowed.",
+		}),
+		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_disconnects_total", Help: "Push subscribers ended, by reason.",
+		}, []string{"reason"}),
+		publishTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "herald_publish_duration_seconds",
+			Help:    "Time for the engine to store a publish (one event or a batch for one topic).",
+			Buckets: []float64{.00001, .00005, .0001, .0005, .001, .005, .01, .05, .1, .5, 1},
+		}),
+	}
+	m.reg.MustRegister(m.connections, m.subscriptions, m.published, m.delivered, m.slow,
+		m.disconnects, m.publishTime,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// HubObserver returns the hub's counters wired to m.
+func (m *Metrics) HubObserver() hub.Observer {
+	reasons := map[hub.CloseReason]prometheus.Counter{}
+	for _, r := range []hub.CloseReason{hub.CloseClient, hub.CloseSlow, hub.CloseShutdown, hub.CloseError} {
+		reasons[r] = m.disconnects.WithLabelValues(r.String())
+	}
+	return hub.Observer{
+		Published:     func(n int) { m.published.Add(float64(n)) },
+		Delivered:     func(n int) { m.delivered.Add(float64(n)) },
+		PublishTime:   func(d time.Duration) { m.publishTime.Observe(d.Seconds()) },
+		SlowConsumers: func() { m.slow.Inc() },
+		Subscriptions: func(d int) { m.subscriptions.Add(float64(d)) },
+		Disconnects: func(r hub.CloseReason) {
+			if c, ok := reasons[r]; ok {
+				c.Inc()
+			}
+		},
+	}
+}
+
+// Connections returns the gauge of open connections of one transport.
+func (m *Metrics) Connections(transport string) prometheus.Gauge {
+	return m.connections.WithLabelValues(transport)
+}

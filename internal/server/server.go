@@ -1,0 +1,246 @@
+// Package server wires herald together: it builds the engine, the hub and
+// the transports from a config.Config, serves them on the HTTP listener,
+// and drains them in order on shutdown.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"sync/atomic"
+
+	"github.com/heraldhq/herald/api"
+	"github.com/heraldhq/herald/internal/config"
+	"github.com/heraldhq/herald/internal/engine/memory"
+	"github.com/heraldhq/herald/internal/hub"
+	"github.com/heraldhq/herald/internal/metrics"
+	"github.com/heraldhq/herald/internal/transport/rest"
+	"github.com/heraldhq/herald/internal/transport/sse"
+	"github.com/heraldhq/herald/internal/wire"
+)
+
+// Engine is a hub engine the server can close.
+type Engine interface {
+	hub.Engine
+	io.Closer
+}
+
+// Server is one herald node. Several can run in one process.
+type Server struct {
+	cfg       config.Config
+	log       *slog.Logger
+	eng       Engine
+	ownEngine bool // close eng on Shutdown
+
+	hub     *hub.Hub
+	sse     *sse.Handler
+	metrics *metrics.Metrics
+	http    *http.Server
+
+	ln      net.Listener
+	ready   atomic.Bool
+	serveCh chan error // the result of http.Server.Serve
+}
+
+// Option adjusts a Server at construction.
+type Option func(*Server)
+
+// WithEngine makes the server use eng instead of building one from the
+// config. The caller keeps ownership: Shutdown does not close it, so a test
+// can restart a server over the same history.
+func WithEngine(eng Engine) Option {
+	return func(s *Server) { s.eng = eng }
+}
+
+// New builds a server from cfg. It does not listen yet; see Start.
+func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, log: log, metrics: metrics.New()}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.eng == nil {
+		switch cfg.Engine {
+		case "memory":
+			s.eng = memory.New(memory.Options{Retention: cfg.Retention, DedupeWindow: cfg.History.DedupeWindow})
+		default:
+			return nil, fmt.Errorf("config engine: unknown engine %q", cfg.Engine)
+		}
+		s.ownEngine = true
+	}
+	s.hub = hub.New(s.eng, hub.Options{
+		MaxEventBytes: cfg.Limits.MaxEventBytes,
+		MaxQueueBytes: cfg.Limits.MaxQueueBytes,
+		Observer:      s.metrics.HubObserver(),
+	})
+	sseConns := s.metrics.Connections("sse")
+	s.sse = sse.New(s.hub, sse.Options{
+		Heartbeat:    cfg.SSE.Heartbeat,
+		Retry:        cfg.SSE.Retry,
+		WriteTimeout: cfg.SSE.WriteTimeout,
+		AllowOrigin:  s.allowOrigin,
+		OnConn:       func(d int) { sseConns.Add(float64(d)) },
+		Log:          log,
+	})
+	s.http = &http.Server{
+		Handler:           s.routes(),
+		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
+		IdleTimeout:       cfg.HTTP.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	return s, nil
+}
+
+// routes builds the HTTP handler tree.
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	rest.New(s.hub, rest.Options{
+		MaxEventBytes: s.cfg.Limits.MaxEventBytes,
+		MaxBodyBytes:  s.cfg.HTTP.MaxBodyBytes,
+		MaxWait:       s.cfg.Pull.MaxWait,
+	}).Register(mux)
+	mux.Handle("/v1/sse", s.sse)
+	mux.HandleFunc("GET /v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(api.OpenAPI)
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !s.ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
+	mux.Handle("GET /metrics", s.metrics.Handler())
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		wire.WriteErrorCode(w, http.StatusNotFound, wire.CodeNotFound,
+			fmt.Sprintf("no such path %s; the API is described at /v1/openapi.json", r.URL.Path))
+	})
+	return s.cors(mux)
+}
+
+// allowOrigin returns the Access-Control-Allow-Origin value for origin.
+func (s *Server) allowOrigin(origin string) string {
+	for _, o := range s.cfg.HTTP.CORSOrigins {
+		if o == "*" {
+			return "*"
+		}
+		if o == origin {
+			return origin
+		}
+	}
+	return ""
+}
+
+// cors adds CORS headers for allowed origins and answers preflights.
+func (s *Server) cors(next http.Handler) http.Handler {
+	if len(s.cfg.HTTP.CORSOrigins) == 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		allow := ""
+		if origin != "" {
+			allow = s.allowOrigin(origin)
+		}
+		if allow != "" {
+			h := w.Header()
+			h.Set("Access-Control-Allow-Origin", allow)
+			h.Add("Vary", "Origin")
+			if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+				h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+				h.Set("Access-Control-Allow-Headers", "Content-Type, Idempotency-Key, Herald-Event-Type, Last-Event-ID, Authorization")
+				h.Set("Access-Control-Max-Age", "600")
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Start listens on the configured address and serves in the background.
+func (s *Server) Start() error {
+	ln, err := net.Listen("tcp", s.cfg.HTTP.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s (http.addr): %w", s.cfg.HTTP.Addr, err)
+	}
+	s.ln = ln
+	s.serveCh = make(chan error, 1)
+	go func() { s.serveCh <- s.http.Serve(ln) }()
+	s.ready.Store(true)
+	s.log.Info("herald listening", "http", "http://"+ln.Addr().String(), "engine", s.cfg.Engine)
+	return nil
+}
+
+// HTTPAddr returns the address the server listens on (host:port).
+func (s *Server) HTTPAddr() string {
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// Hub returns the server's hub.
+func (s *Server) Hub() *hub.Hub { return s.hub }
+
+// Handler returns the server's HTTP handler, for tests that serve it
+// themselves.
+func (s *Server) Handler() http.Handler { return s.http.Handler }
+
+// Run starts the server and serves until ctx is done, then drains it
+// within the configured shutdown timeout.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.Start(); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-s.serveCh:
+		s.serveCh <- err
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.Shutdown.Timeout)
+	defer cancel()
+	return s.Shutdown(sctx)
+}
+
+// Shutdown drains the server: it stops accepting connections, lets
+// in-flight publishes finish, ends every stream with a reconnect hint and
+// every long poll with its current cursor, then closes the engine it owns.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.ready.Store(false)
+	s.log.Info("herald draining")
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- s.http.Shutdown(ctx) }()
+	s.hub.Close()
+	s.sse.Close()
+	errs := []error{s.sse.Wait(ctx), <-httpDone}
+	if s.serveCh != nil {
+		if err := <-s.serveCh; !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, err)
+		}
+	}
+	if s.ownEngine {
+		errs = append(errs, s.eng.Close())
+	}
+	errs = slices.DeleteFunc(errs, func(e error) bool { return e == nil })
+	if len(errs) > 0 {
+		return fmt.Errorf("shutdown: %w", errors.Join(errs...))
+	}
+	s.log.Info("herald stopped")
+	return nil
+}

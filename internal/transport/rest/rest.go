@@ -1,0 +1,575 @@
+// Package rest serves herald's HTTP API for producers and pull consumers:
+// publish (one event or a batch), pull from a cursor, long polling (a pull
+// with wait=), and topic listings. docs/api.md is its specification; this
+// package only translates between HTTP and the hub.
+package rest
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/heraldhq/herald/internal/cursor"
+	"github.com/heraldhq/herald/internal/event"
+	"github.com/heraldhq/herald/internal/hub"
+	"github.com/heraldhq/herald/internal/wire"
+)
+
+// Options configure the handlers. Zero fields take the defaults noted.
+type Options struct {
+	MaxEventBytes int           // single-event body cap; default 1 MiB
+	MaxBodyBytes  int64         // batch body cap; default 16 MiB
+	MaxWait       time.Duration // longest long poll; default 120s
+}
+
+// Limits on request metadata.
+const (
+	MaxTypeLen    = 128
+	MaxKeyLen     = 256
+	MaxHeaders    = 32
+	headerPrefix  = "Herald-Header-"
+	typeHeader    = "Herald-Event-Type"
+	idempotencyKV = "Idempotency-Key"
+)
+
+// Handler serves the REST API over a hub.
+type Handler struct {
+	hub  *hub.Hub
+	opts Options
+	bufs sync.Pool // *bytes.Buffer for request bodies
+}
+
+// New returns the API handlers over h.
+func New(h *hub.Hub, opts Options) *Handler {
+	if opts.MaxEventBytes <= 0 {
+		opts.MaxEventBytes = 1 << 20
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 16 << 20
+	}
+	if opts.MaxWait <= 0 {
+		opts.MaxWait = 120 * time.Second
+	}
+	return &Handler{hub: h, opts: opts, bufs: sync.Pool{New: func() any { return new(bytes.Buffer) }}}
+}
+
+// Register adds the API's routes to mux.
+func (h *Handler) Register(mux *http.ServeMux) {
+	mux.HandleFunc("/v1/topics/{topic}/events", h.methods(map[string]http.HandlerFunc{
+		http.MethodPost: h.publish,
+		http.MethodGet:  h.pullTopic,
+	}))
+	mux.HandleFunc("/v1/events", h.methods(map[string]http.HandlerFunc{
+		http.MethodPost: h.publishBatch,
+		http.MethodGet:  h.pull,
+	}))
+	mux.HandleFunc("/v1/topics", h.methods(map[string]http.HandlerFunc{http.MethodGet: h.listTopics}))
+	mux.HandleFunc("/v1/topics/{topic}", h.methods(map[string]http.HandlerFunc{http.MethodGet: h.topicInfo}))
+}
+
+// methods dispatches on the request method, answering 405 in the API's
+// error format with an Allow header.
+func (h *Handler) methods(m map[string]http.HandlerFunc) http.HandlerFunc {
+	var allow []string
+	for k := range m {
+		allow = append(allow, k)
+	}
+	allowed := strings.Join(allow, ", ")
+	return func(w http.ResponseWriter, r *http.Request) {
+		if f, ok := m[r.Method]; ok {
+			f(w, r)
+			return
+		}
+		if r.Method == http.MethodHead {
+			if f, ok := m[http.MethodGet]; ok {
+				f(w, r)
+				return
+			}
+		}
+		w.Header().Set("Allow", allowed)
+		wire.WriteErrorCode(w, http.StatusMethodNotAllowed, wire.CodeMethodNotAllowed,
+			fmt.Sprintf("%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, allowed))
+	}
+}
+
+func badRequest(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", hub.ErrBadInput, fmt.Sprintf(format, a...))
+}
+
+// publish handles POST /v1/topics/{topic}/events.
+func (h *Handler) publish(w http.ResponseWriter, r *http.Request) {
+	topic := r.PathValue("topic")
+	if err := event.ValidateTopic(topic); err != nil {
+		wire.WriteError(w, err)
+		return
+	}
+	buf := h.bufs.Get().(*bytes.Buffer)
+	defer h.putBuf(buf)
+	if err := readBody(buf, r.Body, int64(h.opts.MaxEventBytes)); err != nil {
+		wire.WriteError(w, err)
+		return
+	}
+	rec := event.Record{Key: r.Header.Get(idempotencyKV)}
+	enc, err := bodyEncoding(r.Header.Get("Content-Type"), buf.Bytes())
+	if err != nil {
+		wire.WriteError(w, err)
+		return
+	}
+	rec.Encoding = enc
+	rec.Type = r.Header.Get(typeHeader)
+	if q := r.URL.Query().Get("type"); q != "" {
+		rec.Type = q
+	}
+	for name, vals := range r.Header {
+		if len(name) > len(headerPrefix) && strings.HasPrefix(name, headerPrefix) && len(vals) > 0 {
+			if rec.Headers == nil {
+				rec.Headers = make(map[string]string)
+			}
+			rec.Headers[strings.ToLower(name[len(headerPrefix):])] = vals[0]
+		}
+	}
+	if err := checkMeta(&rec); err != nil {
+		wire.WriteError(w, err)
+		return
+	}
+	rec.Data = bytes.Clone(buf.Bytes())
+	if rec.Data == nil {
+		rec.Data = []byte{}
+	}
+	acks, err := h.hub.Publish(r.Context(), topic, []event.Record{rec})
+	if err != nil {
+		wire.WriteError(w, err)
+		return
+	}
+	ack := acks[0]
+	var c cursor.Cursor
+	c.Set(topic, ack.Position)
+	b := make([]byte, 0, 192)
+	b = append(b, `{"topic":`...)
+	b = wire.AppendString(b, topic)
+	b = appendAck(b, ack)
+	b = append(b, `,"cursor":"`...)
+	b = c.AppendEncoded(b)
+	b = append(b, "\"}\n"...)
+	status := http.StatusCreated
+	if ack.Duplicate {
+		status = http.StatusOK
+	}
+	writeJSON(w, status, b)
+}
+
+func (h *Handler) putBuf(b *bytes.Buffer) {
+	if b.Cap() <= 1<<20 {
+		b.Reset()
+		h.bufs.Put(b)
+	}
+}
+
+// appendAck appends `,"offset":N,"epoch":"…","duplicate":bool`.
+func appendAck(b []byte, ack event.Ack) []byte {
+	b = append(b, `,"offset":`...)
+	b = strconv.AppendUint(b, ack.Offset, 10)
+	b = append(b, `,"epoch":"`...)
+	b = append(b, ack.Epoch.String()...)
+	b = append(b, `","duplicate":`...)
+	return strconv.AppendBool(b, ack.Duplicate)
+}
+
+// readBody reads at most limit bytes of body into buf; more is ErrTooLarge.
+func readBody(buf *bytes.Buffer, body io.Reader, limit int64) error {
+	n, err := buf.ReadFrom(io.LimitReader(body, limit+1))
+	if err != nil {
+		return badRequest("reading the body: %v", err)
+	}
+	if n > limit {
+		return fmt.Errorf("%w: the body is over %d bytes (limits.max_event_bytes)", hub.ErrTooLarge, limit)
+	}
+	return nil
+}
+
+// bodyEncoding decides how a single-event body is stored (docs/api.md):
+// JSON types must be valid JSON, text types valid UTF-8, other types are
+// bytes; without a content type (or with curl's default form type) the
+// body is JSON if it parses, else text if it is UTF-8, else bytes.
+func bodyEncoding(contentType string, body []byte) (event.Encoding, error) {
+	mt := ""
+	if contentType != "" {
+		var err error
+		if mt, _, err = mime.ParseMediaType(contentType); err != nil {
+			return 0, badRequest("Content-Type %q: %v", contentType, err)
+		}
+	}
+	switch {
+	case mt == "application/json" || strings.HasSuffix(mt, "+json"):
+		if !json.Valid(body) {
+			return 0, badRequest("the body is not valid JSON; send Content-Type text/plain or application/octet-stream for other payloads")
+		}
+		return event.EncodingJSON, nil
+	case strings.HasPrefix(mt, "text/"):
+		if !utf8.Valid(body) {
+			return 0, badRequest("the body is not valid UTF-8 text; send Content-Type application/octet-stream for binary payloads")
+		}
+		return event.EncodingText, nil
+	case mt == "" || mt == "application/x-www-form-urlencoded":
+		switch {
+		case len(body) > 0 && json.Valid(body):
+			return event.EncodingJSON, nil
+		case utf8.Valid(body):
+			return event.EncodingText, nil
+		}
+		return event.EncodingBinary, nil
+	default:
+		return event.EncodingBinary, nil
+	}
+}
+
+// checkMeta validates an event's type, idempotency key and headers.
+func checkMeta(rec *event.Record) error {
+	if len(rec.Type) > MaxTypeLen {
+		return badRequest("event type is %d bytes, the limit is %d", len(rec.Type), MaxTypeLen)
+	}
+	if rec.Type == "gap" || rec.Type == "error" {
+		return badRequest("event type %q is reserved for server signals", rec.Type)
+	}
+	if !printable(rec.Type) {
+		return badRequest("event type must be printable text without line breaks")
+	}
+	if len(rec.Key) > MaxKeyLen {
+		return badRequest("idempotency key is %d bytes, the limit is %d", len(rec.Key), MaxKeyLen)
+	}
+	if len(rec.Headers) > MaxHeaders {
+		return badRequest("%d headers, the limit is %d", len(rec.Headers), MaxHeaders)
+	}
+	for k, v := range rec.Headers {
+		if k == "" || !printable(k) || !utf8.ValidString(v) {
+			return badRequest("header %q: names must be printable and values UTF-8", k)
+		}
+	}
+	return nil
+}
+
+func printable(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
+			return false
+		}
+	}
+	return true
+}
+
+// batchRequest is the body of POST /v1/events.
+type batchRequest struct {
+	Events []batchEvent `json:"events"`
+}
+
+type batchEvent struct {
+	Topic      string            `json:"topic"`
+	Data       json.RawMessage   `json:"data"`
+	Text       *string           `json:"text"`
+	DataBase64 *string           `json:"data_base64"`
+	Type       string            `json:"type"`
+	Key        string            `json:"key"`
+	Headers    map[string]string `json:"headers"`
+}
+
+// publishBatch handles POST /v1/events.
+func (h *Handler) publishBatch(w http.ResponseWriter, r *http.Request) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		// curl -d sends the form type by default; the body is JSON regardless.
+		if mt, _, _ := mime.ParseMediaType(ct); mt != "application/json" && mt != "application/x-www-form-urlencoded" {
+			wire.WriteErrorCode(w, http.StatusUnsupportedMediaType, wire.CodeUnsupportedMedia,
+				"the batch endpoint takes Content-Type application/json")
+			return
+		}
+	}
+	var req batchRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			wire.WriteError(w, fmt.Errorf("%w: the body is over %d bytes (http.max_body_bytes)", hub.ErrTooLarge, mbe.Limit))
+			return
+		}
+		wire.WriteError(w, badRequest("the body is not a valid batch: %v", err))
+		return
+	}
+	if len(req.Events) == 0 {
+		wire.WriteError(w, badRequest(`the batch has no events; send {"events":[{"topic":"…","data":…}]}`))
+		return
+	}
+	// Validate everything, grouping records by topic in order.
+	type group struct {
+		recs []event.Record
+		idx  []int
+	}
+	groups := make(map[string]*group)
+	var order []string
+	for i := range req.Events {
+		be := &req.Events[i]
+		rec, err := be.record()
+		if err == nil {
+			err = event.ValidateTopic(be.Topic)
+		}
+		if err != nil {
+			wire.WriteError(w, fmt.Errorf("event %d: %w", i, err))
+			return
+		}
+		g := groups[be.Topic]
+		if g == nil {
+			g = &group{}
+			groups[be.Topic] = g
+			order = append(order, be.Topic)
+		}
+		g.recs = append(g.recs, rec)
+		g.idx = append(g.idx, i)
+	}
+	for _, t := range order {
+		if err := h.hub.CheckPublish(r.Context(), t, groups[t].recs); err != nil {
+			wire.WriteError(w, err)
+			return
+		}
+	}
+	acks := make([]event.Ack, len(req.Events))
+	for _, t := range order {
+		g := groups[t]
+		got, err := h.hub.Publish(r.Context(), t, g.recs)
+		if err != nil {
+			wire.WriteError(w, err)
+			return
+		}
+		for j, a := range got {
+			acks[g.idx[j]] = a
+		}
+	}
+	b := make([]byte, 0, 16+len(acks)*96)
+	b = append(b, `{"results":[`...)
+	for i, a := range acks {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"topic":`...)
+		b = wire.AppendString(b, req.Events[i].Topic)
+		b = appendAck(b, a)
+		b = append(b, '}')
+	}
+	b = append(b, "]}\n"...)
+	writeJSON(w, http.StatusOK, b)
+}
+
+// record turns a batch entry into a record, checking its payload fields.
+func (be *batchEvent) record() (event.Record, error) {
+	rec := event.Record{Type: be.Type, Key: be.Key, Headers: be.Headers}
+	n := 0
+	if be.Data != nil {
+		n++
+		rec.Data, rec.Encoding = be.Data, event.EncodingJSON
+	}
+	if be.Text != nil {
+		n++
+		rec.Data, rec.Encoding = []byte(*be.Text), event.EncodingText
+	}
+	if be.DataBase64 != nil {
+		n++
+		raw, err := decodeBase64(*be.DataBase64)
+		if err != nil {
+			return rec, badRequest("data_base64: %v", err)
+		}
+		rec.Data, rec.Encoding = raw, event.EncodingBinary
+	}
+	if n != 1 {
+		return rec, badRequest("give exactly one of data, text or data_base64")
+	}
+	return rec, checkMeta(&rec)
+}
+
+// pull handles GET /v1/events.
+func (h *Handler) pull(w http.ResponseWriter, r *http.Request) {
+	h.servepull(w, r, r.URL.Query()["topic"])
+}
+
+// pullTopic handles GET /v1/topics/{topic}/events.
+func (h *Handler) pullTopic(w http.ResponseWriter, r *http.Request) {
+	h.servepull(w, r, []string{r.PathValue("topic")})
+}
+
+func (h *Handler) servepull(w http.ResponseWriter, r *http.Request, topics []string) {
+	req, err := h.parsePull(r, topics)
+	if err != nil {
+		wire.WriteError(w, err)
+		return
+	}
+	res, err := h.hub.Pull(r.Context(), req)
+	if err != nil {
+		wire.WriteError(w, err)
+		return
+	}
+	size := 64
+	for _, ev := range res.Events {
+		size += len(ev.Data) + 160
+	}
+	b := make([]byte, 0, size)
+	b = append(b, `{"events":[`...)
+	for i, ev := range res.Events {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, wire.EventJSON(ev)...)
+	}
+	b = append(b, `],"cursor":"`...)
+	b = res.Cursor.AppendEncoded(b)
+	b = append(b, '"')
+	if len(res.Gaps) > 0 {
+		b = append(b, `,"gaps":[`...)
+		for i := range res.Gaps {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = wire.AppendGap(b, &res.Gaps[i])
+		}
+		b = append(b, ']')
+	}
+	b = append(b, "}\n"...)
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, b)
+}
+
+// parsePull reads the pull parameters of docs/api.md.
+func (h *Handler) parsePull(r *http.Request, topics []string) (hub.PullRequest, error) {
+	q := r.URL.Query()
+	req := hub.PullRequest{Topics: topics, Earliest: true}
+	if len(topics) == 0 {
+		return req, badRequest("give at least one topic: ?topic=name (repeatable)")
+	}
+	c, err := cursor.Parse(q.Get("cursor"))
+	if err != nil {
+		return req, err
+	}
+	req.Cursor = c
+	switch from := q.Get("from"); from {
+	case "", "earliest":
+	case "latest":
+		req.Earliest = false
+	default:
+		return req, badRequest("from=%q: use earliest or latest", from)
+	}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > hub.MaxPullLimit {
+			return req, badRequest("limit=%q: use a whole number from 1 to %d", s, hub.MaxPullLimit)
+		}
+		req.Limit = n
+	}
+	if s := q.Get("wait"); s != "" {
+		d, err := ParseWait(s)
+		if err != nil {
+			return req, badRequest("wait=%q: %v", s, err)
+		}
+		if d > h.opts.MaxWait {
+			return req, badRequest("wait=%q is over the maximum %v (pull.max_wait)", s, h.opts.MaxWait)
+		}
+		req.Wait = d
+	}
+	return req, nil
+}
+
+// ParseWait parses a wait= value: a Go duration ("30s", "1m") or a whole
+// number of seconds.
+func ParseWait(s string) (time.Duration, error) {
+	if n, err := strconv.Atoi(s); err == nil {
+		if n < 0 {
+			return 0, errors.New("must not be negative")
+		}
+		return time.Duration(n) * time.Second, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, errors.New("use a duration such as 30s, or a number of seconds")
+	}
+	if d < 0 {
+		return 0, errors.New("must not be negative")
+	}
+	return d, nil
+}
+
+// listTopics handles GET /v1/topics.
+func (h *Handler) listTopics(w http.ResponseWriter, r *http.Request) {
+	infos, err := h.hub.Topics(r.Context())
+	if err != nil {
+		wire.WriteError(w, err)
+		return
+	}
+	b := make([]byte, 0, 32+len(infos)*128)
+	b = append(b, `{"topics":[`...)
+	for i := range infos {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = h.appendInfo(b, &infos[i])
+	}
+	b = append(b, "]}\n"...)
+	writeJSON(w, http.StatusOK, b)
+}
+
+// topicInfo handles GET /v1/topics/{topic}.
+func (h *Handler) topicInfo(w http.ResponseWriter, r *http.Request) {
+	info, ok, err := h.hub.Info(r.Context(), r.PathValue("topic"))
+	if err != nil {
+		wire.WriteError(w, err)
+		return
+	}
+	if !ok {
+		wire.WriteErrorCode(w, http.StatusNotFound, wire.CodeNotFound,
+			fmt.Sprintf("topic %s does not exist; it is created by its first publish", r.PathValue("topic")))
+		return
+	}
+	b := h.appendInfo(nil, &info)
+	writeJSON(w, http.StatusOK, append(b, '\n'))
+}
+
+func (h *Handler) appendInfo(b []byte, t *event.TopicInfo) []byte {
+	b = append(b, `{"name":`...)
+	b = wire.AppendString(b, t.Name)
+	b = append(b, `,"epoch":"`...)
+	b = append(b, t.Epoch.String()...)
+	b = append(b, `","first":`...)
+	b = strconv.AppendUint(b, t.First, 10)
+	b = append(b, `,"last":`...)
+	b = strconv.AppendUint(b, t.Last, 10)
+	b = append(b, `,"retained":`...)
+	b = strconv.AppendInt(b, int64(t.Retained), 10)
+	b = append(b, `,"bytes":`...)
+	b = strconv.AppendInt(b, t.Bytes, 10)
+	b = append(b, `,"subscribers":`...)
+	b = strconv.AppendInt(b, int64(h.hub.Subscribers(t.Name)), 10)
+	return append(b, '}')
+}
+
+func writeJSON(w http.ResponseWriter, status int, b []byte) {
+	hd := w.Header()
+	hd["Content-Type"] = jsonType
+	hd["Content-Length"] = []string{strconv.Itoa(len(b))}
+	w.WriteHeader(status)
+	w.Write(b)
+}
+
+var jsonType = []string{"application/json"}
+
+// decodeBase64 accepts standard or URL-safe base64, padded or not.
+func decodeBase64(s string) ([]byte, error) {
+	s = strings.TrimRight(s, "=")
+	if strings.ContainsAny(s, "-_") {
+		return base64.RawURLEncoding.DecodeString(s)
+	}
+	return base64.RawStdEncoding.DecodeString(s)
+}

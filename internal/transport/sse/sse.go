@@ -1,0 +1,527 @@
+// Package sse serves herald's Server-Sent Events stream (GET /v1/sse).
+//
+// The protocol (docs/api.md, "Server-Sent Events"):
+//
+//	retry: 2000          sent once, with the stream's starting cursor as id
+//	id: <cursor>         after every event: the cursor of the whole stream,
+//	                     so the browser's Last-Event-ID resumes every topic
+//	event: <type>        the event's type, absent when it has none
+//	data: <line>         the payload, one data: line per line of it
+//	event: gap           a gap signal; data is its JSON
+//	event: error         the last frame; data is {"code":…,"message":…}
+//	: hb                 a heartbeat comment after Heartbeat without traffic
+//
+// To keep an idle stream small, the handler hijacks the connection after
+// subscribing: no goroutine, no bufio buffers and no per-connection timer
+// stay behind while nothing is sent. A writer goroutine exists only while
+// a stream has something to write; heartbeats come from one shared wheel.
+// When the connection cannot be hijacked (HTTP/2) the stream is served from
+// the handler goroutine instead, with the same framing.
+package sse
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldhq/herald/internal/cursor"
+	"github.com/heraldhq/herald/internal/event"
+	"github.com/heraldhq/herald/internal/hub"
+	"github.com/heraldhq/herald/internal/wire"
+)
+
+// Options configure the SSE handler. Zero fields take the defaults noted.
+type Options struct {
+	Heartbeat     time.Duration // default 15s
+	Retry         time.Duration // the retry: hint; default 2s
+	WriteTimeout  time.Duration // default 10s
+	MaxQueueBytes int           // per stream; 0 uses the hub's
+	// AllowOrigin returns the Access-Control-Allow-Origin value for a
+	// request's Origin, or "" for none.
+	AllowOrigin func(origin string) string
+	// OnConn is told of streams opening (+1) and ending (-1).
+	OnConn func(delta int)
+	Log    *slog.Logger
+}
+
+// Handler serves SSE streams. Create it with New, stop its heartbeat wheel
+// with Close, and wait for its streams to end with Wait.
+type Handler struct {
+	hub  *hub.Hub
+	opts Options // static after New
+	ctx  context.Context
+
+	mu      sync.Mutex // guards buckets and next
+	buckets []map[*conn]struct{}
+	next    int
+
+	streams sync.WaitGroup // open streams
+	stop    chan struct{}  // closed by Close: ends the wheel
+	wheel   sync.WaitGroup // the wheel goroutine
+	once    sync.Once
+}
+
+// wheelTick is how often the heartbeat wheel turns one bucket.
+const wheelTick = time.Second
+
+// New returns a running SSE handler over h.
+func New(h *hub.Hub, opts Options) *Handler {
+	if opts.Heartbeat <= 0 {
+		opts.Heartbeat = 15 * time.Second
+	}
+	if opts.Retry <= 0 {
+		opts.Retry = 2 * time.Second
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = 10 * time.Second
+	}
+	if opts.AllowOrigin == nil {
+		opts.AllowOrigin = func(string) string { return "" }
+	}
+	if opts.OnConn == nil {
+		opts.OnConn = func(int) {}
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	n := max(1, int(opts.Heartbeat/wheelTick))
+	s := &Handler{hub: h, opts: opts, ctx: context.Background(), stop: make(chan struct{})}
+	s.buckets = make([]map[*conn]struct{}, n)
+	for i := range s.buckets {
+		s.buckets[i] = make(map[*conn]struct{})
+	}
+	s.wheel.Add(1)
+	go s.turn()
+	return s
+}
+
+// Close stops the heartbeat wheel. Streams end through the hub (hub.Close
+// sends every stream its shutting_down frame).
+func (s *Handler) Close() {
+	s.once.Do(func() { close(s.stop) })
+	s.wheel.Wait()
+}
+
+// Wait blocks until every stream has ended or ctx is done.
+func (s *Handler) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { s.streams.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// turn is the heartbeat wheel: each tick it visits one bucket and asks the
+// streams there that have been quiet for a heartbeat period to send one.
+func (s *Handler) turn() {
+	defer s.wheel.Done()
+	t := time.NewTicker(wheelTick)
+	defer t.Stop()
+	i := 0
+	var due []*conn
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		quiet := time.Now().Add(-s.opts.Heartbeat + wheelTick).UnixNano()
+		s.mu.Lock()
+		for c := range s.buckets[i] {
+			if c.lastWrite.Load() <= quiet {
+				due = append(due, c)
+			}
+		}
+		s.mu.Unlock()
+		for _, c := range due {
+			c.hb.Store(true)
+			c.wake()
+		}
+		clear(due)
+		due = due[:0]
+		i = (i + 1) % len(s.buckets)
+	}
+}
+
+func (s *Handler) track(c *conn) {
+	s.mu.Lock()
+	c.bucket = s.next
+	s.next = (s.next + 1) % len(s.buckets)
+	s.buckets[c.bucket][c] = struct{}{}
+	s.mu.Unlock()
+}
+
+func (s *Handler) untrack(c *conn) {
+	s.mu.Lock()
+	delete(s.buckets[c.bucket], c)
+	s.mu.Unlock()
+}
+
+// ServeHTTP opens a stream: GET /v1/sse?topic=…&cursor=…&from=….
+func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET")
+		wire.WriteErrorCode(w, http.StatusMethodNotAllowed, wire.CodeMethodNotAllowed, "SSE streams are opened with GET")
+		return
+	}
+	q := r.URL.Query()
+	topics := q["topic"]
+	if len(topics) == 0 {
+		wire.WriteErrorCode(w, http.StatusBadRequest, wire.CodeBadRequest, "give at least one topic: /v1/sse?topic=name (repeatable)")
+		return
+	}
+	if len(topics) > cursor.MaxTopics {
+		wire.WriteErrorCode(w, http.StatusBadRequest, wire.CodeBadRequest, "too many topics in one stream; the limit is "+strconv.Itoa(cursor.MaxTopics))
+		return
+	}
+	token := r.Header.Get("Last-Event-ID")
+	if token == "" {
+		token = q.Get("cursor")
+	}
+	cur, err := cursor.Parse(token)
+	if err != nil {
+		wire.WriteError(w, err)
+		return
+	}
+	earliest := false
+	switch from := q.Get("from"); from {
+	case "", "latest":
+	case "earliest":
+		earliest = true
+	default:
+		wire.WriteErrorCode(w, http.StatusBadRequest, wire.CodeBadRequest, "from="+strconv.Quote(from)+": use earliest or latest")
+		return
+	}
+	for _, t := range topics {
+		if err := event.ValidateTopic(t); err != nil {
+			wire.WriteError(w, err)
+			return
+		}
+	}
+
+	c := &conn{h: s}
+	c.runFn = c.run
+	c.running.Store(true) // setup owns the writer role until the headers are out
+	sub, err := s.hub.NewSubscriber(hub.SubscriberOptions{Wake: c.wake, Kick: c.kick, MaxQueueBytes: s.opts.MaxQueueBytes})
+	if err != nil {
+		wire.WriteError(w, err)
+		return
+	}
+	c.sub = sub
+	for _, t := range topics {
+		pos, have := cur.Get(t)
+		start := hub.Start{Position: pos, Set: have, Earliest: earliest}
+		got, err := sub.Subscribe(r.Context(), t, start)
+		if err != nil {
+			sub.Close(hub.CloseClient)
+			wire.WriteError(w, err)
+			return
+		}
+		c.cur.Set(t, got)
+	}
+
+	head := s.header(r)
+	if nc, _, err := http.NewResponseController(w).Hijack(); err == nil {
+		c.out = netSink{nc}
+	} else {
+		c.wakeCh = make(chan struct{}, 1)
+		c.out = newHTTPSink(w)
+		head = nil
+	}
+	s.streams.Add(1)
+	s.opts.OnConn(1)
+	s.track(c)
+
+	b := getBuf()
+	b = append(b, head...)
+	b = append(b, "retry: "...)
+	b = strconv.AppendInt(b, s.opts.Retry.Milliseconds(), 10)
+	b = append(b, "\nid: "...)
+	b = c.cur.AppendEncoded(b)
+	b = append(b, "\n\n"...)
+	err = c.send(b)
+	putBuf(b)
+	if err != nil {
+		sub.Close(hub.CloseClient)
+	}
+	if c.wakeCh == nil {
+		c.run() // flush what recovery queued; later writes run on demand
+		return
+	}
+	c.serveInHandler(r.Context())
+}
+
+// header builds the raw HTTP response head for a hijacked stream.
+func (s *Handler) header(r *http.Request) []byte {
+	var b strings.Builder
+	b.WriteString("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n" +
+		"Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\nConnection: close\r\n")
+	if o := r.Header.Get("Origin"); o != "" {
+		if allow := s.opts.AllowOrigin(o); allow != "" {
+			b.WriteString("Access-Control-Allow-Origin: " + allow + "\r\nVary: Origin\r\n")
+		}
+	}
+	b.WriteString("\r\n")
+	return []byte(b.String())
+}
+
+// conn is one SSE stream.
+type conn struct {
+	h      *Handler
+	sub    *hub.Subscriber // static after setup
+	out    sink            // static after setup
+	wakeCh chan struct{}   // set when served from the handler goroutine
+	runFn  func()          // c.run, bound once so waking does not allocate
+	bucket int             // guarded by h.mu
+
+	running   atomic.Bool  // a writer is active (or setup is running)
+	pending   atomic.Bool  // wake was called since the writer last looked
+	hb        atomic.Bool  // a heartbeat is due
+	inWrite   atomic.Bool  // a write is in progress
+	lastWrite atomic.Int64 // unix nanoseconds
+
+	// Owned by the active writer.
+	cur   cursor.Cursor
+	items []hub.Item
+}
+
+// wake is the subscriber's Wake: it makes sure a writer runs.
+func (c *conn) wake() {
+	c.pending.Store(true)
+	if c.wakeCh != nil {
+		select {
+		case c.wakeCh <- struct{}{}:
+		default:
+		}
+		return
+	}
+	if c.running.CompareAndSwap(false, true) {
+		go c.runFn()
+	}
+}
+
+// kick unblocks a write stuck on a consumer that stopped reading.
+func (c *conn) kick(hub.CloseReason) {
+	if c.inWrite.Load() {
+		c.out.setDeadline(time.Now())
+	}
+}
+
+// run is the on-demand writer of a hijacked stream.
+func (c *conn) run() {
+	for {
+		if c.drain() {
+			return // ended; running stays set so nothing starts again
+		}
+		c.running.Store(false)
+		if !c.pending.Load() || !c.running.CompareAndSwap(false, true) {
+			return
+		}
+	}
+}
+
+// serveInHandler is the writer of a stream that could not be hijacked.
+func (c *conn) serveInHandler(ctx context.Context) {
+	for !c.drain() {
+		select {
+		case <-c.wakeCh:
+		case <-ctx.Done():
+			c.sub.Close(hub.CloseClient)
+		}
+	}
+}
+
+// drain writes whatever the stream has, and reports whether it ended.
+func (c *conn) drain() bool {
+	for {
+		c.pending.Store(false)
+		items, reason := c.sub.Next(c.h.ctx, c.items)
+		c.items = items
+		if reason != hub.CloseNone {
+			c.finish(reason)
+			return true
+		}
+		var err error
+		switch {
+		case len(items) > 0:
+			err = c.writeItems(items)
+			clear(items)
+			c.items = items[:0]
+		case c.hb.Swap(false):
+			if c.out.peerClosed() {
+				c.sub.Close(hub.CloseClient)
+				continue
+			}
+			err = c.send(heartbeat)
+		default:
+			return false
+		}
+		if err != nil {
+			c.sub.Close(hub.CloseClient)
+		}
+	}
+}
+
+var heartbeat = []byte(": hb\n\n")
+
+// writeItems sends queued events and gaps in one write.
+func (c *conn) writeItems(items []hub.Item) error {
+	b := getBuf()
+	for _, it := range items {
+		if ev := it.Event; ev != nil {
+			c.cur.Set(ev.Topic, ev.Position())
+			b = append(b, "id: "...)
+			b = c.cur.AppendEncoded(b)
+			b = append(b, '\n')
+			b = append(b, ev.Frame(event.FrameSSE, encodeFrame)...)
+			continue
+		}
+		g := it.Gap
+		c.cur.Set(g.Topic, g.Resumed)
+		b = append(b, "event: gap\nid: "...)
+		b = c.cur.AppendEncoded(b)
+		b = append(b, "\ndata: "...)
+		b = wire.AppendGap(b, g)
+		b = append(b, "\n\n"...)
+	}
+	err := c.send(b)
+	putBuf(b)
+	return err
+}
+
+// send writes b with the write timeout.
+func (c *conn) send(b []byte) error {
+	c.inWrite.Store(true)
+	c.out.setDeadline(time.Now().Add(c.h.opts.WriteTimeout))
+	err := c.out.write(b)
+	c.inWrite.Store(false)
+	c.lastWrite.Store(time.Now().UnixNano())
+	return err
+}
+
+// finish sends the closing frame for reason and releases the stream.
+func (c *conn) finish(reason hub.CloseReason) {
+	var msg string
+	switch reason {
+	case hub.CloseSlow:
+		msg = "the stream fell too far behind (limits.max_queue_bytes); reconnect with the last event id to resume"
+	case hub.CloseShutdown:
+		msg = "the server is shutting down; reconnect to resume"
+	case hub.CloseError:
+		msg = "the server could not read history; reconnect to resume"
+	}
+	if msg != "" {
+		b := getBuf()
+		if reason == hub.CloseShutdown {
+			// Spread the herd of reconnects over a few retry periods.
+			b = append(b, "retry: "...)
+			b = strconv.AppendInt(b, c.h.opts.Retry.Milliseconds()+rand.Int64N(3*c.h.opts.Retry.Milliseconds()+1), 10)
+			b = append(b, '\n')
+		}
+		b = append(b, "event: error\ndata: {\"code\":\""...)
+		b = append(b, reason.String()...)
+		b = append(b, `","message":`...)
+		b = wire.AppendString(b, msg)
+		b = append(b, "}\n\n"...)
+		c.out.setDeadline(time.Now().Add(time.Second))
+		c.out.write(b)
+		putBuf(b)
+	}
+	c.out.close()
+	c.h.untrack(c)
+	c.h.opts.OnConn(-1)
+	c.h.streams.Done()
+}
+
+// encodeFrame builds an event's shared SSE bytes: its event: line and its
+// payload as data: lines, split at CR, LF and CRLF as the WHATWG parser
+// splits them. The id: line is per stream and is written before it.
+func encodeFrame(ev *event.Event) []byte {
+	b := make([]byte, 0, len(ev.Data)+len(ev.Type)+24)
+	if ev.Type != "" {
+		b = append(b, "event: "...)
+		b = append(b, ev.Type...)
+		b = append(b, '\n')
+	}
+	payload := ev.Data
+	if ev.Encoding == event.EncodingBinary {
+		payload = wire.AppendData(nil, &ev.Record)
+		payload = payload[1 : len(payload)-1] // the base64 without its quotes
+	}
+	b = append(b, "data: "...)
+	for i := 0; i < len(payload); i++ {
+		switch c := payload[i]; c {
+		case '\r':
+			if i+1 < len(payload) && payload[i+1] == '\n' {
+				i++
+			}
+			b = append(b, "\ndata: "...)
+		case '\n':
+			b = append(b, "\ndata: "...)
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, "\n\n"...)
+}
+
+// bufPool holds write buffers, so that idle streams hold none.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+func getBuf() []byte { return (*bufPool.Get().(*[]byte))[:0] }
+
+func putBuf(b []byte) {
+	if cap(b) <= 64<<10 {
+		bufPool.Put(&b)
+	}
+}
+
+// sink is where a stream's bytes go: a hijacked connection or, when that
+// is impossible, the handler's ResponseWriter.
+type sink interface {
+	write(b []byte) error
+	setDeadline(t time.Time)
+	peerClosed() bool
+	close()
+}
+
+type netSink struct{ nc net.Conn }
+
+func (s netSink) write(b []byte) error    { _, err := s.nc.Write(b); return err }
+func (s netSink) setDeadline(t time.Time) { s.nc.SetWriteDeadline(t) }
+func (s netSink) peerClosed() bool        { return peerClosed(s.nc) }
+func (s netSink) close()                  { s.nc.Close() }
+
+type httpSink struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func newHTTPSink(w http.ResponseWriter) httpSink {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream; charset=utf-8")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	return httpSink{w: w, rc: http.NewResponseController(w)}
+}
+
+func (s httpSink) write(b []byte) error {
+	if _, err := s.w.Write(b); err != nil {
+		return err
+	}
+	return s.rc.Flush()
+}
+func (s httpSink) setDeadline(t time.Time) { s.rc.SetWriteDeadline(t) }
+func (s httpSink) peerClosed() bool        { return false }
+func (s httpSink) close()                  {}

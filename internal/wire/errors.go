@@ -1,0 +1,76 @@
+package wire
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/heraldhq/herald/internal/cursor"
+	"github.com/heraldhq/herald/internal/event"
+	"github.com/heraldhq/herald/internal/hub"
+)
+
+// Error codes of the HTTP API (docs/api.md, "Errors").
+const (
+	CodeBadRequest       = "bad_request"
+	CodeBadTopic         = "bad_topic"
+	CodeBadCursor        = "bad_cursor"
+	CodeForbidden        = "forbidden"
+	CodeNotFound         = "not_found"
+	CodeMethodNotAllowed = "method_not_allowed"
+	CodeTooLarge         = "too_large"
+	CodeUnsupportedMedia = "unsupported_media_type"
+	CodeUnavailable      = "unavailable"
+	CodeShuttingDown     = "shutting_down"
+	CodeInternal         = "internal_error"
+)
+
+// Classify maps an error from the hub or a handler to an HTTP status and
+// an error code.
+func Classify(err error) (int, string) {
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.Is(err, event.ErrBadTopic):
+		return http.StatusBadRequest, CodeBadTopic
+	case errors.Is(err, cursor.ErrMalformed):
+		return http.StatusBadRequest, CodeBadCursor
+	case errors.Is(err, hub.ErrBadInput):
+		return http.StatusBadRequest, CodeBadRequest
+	case errors.Is(err, hub.ErrTooLarge), errors.As(err, &mbe):
+		return http.StatusRequestEntityTooLarge, CodeTooLarge
+	case errors.Is(err, hub.ErrForbidden):
+		return http.StatusForbidden, CodeForbidden
+	case errors.Is(err, hub.ErrClosed):
+		return http.StatusServiceUnavailable, CodeShuttingDown
+	case errors.Is(err, hub.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable, CodeUnavailable
+	default:
+		return http.StatusInternalServerError, CodeInternal
+	}
+}
+
+// WriteError writes the API's error JSON for err.
+func WriteError(w http.ResponseWriter, err error) {
+	status, code := Classify(err)
+	msg := err.Error()
+	if status == http.StatusInternalServerError {
+		msg = "internal error; see the server log"
+	}
+	WriteErrorCode(w, status, code, msg)
+}
+
+// WriteErrorCode writes the API's error JSON with an explicit status, code
+// and message.
+func WriteErrorCode(w http.ResponseWriter, status int, code, msg string) {
+	b := make([]byte, 0, 64+len(msg))
+	b = append(b, `{"error":{"code":"`...)
+	b = append(b, code...)
+	b = append(b, `","message":`...)
+	b = AppendString(b, msg)
+	b = append(b, "}}\n"...)
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(b)
+}
