@@ -104,6 +104,18 @@ func (c *Cursor) AppendEncoded(dst []byte) []byte {
 	return base64.RawURLEncoding.AppendEncode(dst, buf)
 }
 
+// AppendSingle appends the token of a cursor holding one topic's position,
+// without building a Cursor.
+func AppendSingle(dst []byte, topic string, p event.Position) []byte {
+	var raw [256]byte
+	buf := append(raw[:0], version)
+	buf = binary.AppendUvarint(buf, uint64(len(topic)))
+	buf = append(buf, topic...)
+	buf = binary.AppendUvarint(buf, uint64(p.Epoch))
+	buf = binary.AppendUvarint(buf, p.Offset)
+	return base64.RawURLEncoding.AppendEncode(dst, buf)
+}
+
 // Parse decodes a token produced by String. An empty token is an empty
 // cursor. Every error wraps ErrMalformed and says what is wrong.
 func Parse(token string) (Cursor, error) {

@@ -127,8 +127,10 @@ func (h *Handler) publish(w http.ResponseWriter, r *http.Request) {
 	}
 	rec.Encoding = enc
 	rec.Type = r.Header.Get(typeHeader)
-	if q := r.URL.Query().Get("type"); q != "" {
-		rec.Type = q
+	if r.URL.RawQuery != "" {
+		if q := r.URL.Query().Get("type"); q != "" {
+			rec.Type = q
+		}
 	}
 	for name, vals := range r.Header {
 		if len(name) > len(headerPrefix) && strings.HasPrefix(name, headerPrefix) && len(vals) > 0 {
@@ -152,14 +154,12 @@ func (h *Handler) publish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ack := acks[0]
-	var c cursor.Cursor
-	c.Set(topic, ack.Position)
-	b := make([]byte, 0, 192)
+	b := make([]byte, 0, 192+2*len(topic))
 	b = append(b, `{"topic":`...)
 	b = wire.AppendString(b, topic)
 	b = appendAck(b, ack)
 	b = append(b, `,"cursor":"`...)
-	b = c.AppendEncoded(b)
+	b = cursor.AppendSingle(b, topic, ack.Position)
 	b = append(b, "\"}\n"...)
 	status := http.StatusCreated
 	if ack.Duplicate {

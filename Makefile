@@ -1,0 +1,45 @@
+# herald — the two commands a newcomer needs are `make run` and `make test`.
+GO      ?= go
+BIN     ?= bin/herald
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+FUZZTIME ?= 30s
+
+.PHONY: run build test test-short lint bench fuzz clean
+
+## run: build and run the server on its embedded default (memory engine, 127.0.0.1:8080)
+run: build
+	./$(BIN) serve
+
+## build: build the herald binary into bin/
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/herald
+
+## test: the whole test suite (what CI runs), with the race detector and vet
+test: lint
+	$(GO) test -race -count=1 -timeout 12m ./...
+
+## test-short: the suite without the race detector, for a quick loop
+test-short:
+	$(GO) test -count=1 ./...
+
+## lint: gofmt and go vet
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+## bench: the Go benchmarks of the hot paths (see docs/benchmarks.md for end-to-end runs)
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## fuzz: run every fuzz target for FUZZTIME each
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+clean:
+	rm -rf bin
