@@ -90,8 +90,19 @@ type Log struct {
 
 // Namespace overrides settings for one namespace.
 type Namespace struct {
-	History History `koanf:"history"`
+	History Retention `koanf:"history"`
 }
+
+// Retention is a namespace's history bounds; a zero field keeps the
+// default from history.
+type Retention struct {
+	MaxEvents int           `koanf:"max_events"`
+	MaxAge    time.Duration `koanf:"max_age"`
+	MaxBytes  int64         `koanf:"max_bytes"`
+}
+
+// namespaceKeys are the keys a namespace may set, below namespaces.NAME.
+var namespaceKeys = []string{"history.max_events", "history.max_age", "history.max_bytes"}
 
 // Default returns the configuration used when nothing is set.
 func Default() Config {
@@ -175,7 +186,7 @@ func (c *Config) Validate() error {
 	if c.Engine != "memory" {
 		bad("engine", "unknown engine %q; available: memory", c.Engine)
 	}
-	checkHistory := func(prefix string, h History, def bool) {
+	checkHistory := func(prefix string, h Retention, def bool) {
 		if h.MaxEvents < 0 || h.MaxBytes < 0 || h.MaxAge < 0 {
 			bad(prefix, "history bounds must not be negative")
 		}
@@ -183,7 +194,7 @@ func (c *Config) Validate() error {
 			bad(prefix, "set at least one of max_events, max_age, max_bytes")
 		}
 	}
-	checkHistory("history", c.History, true)
+	checkHistory("history", Retention{MaxEvents: c.History.MaxEvents, MaxAge: c.History.MaxAge, MaxBytes: c.History.MaxBytes}, true)
 	for _, name := range sortedKeys(c.Namespaces) {
 		if err := event.ValidateTopic(name); err != nil || strings.Contains(name, ".") {
 			bad("namespaces."+name, "a namespace is one topic segment without dots")
@@ -268,11 +279,15 @@ func Load(path string, environ []string, flags map[string]string) (Config, error
 			return Config{}, fmt.Errorf("flag for %s: %w", key, err)
 		}
 	}
+	if err := checkKeys(k.Keys(), known); err != nil {
+		return Config{}, err
+	}
 	var c Config
 	err := k.UnmarshalWithConf("", &c, koanf.UnmarshalConf{
 		Tag: "koanf",
 		DecoderConfig: &mapstructure.DecoderConfig{
 			DecodeHook: mapstructure.ComposeDecodeHookFunc(
+				durationNeedsUnit,
 				mapstructure.StringToTimeDurationHookFunc(),
 				mapstructure.StringToSliceHookFunc(","),
 			),
@@ -289,6 +304,47 @@ func Load(path string, environ []string, flags map[string]string) (Config, error
 		return Config{}, err
 	}
 	return c, nil
+}
+
+// checkKeys reports the first key that is not a setting, by its full name.
+func checkKeys(keys []string, known map[string]string) error {
+	valid := make(map[string]bool, len(known))
+	for _, k := range known {
+		valid[k] = true
+	}
+	for _, key := range keys {
+		if valid[key] {
+			continue
+		}
+		if rest, ok := strings.CutPrefix(key, "namespaces."); ok {
+			if _, sub, ok := strings.Cut(rest, "."); ok && slices.Contains(namespaceKeys, sub) {
+				continue
+			}
+			return fmt.Errorf("config %s: unknown key; a namespace may set %s", key, strings.Join(namespaceKeys, ", "))
+		}
+		return fmt.Errorf("config %s: unknown key (docs/configuration.md lists every key)", key)
+	}
+	return nil
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+// durationNeedsUnit refuses plain numbers for durations: "2" would
+// otherwise mean two nanoseconds.
+func durationNeedsUnit(from, to reflect.Type, data any) (any, error) {
+	if to != durationType {
+		return data, nil
+	}
+	switch from.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64:
+		if from == durationType {
+			return data, nil
+		}
+		return nil, fmt.Errorf("%v is a plain number; give a duration with a unit, such as 15s or 2m", data)
+	}
+	return data, nil
 }
 
 // envValue turns an environment string into the type a key expects where

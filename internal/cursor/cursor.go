@@ -23,6 +23,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/heraldhq/herald/internal/event"
@@ -92,28 +93,40 @@ func (c *Cursor) String() string { return string(c.AppendEncoded(nil)) }
 // AppendEncoded appends the encoded token to dst. With a dst of enough
 // capacity it does not allocate, which keeps per-delivery SSE ids cheap.
 func (c *Cursor) AppendEncoded(dst []byte) []byte {
-	var raw [512]byte
-	buf := raw[:0]
-	buf = append(buf, version)
+	n := len(dst)
+	dst = append(dst, version)
 	for _, e := range c.entries {
-		buf = binary.AppendUvarint(buf, uint64(len(e.Topic)))
-		buf = append(buf, e.Topic...)
-		buf = binary.AppendUvarint(buf, uint64(e.Epoch))
-		buf = binary.AppendUvarint(buf, e.Offset)
+		dst = appendEntry(dst, e.Topic, e.Position)
 	}
-	return base64.RawURLEncoding.AppendEncode(dst, buf)
+	return encodeTail(dst, n)
 }
 
 // AppendSingle appends the token of a cursor holding one topic's position,
 // without building a Cursor.
 func AppendSingle(dst []byte, topic string, p event.Position) []byte {
-	var raw [256]byte
-	buf := append(raw[:0], version)
-	buf = binary.AppendUvarint(buf, uint64(len(topic)))
-	buf = append(buf, topic...)
-	buf = binary.AppendUvarint(buf, uint64(p.Epoch))
-	buf = binary.AppendUvarint(buf, p.Offset)
-	return base64.RawURLEncoding.AppendEncode(dst, buf)
+	n := len(dst)
+	dst = append(dst, version)
+	dst = appendEntry(dst, topic, p)
+	return encodeTail(dst, n)
+}
+
+func appendEntry(dst []byte, topic string, p event.Position) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(topic)))
+	dst = append(dst, topic...)
+	dst = binary.AppendUvarint(dst, uint64(p.Epoch))
+	return binary.AppendUvarint(dst, p.Offset)
+}
+
+// encodeTail replaces dst[n:], the raw token, by its base64 form. The raw
+// bytes are built in dst itself so that no scratch buffer is needed.
+func encodeTail(dst []byte, n int) []byte {
+	rawLen := len(dst) - n
+	encLen := base64.RawURLEncoding.EncodedLen(rawLen)
+	dst = slices.Grow(dst, encLen)
+	out := dst[len(dst) : len(dst)+encLen]
+	base64.RawURLEncoding.Encode(out, dst[n:])
+	copy(dst[n:n+encLen], out)
+	return dst[:n+encLen]
 }
 
 // Parse decodes a token produced by String. An empty token is an empty

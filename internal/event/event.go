@@ -79,9 +79,10 @@ type FrameKind uint8
 
 // The frame kinds transports may cache on an event.
 const (
-	FrameSSE  FrameKind = iota // SSE "event:" and "data:" lines (no id)
-	FrameJSON                  // the JSON object used by pull, long poll and WebSocket
-	FrameAlt                   // reserved for a binary transport (gRPC)
+	FrameSSE     FrameKind = iota // SSE "event:" and "data:" lines (no id)
+	FrameSSESolo                  // the same preceded by the "id:" of a one-topic stream
+	FrameJSON                     // the JSON object used by pull, long poll and WebSocket
+	FrameAlt                      // reserved for a binary transport (gRPC)
 	numFrames
 )
 

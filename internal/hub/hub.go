@@ -100,6 +100,8 @@ type Hub struct {
 	closed bool
 	done   chan struct{} // closed by Close
 
+	dispatchers sync.WaitGroup // fan-out goroutines; Add only under mu while !closed
+
 	subCount atomic.Int64 // active topic subscriptions, for Stats
 }
 
@@ -108,10 +110,15 @@ type shard struct {
 	topics map[string]*topicSubs
 }
 
-// topicSubs is one topic's live subscriber list. The list is replaced, never
-// changed in place, so fan-out reads it without a lock.
+// topicSubs is one topic's live subscriber list and its fan-out queue. The
+// list is replaced, never changed in place, so fan-out reads it without a
+// lock.
 type topicSubs struct {
 	list atomic.Pointer[[]*subscription]
+
+	mu      sync.Mutex     // guards pending and running
+	pending []*event.Event // delivered by the engine, not yet fanned out
+	running bool           // a dispatch goroutine is draining pending
 }
 
 // New returns a hub over eng and attaches to its deliveries.
@@ -178,8 +185,11 @@ func (h *Hub) CheckPublish(ctx context.Context, topic string, recs []event.Recor
 	return h.opts.Gate.Allow(ctx, ActionPublish, topic)
 }
 
-// deliver is the engine's callback: it offers ev to every subscriber of its
-// topic on this node. It takes no hub lock and does not allocate.
+// deliver is the engine's callback. It queues ev for its topic's fan-out
+// and returns at once, so that a publish is acknowledged without waiting
+// for thousands of subscribers to be offered the event. One dispatch
+// goroutine per busy topic does the fan-out, in offset order; it exists
+// only while the topic has events to fan out.
 func (h *Hub) deliver(ev *event.Event) {
 	sh := h.shard(ev.Topic)
 	sh.mu.RLock()
@@ -188,6 +198,47 @@ func (h *Hub) deliver(ev *event.Event) {
 	if ts == nil {
 		return
 	}
+	ts.mu.Lock()
+	ts.pending = append(ts.pending, ev)
+	start := !ts.running
+	ts.running = true
+	ts.mu.Unlock()
+	if !start {
+		return
+	}
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return // nobody is left to deliver to
+	}
+	h.dispatchers.Add(1)
+	h.mu.Unlock()
+	go h.dispatch(ts)
+}
+
+// dispatch fans ts's pending events out until none is left.
+func (h *Hub) dispatch(ts *topicSubs) {
+	defer h.dispatchers.Done()
+	var batch []*event.Event
+	for {
+		ts.mu.Lock()
+		if len(ts.pending) == 0 {
+			ts.running = false
+			ts.mu.Unlock()
+			return
+		}
+		batch, ts.pending = ts.pending, batch[:0]
+		ts.mu.Unlock()
+		for _, ev := range batch {
+			h.fanout(ts, ev)
+		}
+		clear(batch)
+	}
+}
+
+// fanout offers ev to every subscriber on ts's list. It takes no hub lock
+// and does not allocate.
+func (h *Hub) fanout(ts *topicSubs, ev *event.Event) {
 	n := 0
 	for _, s := range *ts.list.Load() {
 		if s.offer(ev) {
@@ -299,6 +350,7 @@ func (h *Hub) Close() {
 	for _, s := range subs {
 		s.Close(CloseShutdown)
 	}
+	h.dispatchers.Wait()
 }
 
 // Done returns a channel closed when Close is called.

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"sync"
 	"sync/atomic"
 
 	"github.com/heraldhq/herald/api"
@@ -42,9 +43,11 @@ type Server struct {
 	metrics *metrics.Metrics
 	http    *http.Server
 
-	ln      net.Listener
-	ready   atomic.Bool
-	serveCh chan error // the result of http.Server.Serve
+	ln       net.Listener
+	ready    atomic.Bool
+	serveCh  chan error // the result of http.Server.Serve
+	stopOnce sync.Once
+	stopErr  error
 }
 
 // Option adjusts a Server at construction.
@@ -221,7 +224,13 @@ func (s *Server) Run(ctx context.Context) error {
 // Shutdown drains the server: it stops accepting connections, lets
 // in-flight publishes finish, ends every stream with a reconnect hint and
 // every long poll with its current cursor, then closes the engine it owns.
+// Calling it again returns the first call's result.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopOnce.Do(func() { s.stopErr = s.shutdown(ctx) })
+	return s.stopErr
+}
+
+func (s *Server) shutdown(ctx context.Context) error {
 	s.ready.Store(false)
 	s.log.Info("herald draining")
 	httpDone := make(chan error, 1)

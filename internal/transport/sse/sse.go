@@ -20,11 +20,14 @@
 package sse
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -288,11 +291,13 @@ type conn struct {
 	pending   atomic.Bool  // wake was called since the writer last looked
 	hb        atomic.Bool  // a heartbeat is due
 	inWrite   atomic.Bool  // a write is in progress
+	kicked    atomic.Bool  // the hub ended the stream: writes must not block
 	lastWrite atomic.Int64 // unix nanoseconds
 
 	// Owned by the active writer.
 	cur   cursor.Cursor
 	items []hub.Item
+	tail  []byte // the unsent rest of a frame a failed write cut
 }
 
 // wake is the subscriber's Wake: it makes sure a writer runs.
@@ -312,6 +317,7 @@ func (c *conn) wake() {
 
 // kick unblocks a write stuck on a consumer that stopped reading.
 func (c *conn) kick(hub.CloseReason) {
+	c.kicked.Store(true)
 	if c.inWrite.Load() {
 		c.out.setDeadline(time.Now())
 	}
@@ -367,7 +373,13 @@ func (c *conn) drain() bool {
 			return false
 		}
 		if err != nil {
-			c.sub.Close(hub.CloseClient)
+			// A write blocked for the write timeout is a slow consumer,
+			// like one whose queue overflowed.
+			reason := hub.CloseClient
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				reason = hub.CloseSlow
+			}
+			c.sub.Close(reason)
 		}
 	}
 }
@@ -377,9 +389,15 @@ var heartbeat = []byte(": hb\n\n")
 // writeItems sends queued events and gaps in one write.
 func (c *conn) writeItems(items []hub.Item) error {
 	b := getBuf()
+	solo := c.cur.Len() == 1
 	for _, it := range items {
 		if ev := it.Event; ev != nil {
 			c.cur.Set(ev.Topic, ev.Position())
+			if solo {
+				// A one-topic stream's id is the same for every subscriber.
+				b = append(b, ev.Frame(event.FrameSSESolo, encodeSoloFrame)...)
+				continue
+			}
 			b = append(b, "id: "...)
 			b = c.cur.AppendEncoded(b)
 			b = append(b, '\n')
@@ -399,15 +417,41 @@ func (c *conn) writeItems(items []hub.Item) error {
 	return err
 }
 
-// send writes b with the write timeout.
+// send writes b with the write timeout. A failed write may stop inside a
+// frame; the rest of that frame is kept for finish to send before the
+// closing frame, as a half frame followed by another would reach the client
+// as one garbled event (with the id of an event it never got).
 func (c *conn) send(b []byte) error {
 	c.inWrite.Store(true)
 	c.out.setDeadline(time.Now().Add(c.h.opts.WriteTimeout))
-	err := c.out.write(b)
+	if c.kicked.Load() {
+		// kick ran between the two lines above and its deadline was lost.
+		c.out.setDeadline(time.Now())
+	}
+	n, err := c.out.write(b)
 	c.inWrite.Store(false)
 	c.lastWrite.Store(time.Now().UnixNano())
+	if err != nil && c.tail == nil {
+		c.tail = frameRest(b, n)
+	}
 	return err
 }
+
+// frameRest returns a copy of the part of b's frame at n that a write cut
+// at n left unsent, or nil when n is at a frame boundary. Frames end with
+// a blank line, and no frame holds one inside.
+func frameRest(b []byte, n int) []byte {
+	if n <= 0 || n >= len(b) || (n >= 2 && b[n-2] == '\n' && b[n-1] == '\n') {
+		return nil
+	}
+	end := len(b)
+	if i := bytes.Index(b[n-1:], frameEnd); i >= 0 {
+		end = n - 1 + i + len(frameEnd)
+	}
+	return bytes.Clone(b[n:end])
+}
+
+var frameEnd = []byte("\n\n")
 
 // finish sends the closing frame for reason and releases the stream.
 func (c *conn) finish(reason hub.CloseReason) {
@@ -422,6 +466,7 @@ func (c *conn) finish(reason hub.CloseReason) {
 	}
 	if msg != "" {
 		b := getBuf()
+		b = append(b, c.tail...)
 		if reason == hub.CloseShutdown {
 			// Spread the herd of reconnects over a few retry periods.
 			b = append(b, "retry: "...)
@@ -441,6 +486,17 @@ func (c *conn) finish(reason hub.CloseReason) {
 	c.h.untrack(c)
 	c.h.opts.OnConn(-1)
 	c.h.streams.Done()
+}
+
+// encodeSoloFrame builds an event's SSE bytes for one-topic streams, whose
+// cursor after the event is the same for everyone: id line and frame.
+func encodeSoloFrame(ev *event.Event) []byte {
+	frame := ev.Frame(event.FrameSSE, encodeFrame)
+	b := make([]byte, 0, len(frame)+len(ev.Topic)+48)
+	b = append(b, "id: "...)
+	b = cursor.AppendSingle(b, ev.Topic, ev.Position())
+	b = append(b, '\n')
+	return append(b, frame...)
 }
 
 // encodeFrame builds an event's shared SSE bytes: its event: line and its
@@ -489,7 +545,7 @@ func putBuf(b []byte) {
 // sink is where a stream's bytes go: a hijacked connection or, when that
 // is impossible, the handler's ResponseWriter.
 type sink interface {
-	write(b []byte) error
+	write(b []byte) (int, error) // how much of b was sent, when known
 	setDeadline(t time.Time)
 	peerClosed() bool
 	close()
@@ -497,10 +553,10 @@ type sink interface {
 
 type netSink struct{ nc net.Conn }
 
-func (s netSink) write(b []byte) error    { _, err := s.nc.Write(b); return err }
-func (s netSink) setDeadline(t time.Time) { s.nc.SetWriteDeadline(t) }
-func (s netSink) peerClosed() bool        { return peerClosed(s.nc) }
-func (s netSink) close()                  { s.nc.Close() }
+func (s netSink) write(b []byte) (int, error) { return s.nc.Write(b) }
+func (s netSink) setDeadline(t time.Time)     { s.nc.SetWriteDeadline(t) }
+func (s netSink) peerClosed() bool            { return peerClosed(s.nc) }
+func (s netSink) close()                      { s.nc.Close() }
 
 type httpSink struct {
 	w  http.ResponseWriter
@@ -516,11 +572,15 @@ func newHTTPSink(w http.ResponseWriter) httpSink {
 	return httpSink{w: w, rc: http.NewResponseController(w)}
 }
 
-func (s httpSink) write(b []byte) error {
+// write reports 0 bytes sent on an error: what left the buffers is unknown.
+func (s httpSink) write(b []byte) (int, error) {
 	if _, err := s.w.Write(b); err != nil {
-		return err
+		return 0, err
 	}
-	return s.rc.Flush()
+	if err := s.rc.Flush(); err != nil {
+		return 0, err
+	}
+	return len(b), nil
 }
 func (s httpSink) setDeadline(t time.Time) { s.rc.SetWriteDeadline(t) }
 func (s httpSink) peerClosed() bool        { return false }

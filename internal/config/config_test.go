@@ -1,0 +1,224 @@
+package config_test
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/internal/config"
+	"github.com/heraldhq/herald/internal/event"
+)
+
+func TestDefaultValidates(t *testing.T) {
+	c := config.Default()
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Default().Validate() = %v", err)
+	}
+	got, err := config.Load("", nil, nil)
+	if err != nil {
+		t.Fatalf("Load with nothing set: %v", err)
+	}
+	if !reflect.DeepEqual(got, c) {
+		t.Errorf("Load with nothing set = %+v\nwant Default() = %+v", got, c)
+	}
+}
+
+// writeFile writes a YAML config and returns its path.
+func writeFile(t *testing.T, yaml string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "herald.yaml")
+	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadFile(t *testing.T) {
+	p := writeFile(t, `
+http:
+  addr: 0.0.0.0:9000
+  cors_origins: [https://a.example, https://b.example]
+  max_body_bytes: 1048576
+sse:
+  heartbeat: 5s
+  retry: 1500ms
+history:
+  max_events: 500
+limits:
+  max_event_bytes: 4096
+  max_queue_bytes: 65536
+namespaces:
+  chat:
+    history:
+      max_events: 10
+      max_age: 1h
+  prices:
+    history:
+      max_bytes: 1024
+log:
+  level: debug
+  format: json
+`)
+	c, err := config.Load(p, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config.Default()
+	want.HTTP.Addr = "0.0.0.0:9000"
+	want.HTTP.CORSOrigins = []string{"https://a.example", "https://b.example"}
+	want.HTTP.MaxBodyBytes = 1 << 20
+	want.SSE.Heartbeat = 5 * time.Second
+	want.SSE.Retry = 1500 * time.Millisecond
+	want.History.MaxEvents = 500
+	want.Limits = config.Limits{MaxEventBytes: 4096, MaxQueueBytes: 65536}
+	want.Namespaces = map[string]config.Namespace{
+		"chat":   {History: config.Retention{MaxEvents: 10, MaxAge: time.Hour}},
+		"prices": {History: config.Retention{MaxBytes: 1024}},
+	}
+	want.Log = config.Log{Level: "debug", Format: "json"}
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("Load =\n%+v\nwant\n%+v", c, want)
+	}
+
+	// Namespaces override only what they set, and only their own topics.
+	def := config.Default().History
+	for _, tt := range []struct {
+		topic string
+		want  event.Retention
+	}{
+		{"chat.room-1", event.Retention{MaxEvents: 10, MaxAge: time.Hour, MaxBytes: def.MaxBytes}},
+		{"chat", event.Retention{MaxEvents: 10, MaxAge: time.Hour, MaxBytes: def.MaxBytes}},
+		{"prices.BTC-USD", event.Retention{MaxEvents: 500, MaxAge: def.MaxAge, MaxBytes: 1024}},
+		{"chatter.x", event.Retention{MaxEvents: 500, MaxAge: def.MaxAge, MaxBytes: def.MaxBytes}},
+	} {
+		if got := c.Retention(tt.topic); got != tt.want {
+			t.Errorf("Retention(%s) = %+v, want %+v", tt.topic, got, tt.want)
+		}
+	}
+}
+
+func TestLoadEnvAndFlags(t *testing.T) {
+	p := writeFile(t, "http:\n  addr: 127.0.0.1:1001\nsse:\n  heartbeat: 3s\npull:\n  max_wait: 30s\n")
+	env := []string{
+		"PATH=/usr/bin",
+		"HERALD_HTTP_ADDR=127.0.0.1:1002",
+		"HERALD_HTTP_CORS_ORIGINS=a,b",
+		"HERALD_SSE_HEARTBEAT=4s",
+		"HERALD_LIMITS_MAX_QUEUE_BYTES=2097152",
+		"HERALD_SERVER=http://elsewhere", // the CLI client's, not the server's
+		"HERALD_REQUIRE_INTEGRATION=1",
+		"HERALD_CONFIG=/nope.yaml",
+	}
+	c, err := config.Load(p, env, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTP.Addr != "127.0.0.1:1002" {
+		t.Errorf("env over file: http.addr = %s", c.HTTP.Addr)
+	}
+	if !reflect.DeepEqual(c.HTTP.CORSOrigins, []string{"a", "b"}) {
+		t.Errorf("HERALD_HTTP_CORS_ORIGINS=a,b gave %q", c.HTTP.CORSOrigins)
+	}
+	if c.SSE.Heartbeat != 4*time.Second || c.Pull.MaxWait != 30*time.Second || c.Limits.MaxQueueBytes != 2<<20 {
+		t.Errorf("heartbeat %v max_wait %v max_queue_bytes %d", c.SSE.Heartbeat, c.Pull.MaxWait, c.Limits.MaxQueueBytes)
+	}
+
+	c, err = config.Load(p, env, map[string]string{"http.addr": "127.0.0.1:1003", "sse.heartbeat": "7s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTP.Addr != "127.0.0.1:1003" || c.SSE.Heartbeat != 7*time.Second {
+		t.Errorf("flags over env: %s %v", c.HTTP.Addr, c.SSE.Heartbeat)
+	}
+	if c.Pull.MaxWait != 30*time.Second {
+		t.Errorf("a flag for another key reset pull.max_wait to %v", c.Pull.MaxWait)
+	}
+
+	c, err = config.Load("", []string{"HERALD_HTTP_CORS_ORIGINS="}, nil)
+	if err != nil || len(c.HTTP.CORSOrigins) != 0 {
+		t.Errorf("empty HERALD_HTTP_CORS_ORIGINS: %q, %v", c.HTTP.CORSOrigins, err)
+	}
+}
+
+func TestLoadErrorsNameTheKey(t *testing.T) {
+	tests := []struct {
+		name  string
+		file  string
+		env   []string
+		flags map[string]string
+		want  []string // all must appear in the error
+	}{
+		{name: "unknown file key", file: "http:\n  adress: x\n", want: []string{"http", "adress"}},
+		{name: "unknown top-level key", file: "engin: memory\n", want: []string{"engin"}},
+		{name: "unknown env var", env: []string{"HERALD_HTTP_ADRESS=x"}, want: []string{"HERALD_HTTP_ADRESS"}},
+		{name: "unknown flag key", flags: map[string]string{"sse.hartbeat": "1s"}, want: []string{"sse", "hartbeat"}},
+		{name: "bad duration in env", env: []string{"HERALD_SSE_HEARTBEAT=soon"}, want: []string{"sse.heartbeat"}},
+		{name: "bad duration in file", file: "pull:\n  max_wait: forever\n", want: []string{"pull.max_wait"}},
+		{name: "zero duration", file: "sse:\n  write_timeout: 0s\n", want: []string{"sse.write_timeout"}},
+		{name: "negative duration", flags: map[string]string{"shutdown.timeout": "-1s"}, want: []string{"shutdown.timeout"}},
+		{name: "bad engine", env: []string{"HERALD_ENGINE=postgres"}, want: []string{"engine", "postgres"}},
+		{name: "bad number", env: []string{"HERALD_LIMITS_MAX_EVENT_BYTES=lots"}, want: []string{"limits.max_event_bytes"}},
+		{name: "negative event bytes", file: "limits:\n  max_event_bytes: -1\n", want: []string{"limits.max_event_bytes"}},
+		{name: "zero body bytes", file: "http:\n  max_body_bytes: 0\n", want: []string{"http.max_body_bytes"}},
+		{name: "queue under event", file: "limits:\n  max_queue_bytes: 1024\n", want: []string{"limits.max_queue_bytes"}},
+		{name: "negative history", file: "history:\n  max_events: -5\n", want: []string{"history"}},
+		{name: "no history bound", file: "history:\n  max_events: 0\n  max_age: 0s\n  max_bytes: 0\n", want: []string{"history"}},
+		{name: "negative namespace history", file: "namespaces:\n  chat:\n    history:\n      max_bytes: -1\n", want: []string{"namespaces.chat.history"}},
+		{name: "namespace with a dot", file: "namespaces:\n  a.b:\n    history:\n      max_events: 1\n", want: []string{"namespaces"}},
+		{name: "unknown namespace key", file: "namespaces:\n  chat:\n    retention: 1\n", want: []string{"chat", "retention"}},
+		{name: "bad address", env: []string{"HERALD_HTTP_ADDR=localhost"}, want: []string{"http.addr"}},
+		{name: "bad log level", file: "log:\n  level: loud\n", want: []string{"log.level"}},
+		{name: "bad log format", file: "log:\n  format: xml\n", want: []string{"log.format"}},
+		{name: "not yaml", file: "http: [\n", want: []string{"herald.yaml"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := ""
+			if tt.file != "" {
+				path = writeFile(t, tt.file)
+			}
+			_, err := config.Load(path, tt.env, tt.flags)
+			if err == nil {
+				t.Fatal("Load succeeded")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not name %q", err, w)
+				}
+			}
+		})
+	}
+	if _, err := config.Load(filepath.Join(t.TempDir(), "missing.yaml"), nil, nil); err == nil || !strings.Contains(err.Error(), "missing.yaml") {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestValidateReportsEveryBadKey(t *testing.T) {
+	c := config.Default()
+	c.Engine = "x"
+	c.SSE.Heartbeat = 0
+	c.Limits.MaxEventBytes = -1
+	err := c.Validate()
+	if err == nil {
+		t.Fatal("Validate succeeded")
+	}
+	for _, k := range []string{"config engine", "config sse.heartbeat", "config limits.max_event_bytes"} {
+		if !strings.Contains(err.Error(), k) {
+			t.Errorf("error %q does not name %q", err, k)
+		}
+	}
+}
+
+func TestParseLevel(t *testing.T) {
+	for _, s := range []string{"debug", "info", "warn", "error", "INFO"} {
+		if _, err := config.ParseLevel(s); err != nil {
+			t.Errorf("ParseLevel(%q): %v", s, err)
+		}
+	}
+	if _, err := config.ParseLevel("verbose"); err == nil {
+		t.Errorf("ParseLevel(verbose) succeeded")
+	}
+}
