@@ -13,6 +13,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -84,6 +85,7 @@ func (h *Handler) methods(m map[string]http.HandlerFunc) http.HandlerFunc {
 	for k := range m {
 		allow = append(allow, k)
 	}
+	slices.Sort(allow) // a stable Allow header, not map order
 	allowed := strings.Join(allow, ", ")
 	return func(w http.ResponseWriter, r *http.Request) {
 		if f, ok := m[r.Method]; ok {
@@ -292,18 +294,22 @@ func (h *Handler) publishBatch(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	var req batchRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	body, err := readAll(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes), r.ContentLength, h.opts.MaxBodyBytes)
+	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			wire.WriteError(w, fmt.Errorf("%w: the body is over %d bytes (http.max_body_bytes)", hub.ErrTooLarge, mbe.Limit))
 			return
 		}
+		wire.WriteError(w, badRequest("reading the body: %v", err))
+		return
+	}
+	events, err := decodeBatch(body)
+	if err != nil {
 		wire.WriteError(w, badRequest("the body is not a valid batch: %v", err))
 		return
 	}
+	req := batchRequest{Events: events}
 	if len(req.Events) == 0 {
 		wire.WriteError(w, badRequest(`the batch has no events; send {"events":[{"topic":"…","data":…}]}`))
 		return
@@ -320,6 +326,9 @@ func (h *Handler) publishBatch(w http.ResponseWriter, r *http.Request) {
 		rec, err := be.record()
 		if err == nil {
 			err = event.ValidateTopic(be.Topic)
+		}
+		if err == nil && len(rec.Data) > h.opts.MaxEventBytes {
+			err = fmt.Errorf("%w: payload is %d bytes, the limit is %d (limits.max_event_bytes)", hub.ErrTooLarge, len(rec.Data), h.opts.MaxEventBytes)
 		}
 		if err != nil {
 			wire.WriteError(w, fmt.Errorf("event %d: %w", i, err))
@@ -572,4 +581,18 @@ func decodeBase64(s string) ([]byte, error) {
 		return base64.RawURLEncoding.DecodeString(s)
 	}
 	return base64.RawStdEncoding.DecodeString(s)
+}
+
+// readAll reads r into a buffer sized from the request's Content-Length
+// (when known and within limit), so that large bodies are not regrown.
+func readAll(r io.Reader, contentLength, limit int64) ([]byte, error) {
+	if contentLength <= 0 || contentLength > limit {
+		return io.ReadAll(r)
+	}
+	// net/http ends the body at Content-Length, so one full read is all.
+	buf := make([]byte, contentLength)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return nil, err
+	}
+	return buf, nil
 }
