@@ -32,9 +32,11 @@ import (
 const version = 1
 
 // Limits on what a cursor may hold, so that decoding is cheap and bounded.
+// MaxEncoded fits MaxTopics positions of the longest topic names, so that
+// every cursor the server can produce also parses (and fits an HTTP header).
 const (
-	MaxTopics  = 256
-	MaxEncoded = 16 << 10 // bytes of the base64 token
+	MaxTopics  = 64
+	MaxEncoded = 24 << 10 // bytes of the base64 token
 )
 
 // ErrMalformed is wrapped by every decoding error.
@@ -81,6 +83,11 @@ func (c *Cursor) Set(topic string, p event.Position) {
 // Clone returns an independent copy of c.
 func (c *Cursor) Clone() Cursor {
 	return Cursor{entries: append([]Entry(nil), c.entries...)}
+}
+
+// Retain keeps only the entries whose topic keep approves.
+func (c *Cursor) Retain(keep func(topic string) bool) {
+	c.entries = slices.DeleteFunc(c.entries, func(e Entry) bool { return !keep(e.Topic) })
 }
 
 func (c *Cursor) search(topic string) int {

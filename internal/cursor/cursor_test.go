@@ -64,7 +64,7 @@ func TestRoundTrip(t *testing.T) {
 			{Topic: "Mid", Position: pos(5, 6)},
 			{Topic: "alpha.b", Position: pos(7, 8)},
 		}},
-		{"many", manyEntries(100)},
+		{"many", manyEntries(cursor.MaxTopics / 2)},
 		{"max topics", manyEntries(cursor.MaxTopics)},
 	}
 	for _, tt := range tests {
@@ -270,11 +270,13 @@ func TestAppendEncodedNoAlloc(t *testing.T) {
 			{Topic: strings.Repeat("a", 200), Position: pos(math.MaxUint64, math.MaxUint64)},
 			{Topic: strings.Repeat("b", 200), Position: pos(math.MaxUint64, math.MaxUint64)},
 		}},
+		{"max topics", manyEntries(cursor.MaxTopics)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := build(t, tt.entries...)
-			dst := make([]byte, 0, 4096)
+			// Room for the token and for the raw bytes it is built from.
+			dst := make([]byte, 0, 64<<10)
 			allocs := testing.AllocsPerRun(100, func() {
 				dst = c.AppendEncoded(dst[:0])
 			})
@@ -289,6 +291,25 @@ func TestAppendEncodedNoAlloc(t *testing.T) {
 }
 
 func encode(c cursor.Cursor) string { return c.String() }
+
+func TestAppendSingle(t *testing.T) {
+	tests := []cursor.Entry{
+		{Topic: "a", Position: pos(0, 0)},
+		{Topic: "chat.room-42", Position: pos(0x9f3c2a1b0d4e5f60, 7)},
+		{Topic: strings.Repeat("x", event.MaxTopicLen), Position: pos(math.MaxUint64, math.MaxUint64)},
+	}
+	for _, e := range tests {
+		c := build(t, e)
+		want := "id: " + c.String()
+		if got := string(cursor.AppendSingle([]byte("id: "), e.Topic, e.Position)); got != want {
+			t.Errorf("AppendSingle(%q) = %q, want %q", e.Topic, got, want)
+		}
+		dst := make([]byte, 0, 1024)
+		if allocs := testing.AllocsPerRun(100, func() { dst = cursor.AppendSingle(dst[:0], e.Topic, e.Position) }); allocs != 0 {
+			t.Errorf("AppendSingle with room in dst: %v allocations, want 0", allocs)
+		}
+	}
+}
 
 // FuzzParse checks that Parse never panics, that its errors wrap
 // ErrMalformed, and that whatever it accepts re-encodes to a canonical token

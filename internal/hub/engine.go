@@ -34,7 +34,8 @@ type Engine interface {
 	// oldest first, together with the topic's state at the time of the read.
 	// When after is older than retained history, the events start at the
 	// earliest retained one; callers detect the gap from Info.First. A topic
-	// never published to is created empty, so that it has an epoch.
+	// never published to reads as empty, with the epoch its history will
+	// have once created, and reading does not create it.
 	Read(ctx context.Context, topic string, after uint64, limit int) (event.Batch, error)
 	// Info returns a topic's state, and false if the topic does not exist.
 	Info(ctx context.Context, topic string) (event.TopicInfo, bool, error)

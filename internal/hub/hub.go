@@ -13,6 +13,8 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -356,15 +358,55 @@ func (h *Hub) Close() {
 // Done returns a channel closed when Close is called.
 func (h *Hub) Done() <-chan struct{} { return h.done }
 
-// Info returns a topic's state; false if the topic does not exist.
+// Info returns a topic's state; false if the topic has neither history
+// nor subscribers on this node.
 func (h *Hub) Info(ctx context.Context, topic string) (event.TopicInfo, bool, error) {
 	if err := event.ValidateTopic(topic); err != nil {
 		return event.TopicInfo{}, false, err
 	}
-	return h.eng.Info(ctx, topic)
+	info, ok, err := h.eng.Info(ctx, topic)
+	if err != nil || ok || h.Subscribers(topic) == 0 {
+		return info, ok, err
+	}
+	b, err := h.eng.Read(ctx, topic, 0, 0)
+	return b.Info, err == nil, err
 }
 
-// Topics lists the existing topics.
+// Topics lists the topics with history, and those with subscribers on
+// this node, sorted by name.
 func (h *Hub) Topics(ctx context.Context) ([]event.TopicInfo, error) {
-	return h.eng.Topics(ctx)
+	infos, err := h.eng.Topics(ctx)
+	if err != nil {
+		return nil, err
+	}
+	have := make(map[string]bool, len(infos))
+	for _, in := range infos {
+		have[in.Name] = true
+	}
+	added := false
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.RLock()
+		for name := range sh.topics {
+			if !have[name] {
+				infos = append(infos, event.TopicInfo{Name: name})
+				added = true
+			}
+		}
+		sh.mu.RUnlock()
+	}
+	if !added {
+		return infos, nil
+	}
+	for i := range infos {
+		if !have[infos[i].Name] {
+			b, err := h.eng.Read(ctx, infos[i].Name, 0, 0)
+			if err != nil {
+				return nil, err
+			}
+			infos[i] = b.Info
+		}
+	}
+	slices.SortFunc(infos, func(a, b event.TopicInfo) int { return strings.Compare(a.Name, b.Name) })
+	return infos, nil
 }

@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/heraldhq/herald/internal/cursor"
@@ -44,6 +45,9 @@ func (h *Hub) Pull(ctx context.Context, req PullRequest) (PullResult, error) {
 	if req.Limit > MaxPullLimit {
 		return PullResult{}, fmt.Errorf("%w: limit %d is over the maximum %d", ErrBadInput, req.Limit, MaxPullLimit)
 	}
+	if len(req.Topics) > cursor.MaxTopics {
+		return PullResult{}, fmt.Errorf("%w: %d topics, the limit is %d per request", ErrBadInput, len(req.Topics), cursor.MaxTopics)
+	}
 	seen := make(map[string]bool, len(req.Topics))
 	for _, t := range req.Topics {
 		if err := event.ValidateTopic(t); err != nil {
@@ -84,6 +88,9 @@ func (h *Hub) Pull(ctx context.Context, req PullRequest) (PullResult, error) {
 // pullOnce reads every topic once and merges the events by time, so that
 // one busy topic does not starve the others.
 func (h *Hub) pullOnce(ctx context.Context, req PullRequest) (PullResult, error) {
+	// The answer's cursor keeps the positions of topics not requested this
+	// time (a consumer may pull subsets with one cursor), unless that would
+	// take it over cursor.MaxTopics: then it holds the requested ones only.
 	out := PullResult{Cursor: req.Cursor.Clone()}
 	var parts [][]*event.Event
 	for _, t := range req.Topics {
@@ -130,6 +137,8 @@ func (h *Hub) pullOnce(ctx context.Context, req PullRequest) (PullResult, error)
 			}
 		} else if !have {
 			out.Cursor.Set(t, event.Position{Epoch: info.Epoch, Offset: info.First - 1})
+		} else {
+			out.Cursor.Set(t, pos)
 		}
 		if len(b.Events) > 0 {
 			parts = append(parts, b.Events)
@@ -138,6 +147,9 @@ func (h *Hub) pullOnce(ctx context.Context, req PullRequest) (PullResult, error)
 	out.Events = mergeByTime(parts, req.Limit)
 	for _, ev := range out.Events {
 		out.Cursor.Set(ev.Topic, ev.Position())
+	}
+	if out.Cursor.Len() > cursor.MaxTopics {
+		out.Cursor.Retain(func(t string) bool { return slices.Contains(req.Topics, t) })
 	}
 	return out, nil
 }

@@ -129,6 +129,7 @@ type subscription struct {
 	last    uint64 // offset of the last event queued
 	catchup bool   // history must be read before live events are queued
 	seen    uint64 // newest live offset noticed while catching up
+	gone    bool   // taken out of owner.subs; a fan-out still holding an old list must not queue for it
 }
 
 // NewSubscriber registers a push consumer with the hub.
@@ -194,6 +195,18 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string, start Start) (
 	info := b.Info
 	var gap *Gap
 	s.mu.Lock()
+	if s.reason != CloseNone || s.subs[topic] != sub {
+		// Ended or unsubscribed meanwhile. Whoever did it may have looked
+		// for sub in the hub before add put it there, so take it out here;
+		// remove is a no-op when it is already gone.
+		closed := s.reason != CloseNone
+		s.mu.Unlock()
+		s.h.remove(sub)
+		if closed {
+			return event.Position{}, ErrClosed
+		}
+		return event.Position{}, fmt.Errorf("%w: unsubscribed from %s while subscribing", ErrBadInput, topic)
+	}
 	sub.epoch = info.Epoch
 	switch {
 	case start.Set && start.Position.Epoch != info.Epoch:
@@ -230,6 +243,7 @@ func (s *Subscriber) forget(sub *subscription) {
 	if s.subs[sub.topic] == sub {
 		delete(s.subs, sub.topic)
 	}
+	sub.gone = true
 	s.mu.Unlock()
 }
 
@@ -239,6 +253,7 @@ func (s *Subscriber) Unsubscribe(topic string) bool {
 	sub := s.subs[topic]
 	if sub != nil {
 		delete(s.subs, topic)
+		sub.gone = true
 		s.dropCatchup(sub)
 	}
 	s.mu.Unlock()
@@ -274,7 +289,7 @@ func (sub *subscription) offer(ev *event.Event) bool {
 	}
 	s := sub.owner
 	s.mu.Lock()
-	if s.reason != CloseNone {
+	if s.reason != CloseNone || sub.gone {
 		s.mu.Unlock()
 		return false
 	}
@@ -346,7 +361,8 @@ func (s *Subscriber) Next(ctx context.Context, buf []Item) ([]Item, CloseReason)
 		}
 		s.mu.Lock()
 		if s.subs[sub.topic] != sub || !sub.catchup {
-			s.mu.Unlock() // unsubscribed meanwhile
+			s.dropCatchup(sub) // unsubscribed meanwhile
+			s.mu.Unlock()
 			continue
 		}
 		s.applyBatch(sub, after, epoch, b)

@@ -1,8 +1,11 @@
 // Package memory is herald's default engine: topic history in process
-// memory, bounded by retention, lost on restart. Every topic gets a new
-// random epoch when it is created, so consumers holding cursors from a
-// previous process are told their history is gone rather than silently
-// skipped.
+// memory, bounded by retention, lost on restart. Each Engine draws one
+// random epoch when it is created and every topic's history carries it, so
+// consumers holding cursors from a previous process are told their history
+// is gone rather than silently skipped. Topics are never dropped while the
+// engine lives, so one epoch per engine is enough, and a topic that does
+// not exist yet already has the epoch it will be created with: reading or
+// subscribing does not have to create it.
 package memory
 
 import (
@@ -43,6 +46,7 @@ const numShards = 32
 type Engine struct {
 	opts    Options // static after New
 	seed    maphash.Seed
+	epoch   event.Epoch        // of every topic's history; static after New
 	deliver func(*event.Event) // set once by Attach, before use
 
 	shards [numShards]shard
@@ -59,8 +63,10 @@ type shard struct {
 
 // topic is one topic's history.
 //
-// Lock order: deliverMu may be taken while holding mu (and mu is then
-// released), never the other way round.
+// Lock order: deliverMu, then mu. An append holds deliverMu from before it
+// takes mu until its events are delivered, so deliveries keep offset order;
+// it releases mu before delivering, so readers never wait for a fan-out and
+// a deliver callback may Read.
 type topic struct {
 	name      string
 	retention event.Retention // static
@@ -77,7 +83,7 @@ type topic struct {
 	keyLog  []keyStamp // keys in the order they were added, for expiry
 	keyHead int
 
-	deliverMu sync.Mutex // held while delivering, so deliveries keep offset order
+	deliverMu sync.Mutex // held by Append while storing and delivering, so deliveries keep offset order
 }
 
 type keyStamp struct {
@@ -102,7 +108,7 @@ func New(opts Options) *Engine {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	e := &Engine{opts: opts, seed: maphash.MakeSeed(), stop: make(chan struct{}), deliver: func(*event.Event) {}}
+	e := &Engine{opts: opts, seed: maphash.MakeSeed(), epoch: newEpoch(), stop: make(chan struct{}), deliver: func(*event.Event) {}}
 	for i := range e.shards {
 		e.shards[i].topics = make(map[string]*topic)
 	}
@@ -152,7 +158,7 @@ func (e *Engine) getOrCreate(name string) *topic {
 	t := &topic{
 		name:      strings.Clone(name),
 		retention: e.opts.Retention(name),
-		epoch:     newEpoch(),
+		epoch:     e.epoch,
 		first:     1,
 		keys:      make(map[string]event.Ack),
 	}
@@ -179,6 +185,8 @@ func (e *Engine) Append(ctx context.Context, name string, recs []event.Record) (
 	acks := make([]event.Ack, len(recs))
 	var fresh []*event.Event
 
+	t.deliverMu.Lock()
+	defer t.deliverMu.Unlock()
 	t.mu.Lock()
 	t.expireKeys(nowMs - e.opts.DedupeWindow.Milliseconds())
 	if nowMs < t.lastMs {
@@ -208,16 +216,10 @@ func (e *Engine) Append(ctx context.Context, name string, recs []event.Record) (
 		fresh = append(fresh, ev)
 	}
 	t.trim(nowMs)
-	if len(fresh) == 0 {
-		t.mu.Unlock()
-		return acks, nil
-	}
-	t.deliverMu.Lock()
 	t.mu.Unlock()
 	for _, ev := range fresh {
 		e.deliver(ev)
 	}
-	t.deliverMu.Unlock()
 	return acks, nil
 }
 
@@ -281,7 +283,11 @@ func (e *Engine) Read(ctx context.Context, name string, after uint64, limit int)
 	if err := ctx.Err(); err != nil {
 		return event.Batch{}, err
 	}
-	t := e.getOrCreate(name)
+	t := e.get(name)
+	if t == nil {
+		// Not created yet: empty, with the epoch it will have.
+		return event.Batch{Info: event.TopicInfo{Name: name, Epoch: e.epoch, First: 1}}, nil
+	}
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	b := event.Batch{Info: t.infoLocked()}
