@@ -48,6 +48,35 @@ type Server struct {
 	serveCh  chan error // the result of http.Server.Serve
 	stopOnce sync.Once
 	stopErr  error
+
+	newMu    sync.Mutex            // guards newConns
+	newConns map[net.Conn]struct{} // accepted, no request read yet
+}
+
+// trackNew remembers connections that have not sent a request yet:
+// http.Server.Shutdown waits up to 5 s for them (clients open spare
+// connections), so the drain closes them instead.
+func (s *Server) trackNew(c net.Conn, state http.ConnState) {
+	s.newMu.Lock()
+	defer s.newMu.Unlock()
+	if state == http.StateNew {
+		if s.newConns == nil {
+			s.newConns = make(map[net.Conn]struct{})
+		}
+		s.newConns[c] = struct{}{}
+		return
+	}
+	delete(s.newConns, c)
+}
+
+// closeNew closes the connections that never sent a request.
+func (s *Server) closeNew() {
+	s.newMu.Lock()
+	defer s.newMu.Unlock()
+	for c := range s.newConns {
+		c.Close()
+	}
+	clear(s.newConns)
 }
 
 // Option adjusts a Server at construction.
@@ -96,6 +125,7 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 		Log:          log,
 	})
 	s.http = &http.Server{
+		ConnState:         s.trackNew,
 		Handler:           s.routes(),
 		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
 		IdleTimeout:       cfg.HTTP.IdleTimeout,
@@ -235,6 +265,7 @@ func (s *Server) shutdown(ctx context.Context) error {
 	s.log.Info("herald draining")
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- s.http.Shutdown(ctx) }()
+	s.closeNew()
 	s.hub.Close()
 	s.sse.Close()
 	errs := []error{s.sse.Wait(ctx), <-httpDone}

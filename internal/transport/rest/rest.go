@@ -361,16 +361,19 @@ func (h *Handler) publishBatch(w http.ResponseWriter, r *http.Request) {
 			acks[g.idx[j]] = a
 		}
 	}
-	b := make([]byte, 0, 16+len(acks)*96)
+	b := make([]byte, 0, 16+len(acks)*160)
 	b = append(b, `{"results":[`...)
 	for i, a := range acks {
 		if i > 0 {
 			b = append(b, ',')
 		}
+		t := req.Events[i].Topic
 		b = append(b, `{"topic":`...)
-		b = wire.AppendString(b, req.Events[i].Topic)
+		b = wire.AppendString(b, t)
 		b = appendAck(b, a)
-		b = append(b, '}')
+		b = append(b, `,"cursor":"`...)
+		b = cursor.AppendSingle(b, t, a.Position)
+		b = append(b, `"}`...)
 	}
 	b = append(b, "]}\n"...)
 	writeJSON(w, http.StatusOK, b)

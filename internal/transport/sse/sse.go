@@ -65,6 +65,7 @@ type Handler struct {
 	buckets []map[*conn]struct{}
 	next    int
 
+	pool    *writerPool    // runs the streams' writers
 	streams sync.WaitGroup // open streams
 	stop    chan struct{}  // closed by Close: ends the wheel
 	wheel   sync.WaitGroup // the wheel goroutine
@@ -95,7 +96,7 @@ func New(h *hub.Hub, opts Options) *Handler {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
 	n := max(1, int(opts.Heartbeat/wheelTick))
-	s := &Handler{hub: h, opts: opts, ctx: context.Background(), stop: make(chan struct{})}
+	s := &Handler{hub: h, opts: opts, ctx: context.Background(), stop: make(chan struct{}), pool: newWriterPool()}
 	s.buckets = make([]map[*conn]struct{}, n)
 	for i := range s.buckets {
 		s.buckets[i] = make(map[*conn]struct{})
@@ -284,7 +285,7 @@ type conn struct {
 	sub    *hub.Subscriber // static after setup
 	out    sink            // static after setup
 	wakeCh chan struct{}   // set when served from the handler goroutine
-	runFn  func()          // c.run, bound once so waking does not allocate
+	runFn  func()          // c.run, bound once so a handoff does not allocate
 	bucket int             // guarded by h.mu
 
 	running   atomic.Bool  // a writer is active (or setup is running)
@@ -295,10 +296,18 @@ type conn struct {
 	lastWrite atomic.Int64 // unix nanoseconds
 
 	// Owned by the active writer.
-	cur   cursor.Cursor
-	items []hub.Item
-	tail  []byte // the unsent rest of a frame a failed write cut
+	cur    cursor.Cursor
+	items  []hub.Item
+	tail   []byte // the unsent rest of a frame a failed write cut
+	pooled bool   // the writer is a pool worker: writes must not block long
+	rest   []byte // what a pooled write left unsent, for the handoff writer
+	// restInFrame: rest starts inside a frame; sendingRest: send is
+	// writing rest. Together they tell where a cut frame begins.
+	restInFrame, sendingRest bool
 }
+
+// errHandoff reports a pooled write that did not finish within its slice.
+var errHandoff = errors.New("write handed off")
 
 // wake is the subscriber's Wake: it makes sure a writer runs.
 func (c *conn) wake() {
@@ -311,7 +320,7 @@ func (c *conn) wake() {
 		return
 	}
 	if c.running.CompareAndSwap(false, true) {
-		go c.runFn()
+		c.h.pool.submit(c)
 	}
 }
 
@@ -323,11 +332,17 @@ func (c *conn) kick(hub.CloseReason) {
 	}
 }
 
-// run is the on-demand writer of a hijacked stream.
+// run is the writer of a hijacked stream: it writes until nothing is left.
 func (c *conn) run() {
 	for {
-		if c.drain() {
-			return // ended; running stays set so nothing starts again
+		ended, handoff := c.drain()
+		if ended {
+			return // running stays set so nothing starts again
+		}
+		if handoff {
+			c.pooled = false
+			go c.runFn() // the rest of the write may block: not on a pool worker
+			return
 		}
 		c.running.Store(false)
 		if !c.pending.Load() || !c.running.CompareAndSwap(false, true) {
@@ -336,9 +351,36 @@ func (c *conn) run() {
 	}
 }
 
+// runPooled is run on a pool worker: writes get a short deadline, and a
+// stream whose consumer does not take them in time continues on its own
+// goroutine, with the full write timeout, from where the write stopped.
+func (c *conn) runPooled() {
+	c.pooled = true // the writer's own field: set while this worker owns c
+	c.run()
+}
+
+// handoff finishes, with the full write timeout, what a pooled write left
+// unsent. It reports whether the stream can go on.
+func (c *conn) handoff() bool {
+	rest := c.rest
+	c.rest = nil
+	c.sendingRest = true
+	err := c.send(rest)
+	c.sendingRest = false
+	putBuf(rest)
+	if err != nil {
+		c.sub.Close(closeReason(err))
+		return false
+	}
+	return true
+}
+
 // serveInHandler is the writer of a stream that could not be hijacked.
 func (c *conn) serveInHandler(ctx context.Context) {
-	for !c.drain() {
+	for {
+		if ended, _ := c.drain(); ended {
+			return
+		}
 		select {
 		case <-c.wakeCh:
 		case <-ctx.Done():
@@ -347,15 +389,20 @@ func (c *conn) serveInHandler(ctx context.Context) {
 	}
 }
 
-// drain writes whatever the stream has, and reports whether it ended.
-func (c *conn) drain() bool {
+// drain writes whatever the stream has, and reports whether it ended, or
+// whether a pooled write must be finished off the pool.
+func (c *conn) drain() (ended, handoff bool) {
+	if c.rest != nil && !c.pooled && !c.handoff() {
+		c.finish(c.sub.Reason())
+		return true, false
+	}
 	for {
 		c.pending.Store(false)
 		items, reason := c.sub.Next(c.h.ctx, c.items)
 		c.items = items
 		if reason != hub.CloseNone {
 			c.finish(reason)
-			return true
+			return true, false
 		}
 		var err error
 		switch {
@@ -370,18 +417,24 @@ func (c *conn) drain() bool {
 			}
 			err = c.send(heartbeat)
 		default:
-			return false
+			return false, false
+		}
+		if err == errHandoff {
+			return false, true
 		}
 		if err != nil {
-			// A write blocked for the write timeout is a slow consumer,
-			// like one whose queue overflowed.
-			reason := hub.CloseClient
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				reason = hub.CloseSlow
-			}
-			c.sub.Close(reason)
+			c.sub.Close(closeReason(err))
 		}
 	}
+}
+
+// closeReason maps a failed write to why the stream ends: a write blocked
+// for the write timeout is a slow consumer, like one whose queue overflowed.
+func closeReason(err error) hub.CloseReason {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return hub.CloseSlow
+	}
+	return hub.CloseClient
 }
 
 var heartbeat = []byte(": hb\n\n")
@@ -421,18 +474,31 @@ func (c *conn) writeItems(items []hub.Item) error {
 // frame; the rest of that frame is kept for finish to send before the
 // closing frame, as a half frame followed by another would reach the client
 // as one garbled event (with the id of an event it never got).
+//
+// On a pool worker the deadline is short; a write that runs out of it
+// keeps the unsent rest in c.rest and returns errHandoff.
 func (c *conn) send(b []byte) error {
+	now := time.Now()
+	limit := c.h.opts.WriteTimeout
+	if c.pooled {
+		limit = min(limit, pooledWriteSlice)
+	}
 	c.inWrite.Store(true)
-	c.out.setDeadline(time.Now().Add(c.h.opts.WriteTimeout))
+	c.out.setDeadline(now.Add(limit))
 	if c.kicked.Load() {
 		// kick ran between the two lines above and its deadline was lost.
 		c.out.setDeadline(time.Now())
 	}
 	n, err := c.out.write(b)
 	c.inWrite.Store(false)
-	c.lastWrite.Store(time.Now().UnixNano())
+	c.lastWrite.Store(now.UnixNano())
+	if err != nil && c.pooled && !c.kicked.Load() && errors.Is(err, os.ErrDeadlineExceeded) {
+		c.rest = append(getBuf(), b[n:]...)
+		c.restInFrame = n > 0 && !(n >= 2 && b[n-2] == '\n' && b[n-1] == '\n')
+		return errHandoff
+	}
 	if err != nil && c.tail == nil {
-		c.tail = frameRest(b, n)
+		c.tail = frameRestFrom(b, n, c.sendingRest && c.restInFrame)
 	}
 	return err
 }
@@ -441,8 +507,23 @@ func (c *conn) send(b []byte) error {
 // at n left unsent, or nil when n is at a frame boundary. Frames end with
 // a blank line, and no frame holds one inside.
 func frameRest(b []byte, n int) []byte {
-	if n <= 0 || n >= len(b) || (n >= 2 && b[n-2] == '\n' && b[n-1] == '\n') {
+	return frameRestFrom(b, n, false)
+}
+
+// frameRestFrom is frameRest for a b that may start inside a frame (the
+// rest of a write cut before): then even an empty write leaves a frame cut.
+func frameRestFrom(b []byte, n int, startsInFrame bool) []byte {
+	if n <= 0 && startsInFrame && len(b) > 0 {
+		n = 0
+	} else if n <= 0 || n >= len(b) || (n >= 2 && b[n-2] == '\n' && b[n-1] == '\n') {
 		return nil
+	}
+	if n == 0 {
+		end := len(b)
+		if i := bytes.Index(b, frameEnd); i >= 0 {
+			end = i + len(frameEnd)
+		}
+		return bytes.Clone(b[:end])
 	}
 	end := len(b)
 	if i := bytes.Index(b[n-1:], frameEnd); i >= 0 {

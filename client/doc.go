@@ -1,0 +1,65 @@
+// Package client is the Go client of herald's HTTP API, version 1
+// (docs/api.md): publish events, pull them from a cursor, and subscribe to
+// live events over Server-Sent Events or long polling with automatic,
+// loss-free reconnection.
+//
+// # The model
+//
+// A topic is a named, ordered stream of events. Each event has an offset
+// (1, 2, 3, … per topic) and an epoch that names one continuous history of
+// the topic. A cursor is an opaque token holding the position of every topic
+// a consumer follows; every transport accepts and returns the same cursor,
+// so a consumer can stop, switch transport and carry on without losing or
+// repeating an event.
+//
+// # Publishing and pulling
+//
+//	c, err := client.New("http://127.0.0.1:8080")
+//	if err != nil {
+//		return err
+//	}
+//	ack, err := c.Publish(ctx, "chat.room-1", []byte(`{"text":"hi"}`), client.PublishOptions{})
+//	if err != nil {
+//		return err
+//	}
+//	res, err := c.Pull(ctx, client.PullRequest{Topics: []string{"chat.room-1"}, From: "earliest"})
+//	// res.Events holds the events, res.Cursor continues after them.
+//
+// Errors answered by the server are *Error values carrying the API's stable
+// code:
+//
+//	var apiErr *client.Error
+//	if errors.As(err, &apiErr) && apiErr.Code == client.CodeBadTopic {
+//		// fix the topic name
+//	}
+//
+// # Subscribing
+//
+// Subscribe follows topics live. It reconnects on its own with jittered
+// exponential backoff and resumes from the last cursor it delivered, so a
+// consumer sees every event once, in order, across dropped connections and
+// server restarts; when history is gone it says so with a Gap message.
+//
+//	sub, err := c.Subscribe(ctx, []string{"chat.room-1"}, client.SubscribeOptions{})
+//	if err != nil {
+//		return err
+//	}
+//	defer sub.Close()
+//	for {
+//		m, err := sub.Next(ctx)
+//		if err != nil {
+//			return err
+//		}
+//		switch {
+//		case m.Event != nil:
+//			payload, _ := m.Event.Payload()
+//			fmt.Printf("%s #%d: %s\n", m.Event.Topic, m.Event.Offset, payload)
+//		case m.Gap != nil:
+//			fmt.Printf("lost events of %s: %s\n", m.Gap.Topic, m.Gap.Reason)
+//		}
+//		// Persist m.Cursor to resume after this message later.
+//	}
+//
+// A Subscription is not safe for concurrent calls to Next; Close may be
+// called from any goroutine. A Client is safe for concurrent use.
+package client
