@@ -246,7 +246,8 @@ func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.opts.OnConn(1)
 	s.track(c)
 
-	b := getBuf()
+	bp := getBuf()
+	b := *bp
 	b = append(b, head...)
 	b = append(b, "retry: "...)
 	b = strconv.AppendInt(b, s.opts.Retry.Milliseconds(), 10)
@@ -254,7 +255,7 @@ func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b = c.cur.AppendEncoded(b)
 	b = append(b, "\n\n"...)
 	err = c.send(b)
-	putBuf(b)
+	putBuf(bp, b)
 	if err != nil {
 		sub.Close(hub.CloseClient)
 	}
@@ -367,7 +368,6 @@ func (c *conn) handoff() bool {
 	c.sendingRest = true
 	err := c.send(rest)
 	c.sendingRest = false
-	putBuf(rest)
 	if err != nil {
 		c.sub.Close(closeReason(err))
 		return false
@@ -441,7 +441,8 @@ var heartbeat = []byte(": hb\n\n")
 
 // writeItems sends queued events and gaps in one write.
 func (c *conn) writeItems(items []hub.Item) error {
-	b := getBuf()
+	bp := getBuf()
+	b := *bp
 	solo := c.cur.Len() == 1
 	for _, it := range items {
 		if ev := it.Event; ev != nil {
@@ -466,7 +467,7 @@ func (c *conn) writeItems(items []hub.Item) error {
 		b = append(b, "\n\n"...)
 	}
 	err := c.send(b)
-	putBuf(b)
+	putBuf(bp, b)
 	return err
 }
 
@@ -493,7 +494,7 @@ func (c *conn) send(b []byte) error {
 	c.inWrite.Store(false)
 	c.lastWrite.Store(now.UnixNano())
 	if err != nil && c.pooled && !c.kicked.Load() && errors.Is(err, os.ErrDeadlineExceeded) {
-		c.rest = append(getBuf(), b[n:]...)
+		c.rest = bytes.Clone(b[n:])
 		c.restInFrame = n > 0 && !(n >= 2 && b[n-2] == '\n' && b[n-1] == '\n')
 		return errHandoff
 	}
@@ -546,7 +547,8 @@ func (c *conn) finish(reason hub.CloseReason) {
 		msg = "the server could not read history; reconnect to resume"
 	}
 	if msg != "" {
-		b := getBuf()
+		bp := getBuf()
+		b := *bp
 		b = append(b, c.tail...)
 		if reason == hub.CloseShutdown {
 			// Spread the herd of reconnects over a few retry periods.
@@ -561,7 +563,7 @@ func (c *conn) finish(reason hub.CloseReason) {
 		b = append(b, "}\n\n"...)
 		c.out.setDeadline(time.Now().Add(time.Second))
 		c.out.write(b)
-		putBuf(b)
+		putBuf(bp, b)
 	}
 	c.out.close()
 	c.h.untrack(c)
@@ -615,11 +617,17 @@ func encodeFrame(ev *event.Event) []byte {
 // bufPool holds write buffers, so that idle streams hold none.
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
-func getBuf() []byte { return (*bufPool.Get().(*[]byte))[:0] }
+func getBuf() *[]byte {
+	p := bufPool.Get().(*[]byte)
+	*p = (*p)[:0]
+	return p
+}
 
-func putBuf(b []byte) {
+// putBuf returns p, now holding b (which may have grown from *p).
+func putBuf(p *[]byte, b []byte) {
 	if cap(b) <= 64<<10 {
-		bufPool.Put(&b)
+		*p = b
+		bufPool.Put(p)
 	}
 }
 
