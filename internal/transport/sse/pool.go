@@ -27,8 +27,14 @@ type writerPool struct {
 // pooledWriteSlice bounds how long a pooled worker waits on one write.
 const pooledWriteSlice = 20 * time.Millisecond
 
+// newWriterPool sizes the pool at one worker per P but one. More workers
+// do not write faster (the work is the write system call) but keep every
+// P busy with runnable writers, and the runtime then looks at the network
+// poller only every 10 ms: publishes and long polls waited tens of
+// milliseconds behind a fan-out. Leaving one P free keeps them prompt
+// (docs/benchmarks.md has the measurements).
 func newWriterPool() *writerPool {
-	return &writerPool{max: max(4, 4*runtime.GOMAXPROCS(0))}
+	return &writerPool{max: max(1, runtime.GOMAXPROCS(0)-1)}
 }
 
 // submit queues c for a worker, starting one if fewer than max run.

@@ -236,7 +236,7 @@ func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	head := s.header(r)
 	if nc, _, err := http.NewResponseController(w).Hijack(); err == nil {
-		c.out = netSink{nc}
+		c.out = newNetSink(nc)
 	} else {
 		c.wakeCh = make(chan struct{}, 1)
 		c.out = newHTTPSink(w)
@@ -305,6 +305,7 @@ type conn struct {
 	// restInFrame: rest starts inside a frame; sendingRest: send is
 	// writing rest. Together they tell where a cut frame begins.
 	restInFrame, sendingRest bool
+	deadlineSet              bool // a blocking write left a write deadline on the socket
 }
 
 // errHandoff reports a pooled write that did not finish within its slice.
@@ -479,6 +480,31 @@ func (c *conn) writeItems(items []hub.Item) error {
 // On a pool worker the deadline is short; a write that runs out of it
 // keeps the unsent rest in c.rest and returns errHandoff.
 func (c *conn) send(b []byte) error {
+	if c.pooled {
+		// A pool worker never waits on a socket: what the socket does
+		// not take now goes to a goroutine of the stream's own. No
+		// deadline (and so no timer) is needed for that, but one left by
+		// a blocking write would fail it once passed: clear it.
+		if c.deadlineSet {
+			c.out.setDeadline(time.Time{})
+			c.deadlineSet = false
+		}
+		n, err := c.out.tryWrite(b)
+		switch {
+		case err == nil:
+			c.lastWrite.Store(time.Now().UnixNano())
+			return nil
+		case err == errWouldBlock && !c.kicked.Load():
+			c.rest = bytes.Clone(b[n:])
+			c.restInFrame = n > 0 && !(n >= 2 && b[n-2] == '\n' && b[n-1] == '\n')
+			return errHandoff
+		case err != errNoTry:
+			if c.tail == nil {
+				c.tail = frameRest(b, n)
+			}
+			return err
+		}
+	}
 	now := time.Now()
 	limit := c.h.opts.WriteTimeout
 	if c.pooled {
@@ -486,6 +512,7 @@ func (c *conn) send(b []byte) error {
 	}
 	c.inWrite.Store(true)
 	c.out.setDeadline(now.Add(limit))
+	c.deadlineSet = true
 	if c.kicked.Load() {
 		// kick ran between the two lines above and its deadline was lost.
 		c.out.setDeadline(time.Now())
@@ -635,17 +662,34 @@ func putBuf(p *[]byte, b []byte) {
 // is impossible, the handler's ResponseWriter.
 type sink interface {
 	write(b []byte) (int, error) // how much of b was sent, when known
+	// tryWrite writes what the socket takes now without waiting: it
+	// returns errWouldBlock with the count written when the socket is
+	// full, and errNoTry where it cannot write without blocking.
+	tryWrite(b []byte) (int, error)
 	setDeadline(t time.Time)
 	peerClosed() bool
 	close()
 }
 
-type netSink struct{ nc net.Conn }
+// netSink writes to a hijacked connection.
+type netSink struct {
+	nc net.Conn
+	nb *nonBlocking // nil where non-blocking writes are not available
+}
 
-func (s netSink) write(b []byte) (int, error) { return s.nc.Write(b) }
-func (s netSink) setDeadline(t time.Time)     { s.nc.SetWriteDeadline(t) }
-func (s netSink) peerClosed() bool            { return peerClosed(s.nc) }
-func (s netSink) close()                      { s.nc.Close() }
+func newNetSink(nc net.Conn) *netSink { return &netSink{nc: nc, nb: newNonBlocking(nc)} }
+
+func (s *netSink) write(b []byte) (int, error) { return s.nc.Write(b) }
+func (s *netSink) setDeadline(t time.Time)     { s.nc.SetWriteDeadline(t) }
+func (s *netSink) peerClosed() bool            { return peerClosed(s.nc) }
+func (s *netSink) close()                      { s.nc.Close() }
+
+func (s *netSink) tryWrite(b []byte) (int, error) {
+	if s.nb == nil {
+		return 0, errNoTry
+	}
+	return s.nb.write(b)
+}
 
 type httpSink struct {
 	w  http.ResponseWriter
@@ -671,6 +715,7 @@ func (s httpSink) write(b []byte) (int, error) {
 	}
 	return len(b), nil
 }
-func (s httpSink) setDeadline(t time.Time) { s.rc.SetWriteDeadline(t) }
-func (s httpSink) peerClosed() bool        { return false }
-func (s httpSink) close()                  {}
+func (s httpSink) setDeadline(t time.Time)      { s.rc.SetWriteDeadline(t) }
+func (s httpSink) tryWrite([]byte) (int, error) { return 0, errNoTry }
+func (s httpSink) peerClosed() bool             { return false }
+func (s httpSink) close()                       {}

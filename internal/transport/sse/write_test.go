@@ -15,10 +15,11 @@ import (
 // countSink counts the writes a stream makes.
 type countSink struct{ writes, bytes int }
 
-func (s *countSink) write(b []byte) (int, error) { s.writes++; s.bytes += len(b); return len(b), nil }
-func (s *countSink) setDeadline(time.Time)       {}
-func (s *countSink) peerClosed() bool            { return false }
-func (s *countSink) close()                      {}
+func (s *countSink) write(b []byte) (int, error)    { s.writes++; s.bytes += len(b); return len(b), nil }
+func (s *countSink) setDeadline(time.Time)          {}
+func (s *countSink) peerClosed() bool               { return false }
+func (s *countSink) close()                         {}
+func (s *countSink) tryWrite(b []byte) (int, error) { return s.write(b) }
 
 // writeRig is a stream (conn) on a real hub whose writes go to a counter.
 func writeRig(tb testing.TB, topics ...string) (*hub.Hub, *conn, *countSink) {
