@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 30s
 
-.PHONY: run build test test-short lint bench fuzz clean
+.PHONY: run build test test-short lint bench bench-e2e fuzz clean
 
 ## run: build and run the server on its embedded default (memory engine, 127.0.0.1:8080)
 run: build
@@ -32,6 +32,10 @@ lint:
 ## bench: the Go benchmarks of the hot paths (see docs/benchmarks.md for end-to-end runs)
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## bench-e2e: end-to-end figures of docs/benchmarks.md (wrk, herald bench); RUNS=3
+bench-e2e:
+	bash scripts/bench-e2e.sh $(or $(RUNS),3)
 
 ## fuzz: run every fuzz target for FUZZTIME each
 fuzz:

@@ -7,7 +7,6 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
-	"strconv"
 	"time"
 
 	"github.com/heraldhq/herald/internal/bench/histogram"
@@ -130,22 +129,12 @@ func RunFanout(ctx context.Context, cfg FanoutConfig) (*FanoutResult, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	d, err := NewDialer(cfg.Server, cfg.SourceAddrs, 0)
+	st, err := setupSubscribers(cfg.Server, cfg.SourceAddrs, cfg.Transport, cfg.Reader, cfg.Topic, "bench.fanout-")
 	if err != nil {
 		return nil, err
 	}
-	tr, err := NewTransport(cfg.Transport, d)
-	if err != nil {
-		return nil, err
-	}
-	epoll, err := useEpoll(cfg.Reader, cfg.Transport)
-	if err != nil {
-		return nil, err
-	}
-	runID := newRunID()
-	if cfg.Topic == "" {
-		cfg.Topic = "bench.fanout-" + strconv.FormatUint(runID, 36)
-	}
+	d, tr, epoll, runID := st.d, st.tr, st.epoll, st.runID
+	cfg.Topic = st.topic
 	total := uint64(math.Round(cfg.Rate * cfg.Duration.Seconds()))
 	total = max(total, 1)
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"time"
 )
 
@@ -72,22 +71,12 @@ func RunIdle(ctx context.Context, cfg IdleConfig) (*IdleResult, error) {
 	if err := checkFileLimit(cfg.Conns); err != nil {
 		return nil, err
 	}
-	d, err := NewDialer(cfg.Server, cfg.SourceAddrs, 0)
+	st, err := setupSubscribers(cfg.Server, cfg.SourceAddrs, cfg.Transport, cfg.Reader, cfg.Topic, "bench.idle-")
 	if err != nil {
 		return nil, err
 	}
-	tr, err := NewTransport(cfg.Transport, d)
-	if err != nil {
-		return nil, err
-	}
-	epoll, err := useEpoll(cfg.Reader, cfg.Transport)
-	if err != nil {
-		return nil, err
-	}
-	runID := newRunID()
-	if cfg.Topic == "" {
-		cfg.Topic = "bench.idle-" + strconv.FormatUint(runID, 36)
-	}
+	tr, epoll, runID := st.tr, st.epoll, st.runID
+	cfg.Topic = st.topic
 	res := &IdleResult{
 		Scenario: "idle", Transport: cfg.Transport, Server: cfg.Server, Topic: cfg.Topic,
 		Conns: cfg.Conns, SettleSec: cfg.Settle.Seconds(), PID: cfg.PID,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strconv"
 )
 
 // A Transport opens subscriber streams over one wire protocol. SSE and long
@@ -90,4 +91,36 @@ func useEpoll(reader, transport string) (bool, error) {
 	default:
 		return false, fmt.Errorf("unknown reader %q: use %q or %q", reader, ReaderEpoll, ReaderGoroutine)
 	}
+}
+
+// subscriberSetup is what every subscriber scenario needs before it
+// connects: the transport, the reader mode, the run id and the topic.
+type subscriberSetup struct {
+	d     *Dialer
+	tr    Transport
+	epoll bool
+	runID uint64
+	topic string
+}
+
+// setupSubscribers builds a subscriber scenario's transport and names its
+// topic (prefix plus the run id) when topic is empty.
+func setupSubscribers(server string, sourceAddrs int, transport, reader, topic, prefix string) (subscriberSetup, error) {
+	d, err := NewDialer(server, sourceAddrs, 0)
+	if err != nil {
+		return subscriberSetup{}, err
+	}
+	tr, err := NewTransport(transport, d)
+	if err != nil {
+		return subscriberSetup{}, err
+	}
+	epoll, err := useEpoll(reader, transport)
+	if err != nil {
+		return subscriberSetup{}, err
+	}
+	st := subscriberSetup{d: d, tr: tr, epoll: epoll, runID: newRunID(), topic: topic}
+	if st.topic == "" {
+		st.topic = prefix + strconv.FormatUint(st.runID, 36)
+	}
+	return st, nil
 }

@@ -97,6 +97,12 @@ func (p *batchParser) expect(c byte) error {
 // object parses {"key": value, …}, calling field for each key with the
 // parser positioned at the value.
 func (p *batchParser) object(field func(key string) error) error {
+	return p.fields(true, field)
+}
+
+// fields is object; with named false the keys are only validated, not
+// built, and field gets "" (for payloads, whose keys nobody reads).
+func (p *batchParser) fields(named bool, field func(key string) error) error {
 	if err := p.expect('{'); err != nil {
 		return err
 	}
@@ -108,7 +114,13 @@ func (p *batchParser) object(field func(key string) error) error {
 		if p.peek() != '"' {
 			return p.errorf("expected a field name")
 		}
-		key, err := p.str()
+		var key string
+		var err error
+		if named {
+			key, err = p.str()
+		} else {
+			_, err = p.skipStr()
+		}
 		if err != nil {
 			return err
 		}
@@ -310,34 +322,7 @@ func (p *batchParser) value(depth int) error {
 	}
 	switch c := p.peek(); {
 	case c == '{':
-		p.i++
-		if p.peek() == '}' {
-			p.i++
-			return nil
-		}
-		for {
-			if p.peek() != '"' {
-				return p.errorf("expected a field name")
-			}
-			if _, err := p.skipStr(); err != nil {
-				return err
-			}
-			if err := p.expect(':'); err != nil {
-				return err
-			}
-			if err := p.value(depth + 1); err != nil {
-				return err
-			}
-			switch p.peek() {
-			case ',':
-				p.i++
-			case '}':
-				p.i++
-				return nil
-			default:
-				return p.errorf("expected ',' or '}' in an object")
-			}
-		}
+		return p.fields(false, func(string) error { return p.value(depth + 1) })
 	case c == '[':
 		return p.array(func(int) error { return p.value(depth + 1) })
 	case c == '"':
