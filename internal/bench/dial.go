@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/url"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -17,37 +16,6 @@ import (
 // range in /proc/sys/net/ipv4/ip_local_port_range). Loads beyond that need
 // several bench processes (--procs), each spreading its connections over
 // source addresses 127.0.0.1 … 127.0.0.N (--source-addrs).
-
-// RaiseFileLimit raises the soft RLIMIT_NOFILE to the hard limit and
-// returns the new soft limit.
-func RaiseFileLimit() (uint64, error) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return 0, fmt.Errorf("get open file limit: %w", err)
-	}
-	if lim.Cur < lim.Max {
-		lim.Cur = lim.Max
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-			return 0, fmt.Errorf("raise open file limit to %d: %w", lim.Max, err)
-		}
-	}
-	return lim.Cur, nil
-}
-
-// checkFileLimit fails with advice when conns connections (plus a few
-// for the process itself) would not fit under the open file limit.
-func checkFileLimit(conns int) error {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return fmt.Errorf("get open file limit: %w", err)
-	}
-	if need := uint64(conns) + 64; need > lim.Cur {
-		procs := uint64(conns)/(lim.Max-64) + 1
-		return fmt.Errorf("%d connections need %d open files, over this process's limit of %d (hard limit %d): "+
-			"use fanout --procs %d, or run several bench processes", conns, need, lim.Cur, lim.Max, procs)
-	}
-	return nil
-}
 
 // Dialer opens TCP connections to the server, spreading them over a list of
 // local source addresses. It is safe for concurrent use.

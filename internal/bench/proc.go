@@ -10,7 +10,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -82,15 +81,6 @@ func parseStatusRSS(r io.Reader) (uint64, error) {
 		return 0, fmt.Errorf("read /proc status: %w", err)
 	}
 	return 0, fmt.Errorf("no VmRSS in /proc status (is it a kernel thread?)")
-}
-
-// SelfCPU returns the CPU time (user + system) this process has used.
-func SelfCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // ScrapeRSS reads process_resident_memory_bytes from a Prometheus text
