@@ -108,14 +108,17 @@ type Epoch uint64
 
 // String returns the epoch as 16 lowercase hex digits, the form used on
 // every wire: JSON numbers above 2^53 do not survive JavaScript.
-func (e Epoch) String() string {
+func (e Epoch) String() string { return string(e.Append(nil)) }
+
+// Append appends the String form to b without allocating when b has room.
+func (e Epoch) Append(b []byte) []byte {
 	const hex = "0123456789abcdef"
-	var b [16]byte
+	var d [16]byte
 	for i := 15; i >= 0; i-- {
-		b[i] = hex[e&0xf]
+		d[i] = hex[e&0xf]
 		e >>= 4
 	}
-	return string(b[:])
+	return append(b, d[:]...)
 }
 
 // ParseEpoch parses the form produced by Epoch.String.

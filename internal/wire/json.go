@@ -29,7 +29,7 @@ func AppendEvent(b []byte, ev *event.Event) []byte {
 	b = append(b, `,"offset":`...)
 	b = strconv.AppendUint(b, ev.Offset, 10)
 	b = append(b, `,"epoch":"`...)
-	b = append(b, ev.Epoch.String()...)
+	b = ev.Epoch.Append(b)
 	b = append(b, `","time":"`...)
 	b = AppendTime(b, ev.Time)
 	b = append(b, '"')
@@ -81,7 +81,7 @@ func AppendTime(b []byte, ms int64) []byte {
 // AppendPosition appends {"epoch":"…","offset":N}.
 func AppendPosition(b []byte, p event.Position) []byte {
 	b = append(b, `{"epoch":"`...)
-	b = append(b, p.Epoch.String()...)
+	b = p.Epoch.Append(b)
 	b = append(b, `","offset":`...)
 	b = strconv.AppendUint(b, p.Offset, 10)
 	return append(b, '}')

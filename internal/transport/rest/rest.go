@@ -182,7 +182,7 @@ func appendAck(b []byte, ack event.Ack) []byte {
 	b = append(b, `,"offset":`...)
 	b = strconv.AppendUint(b, ack.Offset, 10)
 	b = append(b, `,"epoch":"`...)
-	b = append(b, ack.Epoch.String()...)
+	b = ack.Epoch.Append(b)
 	b = append(b, `","duplicate":`...)
 	return strconv.AppendBool(b, ack.Duplicate)
 }
@@ -205,7 +205,9 @@ func readBody(buf *bytes.Buffer, body io.Reader, limit int64) error {
 // body is JSON if it parses, else text if it is UTF-8, else bytes.
 func bodyEncoding(contentType string, body []byte) (event.Encoding, error) {
 	mt := ""
-	if contentType != "" {
+	if contentType == "application/json" {
+		mt = contentType // the common case, without parsing
+	} else if contentType != "" {
 		var err error
 		if mt, _, err = mime.ParseMediaType(contentType); err != nil {
 			return 0, badRequest("Content-Type %q: %v", contentType, err)
@@ -553,7 +555,7 @@ func (h *Handler) appendInfo(b []byte, t *event.TopicInfo) []byte {
 	b = append(b, `{"name":`...)
 	b = wire.AppendString(b, t.Name)
 	b = append(b, `,"epoch":"`...)
-	b = append(b, t.Epoch.String()...)
+	b = t.Epoch.Append(b)
 	b = append(b, `","first":`...)
 	b = strconv.AppendUint(b, t.First, 10)
 	b = append(b, `,"last":`...)
