@@ -183,7 +183,8 @@ func (e *Engine) Append(ctx context.Context, name string, recs []event.Record) (
 	now := e.opts.Now()
 	nowMs := now.UnixMilli()
 	acks := make([]event.Ack, len(recs))
-	var fresh []*event.Event
+	var one [1]*event.Event
+	fresh := one[:0] // a single-event publish needs no allocation here
 
 	t.deliverMu.Lock()
 	defer t.deliverMu.Unlock()
@@ -209,9 +210,6 @@ func (e *Engine) Append(ctx context.Context, name string, recs []event.Record) (
 		acks[i] = event.Ack{Position: ev.Position()}
 		if r.Key != "" {
 			t.rememberKey(r.Key, acks[i], nowMs, e.opts.MaxKeysPerTopic)
-		}
-		if fresh == nil {
-			fresh = make([]*event.Event, 0, len(recs)-i)
 		}
 		fresh = append(fresh, ev)
 	}

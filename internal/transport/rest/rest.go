@@ -117,7 +117,7 @@ func (h *Handler) publish(w http.ResponseWriter, r *http.Request) {
 	}
 	buf := h.bufs.Get().(*bytes.Buffer)
 	defer h.putBuf(buf)
-	if err := readBody(buf, r.Body, int64(h.opts.MaxEventBytes)); err != nil {
+	if err := readBody(buf, r, int64(h.opts.MaxEventBytes)); err != nil {
 		wire.WriteError(w, err)
 		return
 	}
@@ -188,8 +188,22 @@ func appendAck(b []byte, ack event.Ack) []byte {
 }
 
 // readBody reads at most limit bytes of body into buf; more is ErrTooLarge.
-func readBody(buf *bytes.Buffer, body io.Reader, limit int64) error {
-	n, err := buf.ReadFrom(io.LimitReader(body, limit+1))
+func readBody(buf *bytes.Buffer, r *http.Request, limit int64) error {
+	if cl := r.ContentLength; cl >= 0 {
+		// The common case: the size is known, so check it first and read
+		// exactly that (net/http ends the body there).
+		if cl > limit {
+			return fmt.Errorf("%w: the body is %d bytes, over %d (limits.max_event_bytes)", hub.ErrTooLarge, cl, limit)
+		}
+		buf.Grow(int(cl))
+		b := buf.AvailableBuffer()[:cl]
+		if _, err := io.ReadFull(r.Body, b); err != nil {
+			return badRequest("reading the body: %v", err)
+		}
+		buf.Write(b)
+		return nil
+	}
+	n, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1))
 	if err != nil {
 		return badRequest("reading the body: %v", err)
 	}
@@ -572,7 +586,11 @@ func (h *Handler) appendInfo(b []byte, t *event.TopicInfo) []byte {
 func writeJSON(w http.ResponseWriter, status int, b []byte) {
 	hd := w.Header()
 	hd["Content-Type"] = jsonType
-	hd["Content-Length"] = []string{strconv.Itoa(len(b))}
+	if len(b) > 2048 {
+		// Small answers get their Content-Length from net/http, which
+		// buffers them whole; saying it here costs two allocations.
+		hd["Content-Length"] = []string{strconv.Itoa(len(b))}
+	}
 	w.WriteHeader(status)
 	w.Write(b)
 }
