@@ -102,7 +102,11 @@ type Hub struct {
 	closed bool
 	done   chan struct{} // closed by Close
 
-	dispatchers sync.WaitGroup // fan-out goroutines; Add only under mu while !closed
+	// dmu orders starting fan-out goroutines with Close: deliver takes it
+	// shared (publishes to many topics do not contend), Close exclusively.
+	dmu         sync.RWMutex
+	dclosed     bool           // guarded by dmu
+	dispatchers sync.WaitGroup // fan-out goroutines; Add only under dmu.RLock while !dclosed
 
 	subCount atomic.Int64 // active topic subscriptions, for Stats
 }
@@ -208,13 +212,13 @@ func (h *Hub) deliver(ev *event.Event) {
 	if !start {
 		return
 	}
-	h.mu.Lock()
-	if h.closed {
-		h.mu.Unlock()
+	h.dmu.RLock()
+	if h.dclosed {
+		h.dmu.RUnlock()
 		return // nobody is left to deliver to
 	}
 	h.dispatchers.Add(1)
-	h.mu.Unlock()
+	h.dmu.RUnlock()
 	go h.dispatch(ts)
 }
 
@@ -352,6 +356,9 @@ func (h *Hub) Close() {
 	for _, s := range subs {
 		s.Close(CloseShutdown)
 	}
+	h.dmu.Lock()
+	h.dclosed = true
+	h.dmu.Unlock()
 	h.dispatchers.Wait()
 }
 
