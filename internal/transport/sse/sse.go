@@ -588,8 +588,20 @@ func (c *conn) finish(reason hub.CloseReason) {
 		b = append(b, `","message":`...)
 		b = wire.AppendString(b, msg)
 		b = append(b, "}\n\n"...)
-		c.out.setDeadline(time.Now().Add(time.Second))
-		c.out.write(b)
+		// On a pool worker the closing frame goes only if the socket takes
+		// it now: a drain of many stalled streams must not hold the few
+		// workers for a second each. Elsewhere it gets a second.
+		// (A frame cut by a full socket is not dispatched: the client
+		// discards an unterminated event at end of stream.)
+		blocking := !c.pooled
+		if c.pooled {
+			_, err := c.out.tryWrite(b)
+			blocking = err == errNoTry
+		}
+		if blocking {
+			c.out.setDeadline(time.Now().Add(time.Second))
+			c.out.write(b)
+		}
 		putBuf(bp, b)
 	}
 	c.out.close()
