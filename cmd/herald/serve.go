@@ -19,6 +19,7 @@ import (
 var serveFlags = map[string]string{
 	"addr":       "http.addr",
 	"engine":     "engine",
+	"data-dir":   "data_dir",
 	"log-level":  "log.level",
 	"log-format": "log.format",
 }
@@ -74,7 +75,8 @@ in-flight publishes finish, ends streams with a reconnect hint, then exits.`,
 	f := cmd.Flags()
 	f.StringVarP(&configPath, "config", "c", "", "YAML config file (env HERALD_CONFIG)")
 	f.String("addr", def.HTTP.Addr, "HTTP listen address, host:port (http.addr)")
-	f.String("engine", def.Engine, "storage engine: memory (engine)")
+	f.String("engine", def.Engine, "storage engine: memory, or durable (history on disk in --data-dir) (engine)")
+	f.String("data-dir", "", "directory of the durable engine's data (data_dir)")
 	f.String("log-level", def.Log.Level, "log level: debug, info, warn, error (log.level)")
 	f.String("log-format", def.Log.Format, "log format: text or json (log.format)")
 	return cmd

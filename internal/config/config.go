@@ -30,7 +30,8 @@ import (
 // the key upper-cased with dots as underscores (http.addr: HERALD_HTTP_ADDR).
 type Config struct {
 	HTTP     HTTP     `koanf:"http"`
-	Engine   string   `koanf:"engine"` // "memory"
+	Engine   string   `koanf:"engine"`   // "memory" or "durable"
+	DataDir  string   `koanf:"data_dir"` // the durable engine's directory
 	History  History  `koanf:"history"`
 	Limits   Limits   `koanf:"limits"`
 	SSE      SSE      `koanf:"sse"`
@@ -183,8 +184,14 @@ func (c *Config) Validate() error {
 	if c.Limits.MaxQueueBytes < c.Limits.MaxEventBytes {
 		bad("limits.max_queue_bytes", "must be at least limits.max_event_bytes (%d), got %d", c.Limits.MaxEventBytes, c.Limits.MaxQueueBytes)
 	}
-	if c.Engine != "memory" {
-		bad("engine", "unknown engine %q; available: memory", c.Engine)
+	switch c.Engine {
+	case "memory":
+	case "durable":
+		if c.DataDir == "" {
+			bad("data_dir", "the durable engine needs a data directory (--data-dir or HERALD_DATA_DIR)")
+		}
+	default:
+		bad("engine", "unknown engine %q; available: memory, durable", c.Engine)
 	}
 	checkHistory := func(prefix string, h Retention, def bool) {
 		if h.MaxEvents < 0 || h.MaxBytes < 0 || h.MaxAge < 0 {

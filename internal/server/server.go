@@ -17,6 +17,7 @@ import (
 
 	"github.com/heraldhq/herald/api"
 	"github.com/heraldhq/herald/internal/config"
+	"github.com/heraldhq/herald/internal/engine/durable"
 	"github.com/heraldhq/herald/internal/engine/memory"
 	"github.com/heraldhq/herald/internal/hub"
 	"github.com/heraldhq/herald/internal/metrics"
@@ -105,6 +106,12 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 		switch cfg.Engine {
 		case "memory":
 			s.eng = memory.New(memory.Options{Retention: cfg.Retention, DedupeWindow: cfg.History.DedupeWindow})
+		case "durable":
+			eng, err := durable.Open(cfg.DataDir, durable.Options{Retention: cfg.Retention, DedupeWindow: cfg.History.DedupeWindow})
+			if err != nil {
+				return nil, fmt.Errorf("engine durable: %w", err)
+			}
+			s.eng = eng
 		default:
 			return nil, fmt.Errorf("config engine: unknown engine %q", cfg.Engine)
 		}
