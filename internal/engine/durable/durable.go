@@ -49,9 +49,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"io"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -62,6 +60,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/heraldhq/herald/internal/engine/topics"
 	"github.com/heraldhq/herald/internal/event"
 	"github.com/heraldhq/herald/internal/hub"
 )
@@ -116,8 +115,6 @@ type Options struct {
 // DefaultRetention is the history bound used when Options.Retention is nil.
 var DefaultRetention = event.Retention{MaxEvents: 10000, MaxAge: 24 * time.Hour, MaxBytes: 64 << 20}
 
-const numShards = 32
-
 // pointDeleteMax is the largest trim done with point deletes; larger trims
 // (a retention bound lowered, a long idle topic expiring) use one range
 // deletion. A range deletion on every append would pile up tombstones in
@@ -130,13 +127,12 @@ const pointDeleteMax = 1024
 type Engine struct {
 	opts    Options            // static after Open
 	dir     string             // static after Open
-	seed    maphash.Seed       // static after Open
 	epoch   event.Epoch        // of every topic's history; static after Open
 	db      *pebble.DB         // static after Open; closed by Close under closeMu
 	lock    io.Closer          // herald's lock on dir; released by Close
 	deliver func(*event.Event) // set once by Attach, before use
 
-	shards [numShards]shard
+	topics *topics.Table[topic]
 
 	// closeMu is held shared by every commit round and every Read for as
 	// long as they use db, and exclusively by Close to mark the engine
@@ -147,11 +143,6 @@ type Engine struct {
 	stop chan struct{}  // closed by Close: ends the sweeper
 	done sync.WaitGroup // the sweeper
 	once sync.Once
-}
-
-type shard struct {
-	mu     sync.RWMutex // guards topics
-	topics map[string]*topic
 }
 
 // topic is one topic's commit queue and in-memory state.
@@ -223,10 +214,7 @@ func Open(dir string, opts Options) (*Engine, error) {
 		lock.Close()
 		return nil, fmt.Errorf("durable: open store in %s: %w (check that the directory is writable)", dir, err)
 	}
-	e := &Engine{opts: opts, dir: dir, seed: maphash.MakeSeed(), db: db, lock: lock, stop: make(chan struct{}), deliver: func(*event.Event) {}}
-	for i := range e.shards {
-		e.shards[i].topics = make(map[string]*topic)
-	}
+	e := &Engine{opts: opts, dir: dir, topics: topics.NewTable[topic](), db: db, lock: lock, stop: make(chan struct{}), deliver: func(*event.Event) {}}
 	if err := e.load(); err != nil {
 		db.Close()
 		lock.Close()
@@ -279,7 +267,7 @@ func (e *Engine) load() error {
 		t.last = binary.BigEndian.Uint64(v[8:])
 		t.bytes = int64(binary.BigEndian.Uint64(v[16:]))
 		t.lastMs = int64(binary.BigEndian.Uint64(v[24:]))
-		e.shard(name).topics[t.name] = t
+		e.topics.Put(name, t)
 	}
 	if err := it.Error(); err != nil {
 		return fmt.Errorf("durable: scan topics in %s: %w", e.dir, err)
@@ -289,7 +277,7 @@ func (e *Engine) load() error {
 
 // initialise writes the format version and a new epoch to an empty store.
 func (e *Engine) initialise() error {
-	e.epoch = newEpoch()
+	e.epoch = topics.NewEpoch()
 	b := e.db.NewBatch()
 	defer b.Close()
 	b.Set([]byte(keyFormat), binary.BigEndian.AppendUint32(nil, formatVersion), nil)
@@ -345,34 +333,11 @@ func (e *Engine) Unwatch(string) {}
 
 var _ hub.Engine = (*Engine)(nil)
 
-func (e *Engine) shard(name string) *shard {
-	return &e.shards[maphash.String(e.seed, name)%numShards]
-}
-
-func (e *Engine) lookup(name string) *topic {
-	sh := e.shard(name)
-	sh.mu.RLock()
-	t := sh.topics[name]
-	sh.mu.RUnlock()
-	return t
-}
+func (e *Engine) lookup(name string) *topic { return e.topics.Get(name) }
 
 // getOrCreate returns the in-memory topic, creating it if needed. A new
 // topic reaches the store with its first commit.
-func (e *Engine) getOrCreate(name string) *topic {
-	if t := e.lookup(name); t != nil {
-		return t
-	}
-	sh := e.shard(name)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if t := sh.topics[name]; t != nil {
-		return t
-	}
-	t := e.newTopic(strings.Clone(name))
-	sh.topics[t.name] = t
-	return t
-}
+func (e *Engine) getOrCreate(name string) *topic { return e.topics.GetOrCreate(name, e.newTopic) }
 
 func (e *Engine) newTopic(name string) *topic {
 	return &topic{
@@ -382,14 +347,6 @@ func (e *Engine) newTopic(name string) *topic {
 		evPrefix:  topicKey(kindEvent, name),
 		keyPrefix: topicKey(kindKey, name),
 		first:     1,
-	}
-}
-
-func newEpoch() event.Epoch {
-	for {
-		if v := rand.Uint64(); v != 0 {
-			return event.Epoch(v)
-		}
 	}
 }
 
@@ -775,18 +732,7 @@ func (e *Engine) Topics(context.Context) ([]event.TopicInfo, error) {
 	return out, nil
 }
 
-func (e *Engine) allTopics() []*topic {
-	var ts []*topic
-	for i := range e.shards {
-		sh := &e.shards[i]
-		sh.mu.RLock()
-		for _, t := range sh.topics {
-			ts = append(ts, t)
-		}
-		sh.mu.RUnlock()
-	}
-	return ts
-}
+func (e *Engine) allTopics() []*topic { return e.topics.Snapshot() }
 
 // sweep trims topics by age and deletes expired idempotency keys, so disk
 // use falls even when nobody publishes. It queues a request on each topic's

@@ -10,13 +10,12 @@ package memory
 
 import (
 	"context"
-	"hash/maphash"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/heraldhq/herald/internal/engine/topics"
 	"github.com/heraldhq/herald/internal/event"
 )
 
@@ -40,25 +39,17 @@ type Options struct {
 // DefaultRetention is the history bound used when Options.Retention is nil.
 var DefaultRetention = event.Retention{MaxEvents: 10000, MaxAge: 24 * time.Hour, MaxBytes: 64 << 20}
 
-const numShards = 32
-
 // Engine keeps topics in memory. Create it with New and stop it with Close.
 type Engine struct {
-	opts    Options // static after New
-	seed    maphash.Seed
+	opts    Options            // static after New
 	epoch   event.Epoch        // of every topic's history; static after New
 	deliver func(*event.Event) // set once by Attach, before use
 
-	shards [numShards]shard
+	topics *topics.Table[topic]
 
 	stop chan struct{}  // closed by Close: ends the sweeper
 	done sync.WaitGroup // the sweeper
 	once sync.Once
-}
-
-type shard struct {
-	mu     sync.RWMutex // guards topics
-	topics map[string]*topic
 }
 
 // topic is one topic's history.
@@ -108,10 +99,7 @@ func New(opts Options) *Engine {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	e := &Engine{opts: opts, seed: maphash.MakeSeed(), epoch: newEpoch(), stop: make(chan struct{}), deliver: func(*event.Event) {}}
-	for i := range e.shards {
-		e.shards[i].topics = make(map[string]*topic)
-	}
+	e := &Engine{opts: opts, topics: topics.NewTable[topic](), epoch: topics.NewEpoch(), stop: make(chan struct{}), deliver: func(*event.Event) {}}
 	e.done.Add(1)
 	go e.sweep()
 	return e
@@ -133,45 +121,18 @@ func (e *Engine) Watch(context.Context, string) error { return nil }
 // Unwatch does nothing.
 func (e *Engine) Unwatch(string) {}
 
-func (e *Engine) shard(name string) *shard {
-	return &e.shards[maphash.String(e.seed, name)%numShards]
-}
-
-func (e *Engine) get(name string) *topic {
-	sh := e.shard(name)
-	sh.mu.RLock()
-	t := sh.topics[name]
-	sh.mu.RUnlock()
-	return t
-}
+func (e *Engine) get(name string) *topic { return e.topics.Get(name) }
 
 func (e *Engine) getOrCreate(name string) *topic {
-	if t := e.get(name); t != nil {
-		return t
-	}
-	sh := e.shard(name)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if t := sh.topics[name]; t != nil {
-		return t
-	}
-	t := &topic{
-		name:      strings.Clone(name),
-		retention: e.opts.Retention(name),
-		epoch:     e.epoch,
-		first:     1,
-		keys:      make(map[string]event.Ack),
-	}
-	sh.topics[t.name] = t
-	return t
-}
-
-func newEpoch() event.Epoch {
-	for {
-		if v := rand.Uint64(); v != 0 {
-			return event.Epoch(v)
+	return e.topics.GetOrCreate(name, func(name string) *topic {
+		return &topic{
+			name:      name,
+			retention: e.opts.Retention(name),
+			epoch:     e.epoch,
+			first:     1,
+			keys:      make(map[string]event.Ack),
 		}
-	}
+	})
 }
 
 // Append stores recs at the end of topic; see hub.Engine.
@@ -328,15 +289,10 @@ func (e *Engine) Info(_ context.Context, name string) (event.TopicInfo, bool, er
 // Topics lists every topic, sorted by name; see hub.Engine.
 func (e *Engine) Topics(context.Context) ([]event.TopicInfo, error) {
 	var out []event.TopicInfo
-	for i := range e.shards {
-		sh := &e.shards[i]
-		sh.mu.RLock()
-		for _, t := range sh.topics {
-			t.mu.RLock()
-			out = append(out, t.infoLocked())
-			t.mu.RUnlock()
-		}
-		sh.mu.RUnlock()
+	for _, t := range e.topics.Snapshot() {
+		t.mu.RLock()
+		out = append(out, t.infoLocked())
+		t.mu.RUnlock()
 	}
 	slices.SortFunc(out, func(a, b event.TopicInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
@@ -355,20 +311,11 @@ func (e *Engine) sweep() {
 		case <-tick.C:
 		}
 		nowMs := e.opts.Now().UnixMilli()
-		for i := range e.shards {
-			sh := &e.shards[i]
-			sh.mu.RLock()
-			topics := make([]*topic, 0, len(sh.topics))
-			for _, t := range sh.topics {
-				topics = append(topics, t)
-			}
-			sh.mu.RUnlock()
-			for _, t := range topics {
-				t.mu.Lock()
-				t.trim(nowMs)
-				t.expireKeys(nowMs - e.opts.DedupeWindow.Milliseconds())
-				t.mu.Unlock()
-			}
+		for _, t := range e.topics.Snapshot() {
+			t.mu.Lock()
+			t.trim(nowMs)
+			t.expireKeys(nowMs - e.opts.DedupeWindow.Milliseconds())
+			t.mu.Unlock()
 		}
 	}
 }
