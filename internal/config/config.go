@@ -35,9 +35,17 @@ type Config struct {
 	History  History  `koanf:"history"`
 	Limits   Limits   `koanf:"limits"`
 	SSE      SSE      `koanf:"sse"`
+	WS       WS       `koanf:"ws"`
+	GRPC     GRPC     `koanf:"grpc"`
 	Pull     Pull     `koanf:"pull"`
 	Shutdown Shutdown `koanf:"shutdown"`
 	Log      Log      `koanf:"log"`
+	// Presence turns on presence (join/leave events and the presence
+	// query) for topics whose namespace does not say otherwise.
+	Presence bool `koanf:"presence"`
+	// ClientPublish lets WebSocket and gRPC Connect clients publish to
+	// topics whose namespace does not say otherwise.
+	ClientPublish bool `koanf:"client_publish"`
 	// Namespaces override settings for topics whose first dot-separated
 	// segment is the map key ("chat" for "chat.room-1").
 	Namespaces map[string]Namespace `koanf:"namespaces"`
@@ -73,6 +81,22 @@ type SSE struct {
 	WriteTimeout time.Duration `koanf:"write_timeout"` // a write blocked this long ends the stream
 }
 
+// WS configures the WebSocket transport (GET /v1/ws).
+type WS struct {
+	PingInterval    time.Duration `koanf:"ping_interval"`     // a ping is sent after this long without traffic from the client
+	IdleTimeout     time.Duration `koanf:"idle_timeout"`      // a client silent this long (no frame, no pong) is disconnected
+	WriteTimeout    time.Duration `koanf:"write_timeout"`     // a write blocked this long ends the connection
+	MaxMessageBytes int           `koanf:"max_message_bytes"` // largest client message, after decompression
+	Compression     bool          `koanf:"compression"`       // negotiate permessage-deflate when the client offers it
+}
+
+// GRPC configures the gRPC listener.
+type GRPC struct {
+	Enabled         bool   `koanf:"enabled"`
+	Addr            string `koanf:"addr"`
+	MaxMessageBytes int    `koanf:"max_message_bytes"` // largest request message
+}
+
 // Pull configures the pull API and long polling.
 type Pull struct {
 	MaxWait time.Duration `koanf:"max_wait"` // longest wait= accepted
@@ -92,6 +116,10 @@ type Log struct {
 // Namespace overrides settings for one namespace.
 type Namespace struct {
 	History Retention `koanf:"history"`
+	// Presence and ClientPublish override the top-level settings of the
+	// same name; nil keeps them.
+	Presence      *bool `koanf:"presence"`
+	ClientPublish *bool `koanf:"client_publish"`
 }
 
 // Retention is a namespace's history bounds; a zero field keeps the
@@ -103,7 +131,7 @@ type Retention struct {
 }
 
 // namespaceKeys are the keys a namespace may set, below namespaces.NAME.
-var namespaceKeys = []string{"history.max_events", "history.max_age", "history.max_bytes"}
+var namespaceKeys = []string{"history.max_events", "history.max_age", "history.max_bytes", "presence", "client_publish"}
 
 // Default returns the configuration used when nothing is set.
 func Default() Config {
@@ -127,9 +155,17 @@ func Default() Config {
 			Retry:        2 * time.Second,
 			WriteTimeout: 10 * time.Second,
 		},
-		Pull:     Pull{MaxWait: 120 * time.Second},
-		Shutdown: Shutdown{Timeout: 10 * time.Second},
-		Log:      Log{Level: "info", Format: "text"},
+		WS: WS{
+			PingInterval:    25 * time.Second,
+			IdleTimeout:     60 * time.Second,
+			WriteTimeout:    10 * time.Second,
+			MaxMessageBytes: 1<<20 + 64<<10,
+		},
+		GRPC:          GRPC{Enabled: true, Addr: "127.0.0.1:9090", MaxMessageBytes: 16 << 20},
+		ClientPublish: true,
+		Pull:          Pull{MaxWait: 120 * time.Second},
+		Shutdown:      Shutdown{Timeout: 10 * time.Second},
+		Log:           Log{Level: "info", Format: "text"},
 	}
 }
 
@@ -151,6 +187,25 @@ func (c *Config) Retention(topic string) event.Retention {
 	return event.Retention{MaxEvents: h.MaxEvents, MaxAge: h.MaxAge, MaxBytes: h.MaxBytes}
 }
 
+// PresenceOn reports whether topic has presence: its namespace's setting,
+// where set, else the top-level presence.
+func (c *Config) PresenceOn(topic string) bool {
+	if ns, ok := c.Namespaces[event.Namespace(topic)]; ok && ns.Presence != nil {
+		return *ns.Presence
+	}
+	return c.Presence
+}
+
+// ClientPublishOn reports whether WebSocket and gRPC Connect clients may
+// publish to topic: its namespace's setting, where set, else the top-level
+// client_publish.
+func (c *Config) ClientPublishOn(topic string) bool {
+	if ns, ok := c.Namespaces[event.Namespace(topic)]; ok && ns.ClientPublish != nil {
+		return *ns.ClientPublish
+	}
+	return c.ClientPublish
+}
+
 // Validate checks every value and names the first bad key.
 func (c *Config) Validate() error {
 	var errs []error
@@ -169,6 +224,9 @@ func (c *Config) Validate() error {
 		"pull.max_wait":            c.Pull.MaxWait,
 		"shutdown.timeout":         c.Shutdown.Timeout,
 		"history.dedupe_window":    c.History.DedupeWindow,
+		"ws.ping_interval":         c.WS.PingInterval,
+		"ws.idle_timeout":          c.WS.IdleTimeout,
+		"ws.write_timeout":         c.WS.WriteTimeout,
 	}
 	for _, k := range sortedKeys(positiveDur) {
 		if positiveDur[k] <= 0 {
@@ -183,6 +241,20 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.MaxQueueBytes < c.Limits.MaxEventBytes {
 		bad("limits.max_queue_bytes", "must be at least limits.max_event_bytes (%d), got %d", c.Limits.MaxEventBytes, c.Limits.MaxQueueBytes)
+	}
+	if c.WS.IdleTimeout <= c.WS.PingInterval {
+		bad("ws.idle_timeout", "must be longer than ws.ping_interval (%v), got %v", c.WS.PingInterval, c.WS.IdleTimeout)
+	}
+	if c.WS.MaxMessageBytes < 1024 {
+		bad("ws.max_message_bytes", "must be at least 1024, got %d", c.WS.MaxMessageBytes)
+	}
+	if c.GRPC.Enabled {
+		if _, _, err := net.SplitHostPort(c.GRPC.Addr); err != nil {
+			bad("grpc.addr", "%q is not host:port (%v); set grpc.enabled=false to turn gRPC off", c.GRPC.Addr, err)
+		}
+	}
+	if c.GRPC.MaxMessageBytes < 1024 {
+		bad("grpc.max_message_bytes", "must be at least 1024, got %d", c.GRPC.MaxMessageBytes)
 	}
 	switch c.Engine {
 	case "memory":

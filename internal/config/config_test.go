@@ -100,6 +100,47 @@ log:
 	}
 }
 
+func TestNamespacePolicy(t *testing.T) {
+	p := writeFile(t, `
+presence: false
+namespaces:
+  chat:
+    presence: true
+    client_publish: false
+  feed:
+    history:
+      max_events: 5
+`)
+	c, err := config.Load(p, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		topic            string
+		presence, public bool
+	}{
+		{"chat.room-1", true, false},
+		{"feed.x", false, true},
+		{"other", false, true},
+	} {
+		if got := c.PresenceOn(tt.topic); got != tt.presence {
+			t.Errorf("PresenceOn(%s) = %v, want %v", tt.topic, got, tt.presence)
+		}
+		if got := c.ClientPublishOn(tt.topic); got != tt.public {
+			t.Errorf("ClientPublishOn(%s) = %v, want %v", tt.topic, got, tt.public)
+		}
+	}
+	if _, err := config.Load("", []string{"HERALD_GRPC_ADDR=nope"}, nil); err == nil || !strings.Contains(err.Error(), "grpc.addr") {
+		t.Errorf("bad grpc.addr: err = %v, want one naming grpc.addr", err)
+	}
+	if _, err := config.Load("", []string{"HERALD_GRPC_ENABLED=false", "HERALD_GRPC_ADDR=nope"}, nil); err != nil {
+		t.Errorf("grpc off with a bad addr: %v", err)
+	}
+	if _, err := config.Load("", []string{"HERALD_WS_IDLE_TIMEOUT=10s"}, nil); err == nil || !strings.Contains(err.Error(), "ws.idle_timeout") {
+		t.Errorf("idle timeout under ping interval: err = %v", err)
+	}
+}
+
 func TestLoadEnvAndFlags(t *testing.T) {
 	p := writeFile(t, "http:\n  addr: 127.0.0.1:1001\nsse:\n  heartbeat: 3s\npull:\n  max_wait: 30s\n")
 	env := []string{
