@@ -29,17 +29,21 @@ import (
 // used in the YAML file; the environment variable of a key is HERALD_ and
 // the key upper-cased with dots as underscores (http.addr: HERALD_HTTP_ADDR).
 type Config struct {
-	HTTP     HTTP     `koanf:"http"`
-	Engine   string   `koanf:"engine"`   // "memory" or "durable"
-	DataDir  string   `koanf:"data_dir"` // the durable engine's directory
-	History  History  `koanf:"history"`
-	Limits   Limits   `koanf:"limits"`
-	SSE      SSE      `koanf:"sse"`
-	WS       WS       `koanf:"ws"`
-	GRPC     GRPC     `koanf:"grpc"`
-	Pull     Pull     `koanf:"pull"`
-	Shutdown Shutdown `koanf:"shutdown"`
-	Log      Log      `koanf:"log"`
+	HTTP    HTTP   `koanf:"http"`
+	Engine  string `koanf:"engine"`   // "memory" or "durable"
+	DataDir string `koanf:"data_dir"` // the durable engine's directory
+	// DataReserveBytes is the free space the durable engine keeps on the
+	// data directory's file system: below it, publishes fail with
+	// storage_full (507) and nothing is written. 0 turns the check off.
+	DataReserveBytes int64    `koanf:"data_reserve_bytes"`
+	History          History  `koanf:"history"`
+	Limits           Limits   `koanf:"limits"`
+	SSE              SSE      `koanf:"sse"`
+	WS               WS       `koanf:"ws"`
+	GRPC             GRPC     `koanf:"grpc"`
+	Pull             Pull     `koanf:"pull"`
+	Shutdown         Shutdown `koanf:"shutdown"`
+	Log              Log      `koanf:"log"`
 	// Presence turns on presence (join/leave events and the presence
 	// query) for topics whose namespace does not say otherwise.
 	Presence bool `koanf:"presence"`
@@ -142,7 +146,8 @@ func Default() Config {
 			IdleTimeout:       120 * time.Second,
 			MaxBodyBytes:      16 << 20,
 		},
-		Engine: "memory",
+		Engine:           "memory",
+		DataReserveBytes: 256 << 20,
 		History: History{
 			MaxEvents:    10000,
 			MaxAge:       24 * time.Hour,
@@ -255,6 +260,9 @@ func (c *Config) Validate() error {
 	}
 	if c.GRPC.MaxMessageBytes < 1024 {
 		bad("grpc.max_message_bytes", "must be at least 1024, got %d", c.GRPC.MaxMessageBytes)
+	}
+	if c.DataReserveBytes < 0 {
+		bad("data_reserve_bytes", "must not be negative, got %d", c.DataReserveBytes)
 	}
 	switch c.Engine {
 	case "memory":

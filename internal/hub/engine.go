@@ -50,7 +50,11 @@ type Engine interface {
 
 // Errors an engine may return that callers branch on.
 var (
-	// ErrUnavailable means the engine cannot take writes now (disk full,
-	// backend down); reads may still work.
+	// ErrUnavailable means the engine cannot take writes now (backend
+	// down); reads may still work.
 	ErrUnavailable = errors.New("engine unavailable")
+	// ErrStorageFull means the engine's storage has no room for the
+	// events: nothing was stored, reads still work, and publishes succeed
+	// again once space is freed (by retention or by the operator).
+	ErrStorageFull = errors.New("storage full")
 )

@@ -1,7 +1,9 @@
 package server_test
 
 import (
+	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,4 +56,35 @@ func TestDurableRestart(t *testing.T) {
 		}
 	}
 	s2.close()
+}
+
+// TestDurableStorageFull restarts a durable server with a free-space
+// reserve larger than the disk, which is what a full disk looks like to
+// the engine: publishes fail with 507 storage_full and store nothing, and
+// reads, topics and SSE go on.
+func TestDurableStorageFull(t *testing.T) {
+	dir := t.TempDir()
+	a := startServer(t, func(c *config.Config) { c.Engine = "durable"; c.DataDir = dir })
+	a.publishN("full.a", 0, 3)
+	a.shutdown()
+
+	b := startServer(t, func(c *config.Config) {
+		c.Engine = "durable"
+		c.DataDir = dir
+		c.DataReserveBytes = 1 << 62
+	})
+	e := wantError(t, b.do(http.MethodPost, "/v1/topics/full.a/events", []byte(`{"n":4}`), "Content-Type", "application/json"), http.StatusInsufficientStorage, "storage_full")
+	if !strings.Contains(e.Error.Message, "data_reserve_bytes") {
+		t.Errorf("storage_full message %q does not name the setting", e.Error.Message)
+	}
+	wantError(t, b.do(http.MethodPost, "/v1/events", []byte(`{"events":[{"topic":"full.b","data":1}]}`), "Content-Type", "application/json"), http.StatusInsufficientStorage, "storage_full")
+	if got := b.pull("/v1/events?topic=full.a&from=earliest"); fmtOffsets(got.Events) != "full.a:1 full.a:2 full.a:3" {
+		t.Fatalf("pull on a full disk: %s", got.raw)
+	}
+	if info, ok := b.info("full.a"); !ok || info.Last != 3 {
+		t.Fatalf("topic after refused publishes: %+v", info)
+	}
+	if _, ok := b.info("full.b"); ok {
+		t.Errorf("a refused batch created topic full.b")
+	}
 }

@@ -107,7 +107,11 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 		case "memory":
 			s.eng = memory.New(memory.Options{Retention: cfg.Retention, DedupeWindow: cfg.History.DedupeWindow})
 		case "durable":
-			eng, err := durable.Open(cfg.DataDir, durable.Options{Retention: cfg.Retention, DedupeWindow: cfg.History.DedupeWindow})
+			eng, err := durable.Open(cfg.DataDir, durable.Options{
+				Retention:    cfg.Retention,
+				DedupeWindow: cfg.History.DedupeWindow,
+				ReserveBytes: cfg.DataReserveBytes,
+			})
 			if err != nil {
 				return nil, fmt.Errorf("engine durable: %w", err)
 			}

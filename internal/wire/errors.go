@@ -21,6 +21,7 @@ const (
 	CodeTooLarge         = "too_large"
 	CodeUnsupportedMedia = "unsupported_media_type"
 	CodeUnavailable      = "unavailable"
+	CodeStorageFull      = "storage_full"
 	CodeShuttingDown     = "shutting_down"
 	CodeInternal         = "internal_error"
 )
@@ -42,6 +43,8 @@ func Classify(err error) (int, string) {
 		return http.StatusForbidden, CodeForbidden
 	case errors.Is(err, hub.ErrClosed):
 		return http.StatusServiceUnavailable, CodeShuttingDown
+	case errors.Is(err, hub.ErrStorageFull):
+		return http.StatusInsufficientStorage, CodeStorageFull
 	case errors.Is(err, hub.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable, CodeUnavailable
 	default:

@@ -31,6 +31,7 @@ func TestClassify(t *testing.T) {
 		{fmt.Errorf("%w: no", hub.ErrForbidden), 403, wire.CodeForbidden},
 		{hub.ErrClosed, 503, wire.CodeShuttingDown},
 		{fmt.Errorf("append: %w", hub.ErrUnavailable), 503, wire.CodeUnavailable},
+		{fmt.Errorf("append: %w", hub.ErrStorageFull), 507, wire.CodeStorageFull},
 		{context.DeadlineExceeded, 503, wire.CodeUnavailable},
 		{errors.New("boom"), 500, wire.CodeInternal},
 	}

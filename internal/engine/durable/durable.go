@@ -110,6 +110,13 @@ type Options struct {
 	SweepInterval time.Duration
 	// Now returns the current time; tests replace it. Default time.Now.
 	Now func() time.Time
+	// ReserveBytes is the free space kept on the data directory's file
+	// system: a publish that would leave less fails with an error wrapping
+	// hub.ErrStorageFull and writes nothing. 0: no check.
+	ReserveBytes int64
+	// FS is the file system the store lives on. Default vfs.Default; tests
+	// wrap it to simulate a small disk.
+	FS vfs.FS
 }
 
 // DefaultRetention is the history bound used when Options.Retention is nil.
@@ -133,6 +140,7 @@ type Engine struct {
 	deliver func(*event.Event) // set once by Attach, before use
 
 	topics *topics.Table[topic]
+	space  *spaceGuard
 
 	// closeMu is held shared by every commit round and every Read for as
 	// long as they use db, and exclusively by Close to mark the engine
@@ -171,6 +179,9 @@ type topic struct {
 	// firstMs is the time of the event at offset first, 0 when unknown
 	// (after Open); it lets a round skip reading the store for age trims.
 	firstMs int64
+	// stored is set once the topic's meta is in the store: a topic whose
+	// first append failed (a full disk) is not listed.
+	stored bool
 }
 
 // pending is one Append (or one sweep request) waiting in a topic's queue.
@@ -200,21 +211,28 @@ func Open(dir string, opts Options) (*Engine, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.FS == nil {
+		opts.FS = vfs.Default
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("durable: create data directory: %w (check that the path is a writable directory)", err)
 	}
 	// Our own lock, taken before pebble's: a pebble.Open that fails on its
 	// lock leaks a goroutine, and this error can say what to do.
-	lock, err := vfs.Default.Lock(filepath.Join(dir, lockFile))
+	lock, err := opts.FS.Lock(filepath.Join(dir, lockFile))
 	if err != nil {
 		return nil, fmt.Errorf("durable: lock data directory %s: %w (is another herald using it? check that it is writable)", dir, err)
 	}
-	db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}, MemTableSize: 32 << 20})
+	db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}, MemTableSize: 32 << 20, FS: opts.FS})
 	if err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("durable: open store in %s: %w (check that the directory is writable)", dir, err)
 	}
-	e := &Engine{opts: opts, dir: dir, topics: topics.NewTable[topic](), db: db, lock: lock, stop: make(chan struct{}), deliver: func(*event.Event) {}}
+	e := &Engine{
+		opts: opts, dir: dir, topics: topics.NewTable[topic](), db: db, lock: lock,
+		space: &spaceGuard{fs: opts.FS, dir: dir, reserve: opts.ReserveBytes},
+		stop:  make(chan struct{}), deliver: func(*event.Event) {},
+	}
 	if err := e.load(); err != nil {
 		db.Close()
 		lock.Close()
@@ -267,6 +285,7 @@ func (e *Engine) load() error {
 		t.last = binary.BigEndian.Uint64(v[8:])
 		t.bytes = int64(binary.BigEndian.Uint64(v[16:]))
 		t.lastMs = int64(binary.BigEndian.Uint64(v[24:]))
+		t.stored = true
 		e.topics.Put(name, t)
 	}
 	if err := it.Error(); err != nil {
@@ -415,6 +434,7 @@ func (e *Engine) commitRound(t *topic, round []*pending) {
 	if err == nil {
 		t.mu.Lock()
 		t.first, t.last, t.bytes, t.lastMs, t.firstMs = state.first, state.last, state.bytes, state.lastMs, state.firstMs
+		t.stored = t.stored || state.last > 0
 		t.mu.Unlock()
 		for _, ev := range fresh {
 			e.deliver(ev)
@@ -512,6 +532,8 @@ func (e *Engine) writeRound(t *topic, round []*pending) ([]*event.Event, topicSt
 	opt := pebble.Sync
 	if len(fresh) == 0 {
 		opt = pebble.NoSync // housekeeping only: nothing is acknowledged
+	} else if err := e.space.admit(b.Len()); err != nil {
+		return nil, st, err // housekeeping is always admitted: it frees space
 	}
 	if err := b.Commit(opt); err != nil {
 		return nil, st, fmt.Errorf("commit: %w: %w", hub.ErrUnavailable, err)
@@ -706,11 +728,12 @@ func info(name string, epoch event.Epoch, st topicState) event.TopicInfo {
 	}
 }
 
-// infoOf returns t's state as last committed.
-func (e *Engine) infoOf(t *topic) event.TopicInfo {
+// infoOf returns t's state as last committed, and false if nothing of t
+// is stored yet.
+func (e *Engine) infoOf(t *topic) (event.TopicInfo, bool) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	return info(t.name, e.epoch, topicState{first: t.first, last: t.last, bytes: t.bytes})
+	return info(t.name, e.epoch, topicState{first: t.first, last: t.last, bytes: t.bytes}), t.stored
 }
 
 // Info returns a topic's state; see hub.Engine.
@@ -719,14 +742,17 @@ func (e *Engine) Info(_ context.Context, name string) (event.TopicInfo, bool, er
 	if t == nil {
 		return event.TopicInfo{}, false, nil
 	}
-	return e.infoOf(t), true, nil
+	i, ok := e.infoOf(t)
+	return i, ok, nil
 }
 
 // Topics lists every topic, sorted by name; see hub.Engine.
 func (e *Engine) Topics(context.Context) ([]event.TopicInfo, error) {
 	var out []event.TopicInfo
 	for _, t := range e.allTopics() {
-		out = append(out, e.infoOf(t))
+		if i, ok := e.infoOf(t); ok {
+			out = append(out, i)
+		}
 	}
 	slices.SortFunc(out, func(a, b event.TopicInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
