@@ -51,24 +51,40 @@ func prefixEnd(prefix []byte) []byte {
 	return nil
 }
 
+// metaLen is the length of a topic meta value.
+const metaLen = 48
+
 func encodeMeta(st topicState) []byte {
-	v := make([]byte, 0, 32)
+	v := make([]byte, 0, metaLen)
 	v = binary.BigEndian.AppendUint64(v, st.first)
 	v = binary.BigEndian.AppendUint64(v, st.last)
 	v = binary.BigEndian.AppendUint64(v, uint64(st.bytes))
-	return binary.BigEndian.AppendUint64(v, uint64(st.lastMs))
+	v = binary.BigEndian.AppendUint64(v, uint64(st.lastMs))
+	v = binary.BigEndian.AppendUint64(v, st.keyHead)
+	return binary.BigEndian.AppendUint64(v, st.keyTail)
 }
 
 func decodeMeta(v []byte) (topicState, bool) {
-	if len(v) != 32 {
+	if len(v) != metaLen {
 		return topicState{}, false
 	}
 	return topicState{
-		first:  binary.BigEndian.Uint64(v[0:]),
-		last:   binary.BigEndian.Uint64(v[8:]),
-		bytes:  int64(binary.BigEndian.Uint64(v[16:])),
-		lastMs: int64(binary.BigEndian.Uint64(v[24:])),
+		first:   binary.BigEndian.Uint64(v[0:]),
+		last:    binary.BigEndian.Uint64(v[8:]),
+		bytes:   int64(binary.BigEndian.Uint64(v[16:])),
+		lastMs:  int64(binary.BigEndian.Uint64(v[24:])),
+		keyHead: binary.BigEndian.Uint64(v[32:]),
+		keyTail: binary.BigEndian.Uint64(v[40:]),
 	}, true
+}
+
+// keyLogValue is the value of a key log entry: when the key was stored,
+// the offset it was stored at, and the key.
+func keyLogValue(atMs int64, offset uint64, key string) []byte {
+	v := make([]byte, 0, 16+len(key))
+	v = binary.BigEndian.AppendUint64(v, uint64(atMs))
+	v = binary.BigEndian.AppendUint64(v, offset)
+	return append(v, key...)
 }
 
 // keyValue is the value of an idempotency key: the offset it was stored at

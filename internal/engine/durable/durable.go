@@ -12,9 +12,17 @@
 //
 //	"\x00format"                       -> uint32 format version (formatVersion)
 //	"\x00epoch"                        -> uint64 store epoch, drawn once per data directory
-//	'm' len(topic) topic               -> topic meta: first, last, bytes, lastMs (4 x uint64)
+//	'm' len(topic) topic               -> topic meta: first, last, bytes, lastMs, keyHead, keyTail (6 x uint64)
 //	'e' len(topic) topic offset        -> event value (see encodeEvent)
 //	'k' len(topic) topic idemKey       -> idempotency key: offset, unix ms when stored (2 x uint64)
+//	'x' len(topic) topic seq           -> key log: unix ms, offset (2 x uint64), idemKey
+//
+// The key log lists a topic's idempotency keys in the order they were
+// stored, numbered keyHead (the oldest kept) to keyTail (the next number):
+// expiry and the per-topic cap delete from its front, so their cost is the
+// number of keys dropped, not the number kept. A log entry deletes its 'k'
+// key only if that key still holds the entry's offset (a key stored again
+// after it expired has a newer entry).
 //
 // An event value is: time ms (uint64), size (uint32, event.Record.Size),
 // encoding (1 byte), then uvarint-prefixed type, key and headers (a uvarint
@@ -75,12 +83,13 @@ const lockFile = "HERALD.LOCK"
 
 // formatVersion is the version of the key layout and value encodings. A
 // directory written with another version is refused.
-const formatVersion uint32 = 1
+const formatVersion uint32 = 2
 
 const (
 	kindMeta  byte = 'm'
 	kindEvent byte = 'e'
 	kindKey   byte = 'k'
+	kindLog   byte = 'x'
 )
 
 const (
@@ -105,6 +114,9 @@ type Options struct {
 	Retention func(topic string) event.Retention
 	// DedupeWindow is how long an idempotency key is remembered. Default 5m.
 	DedupeWindow time.Duration
+	// MaxKeysPerTopic caps the remembered idempotency keys of one topic;
+	// past it the oldest are forgotten first. Default 100,000.
+	MaxKeysPerTopic int
 	// SweepInterval is how often topics are trimmed by age and expired
 	// idempotency keys are deleted. Default 1s.
 	SweepInterval time.Duration
@@ -164,6 +176,7 @@ type topic struct {
 	metaKey   []byte          // static
 	evPrefix  []byte          // static: kindEvent, length-prefixed name
 	keyPrefix []byte          // static: kindKey, length-prefixed name
+	logPrefix []byte          // static: kindLog, length-prefixed name
 
 	qmu    sync.Mutex // guards queue and leader
 	queue  []*pending // appends waiting for the next commit round
@@ -179,6 +192,9 @@ type topic struct {
 	// firstMs is the time of the event at offset first, 0 when unknown
 	// (after Open); it lets a round skip reading the store for age trims.
 	firstMs int64
+	// keyHead and keyTail number the topic's key log: the oldest entry
+	// kept and the next entry.
+	keyHead, keyTail uint64
 	// stored is set once the topic's meta is in the store: a topic whose
 	// first append failed (a full disk) is not listed.
 	stored bool
@@ -207,6 +223,9 @@ func Open(dir string, opts Options) (*Engine, error) {
 	}
 	if opts.SweepInterval <= 0 {
 		opts.SweepInterval = time.Second
+	}
+	if opts.MaxKeysPerTopic <= 0 {
+		opts.MaxKeysPerTopic = 100000
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -277,14 +296,13 @@ func (e *Engine) load() error {
 	for it.First(); it.Valid(); it.Next() {
 		name, ok := topicOf(it.Key())
 		v := it.Value()
-		if !ok || len(v) != 32 {
+		st, okMeta := decodeMeta(v)
+		if !ok || !okMeta {
 			return fmt.Errorf("durable: %s: %w: malformed topic meta %q", e.dir, ErrIncompatible, it.Key())
 		}
 		t := e.newTopic(name)
-		t.first = binary.BigEndian.Uint64(v[0:])
-		t.last = binary.BigEndian.Uint64(v[8:])
-		t.bytes = int64(binary.BigEndian.Uint64(v[16:]))
-		t.lastMs = int64(binary.BigEndian.Uint64(v[24:]))
+		t.first, t.last, t.bytes, t.lastMs = st.first, st.last, st.bytes, st.lastMs
+		t.keyHead, t.keyTail = st.keyHead, st.keyTail
 		t.stored = true
 		e.topics.Put(name, t)
 	}
@@ -365,6 +383,7 @@ func (e *Engine) newTopic(name string) *topic {
 		metaKey:   topicKey(kindMeta, name),
 		evPrefix:  topicKey(kindEvent, name),
 		keyPrefix: topicKey(kindKey, name),
+		logPrefix: topicKey(kindLog, name),
 		first:     1,
 	}
 }
@@ -434,6 +453,7 @@ func (e *Engine) commitRound(t *topic, round []*pending) {
 	if err == nil {
 		t.mu.Lock()
 		t.first, t.last, t.bytes, t.lastMs, t.firstMs = state.first, state.last, state.bytes, state.lastMs, state.firstMs
+		t.keyHead, t.keyTail = state.keyHead, state.keyTail
 		t.stored = t.stored || state.last > 0
 		t.mu.Unlock()
 		for _, ev := range fresh {
@@ -454,13 +474,15 @@ type topicState struct {
 	bytes       int64
 	lastMs      int64
 	firstMs     int64 // not stored; 0 when unknown
+	keyHead     uint64
+	keyTail     uint64
 }
 
 // writeRound builds and commits the batch for round. It returns the new
 // events and t's state after the batch. e.closeMu must be held shared.
 func (e *Engine) writeRound(t *topic, round []*pending) ([]*event.Event, topicState, error) {
 	t.mu.RLock()
-	st := topicState{first: t.first, last: t.last, bytes: t.bytes, lastMs: t.lastMs, firstMs: t.firstMs}
+	st := topicState{first: t.first, last: t.last, bytes: t.bytes, lastMs: t.lastMs, firstMs: t.firstMs, keyHead: t.keyHead, keyTail: t.keyTail}
 	t.mu.RUnlock()
 	if e.closed {
 		return nil, st, ErrClosed
@@ -506,6 +528,8 @@ func (e *Engine) writeRound(t *topic, round []*pending) ([]*event.Event, topicSt
 				}
 				seen[r.Key] = p.acks[i]
 				b.Set(append(slices.Clone(t.keyPrefix), r.Key...), keyValue(st.last, now), nil)
+				b.Set(offsetKey(t.logPrefix, st.keyTail), keyLogValue(now, st.last, r.Key), nil)
+				st.keyTail++
 			}
 			fresh = append(fresh, ev)
 		}
@@ -520,8 +544,8 @@ func (e *Engine) writeRound(t *topic, round []*pending) ([]*event.Event, topicSt
 	if err != nil {
 		return nil, st, err
 	}
-	if sweep {
-		if err := e.expireKeys(t, b, cutoff); err != nil {
+	if sweep || st.keyTail-st.keyHead > uint64(e.opts.MaxKeysPerTopic) {
+		if err := e.expireKeys(t, b, &st, seen, cutoff); err != nil {
 			return nil, st, err
 		}
 	}
@@ -646,19 +670,47 @@ func (e *Engine) trim(t *topic, b *pebble.Batch, st *topicState, fresh []*event.
 }
 
 // expireKeys adds to b the deletion of t's idempotency keys stored before
-// cutoff.
-func (e *Engine) expireKeys(t *topic, b *pebble.Batch, cutoff int64) error {
-	it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: t.keyPrefix, UpperBound: prefixEnd(t.keyPrefix)})
+// cutoff, and of the oldest keys beyond the per-topic cap, from the front
+// of the key log. Entries added by b itself are not in the store yet and
+// are never expired by the round that adds them; fresh holds the keys b
+// stores, whose 'k' entries must stay.
+func (e *Engine) expireKeys(t *topic, b *pebble.Batch, st *topicState, fresh map[string]event.Ack, cutoff int64) error {
+	t.mu.RLock()
+	committedTail := t.keyTail
+	t.mu.RUnlock()
+	if st.keyHead >= committedTail {
+		return nil
+	}
+	it, err := e.db.NewIter(&pebble.IterOptions{
+		LowerBound: offsetKey(t.logPrefix, st.keyHead),
+		UpperBound: offsetKey(t.logPrefix, committedTail),
+	})
 	if err != nil {
 		return fmt.Errorf("expire keys: %w", err)
 	}
 	defer it.Close()
+	maxKeys := uint64(e.opts.MaxKeysPerTopic)
 	for ok := it.First(); ok; ok = it.Next() {
-		v := it.Value()
-		if len(v) == 16 && int64(binary.BigEndian.Uint64(v[8:])) >= cutoff {
-			continue
+		k, v := it.Key(), it.Value()
+		if len(v) < 16 {
+			return fmt.Errorf("expire keys: malformed key log entry %q", k)
 		}
-		b.Delete(slices.Clone(it.Key()), nil)
+		if int64(binary.BigEndian.Uint64(v)) >= cutoff && st.keyTail-st.keyHead <= maxKeys {
+			break
+		}
+		offset := binary.BigEndian.Uint64(v[8:])
+		if _, again := fresh[string(v[16:])]; !again {
+			idem := append(slices.Clone(t.keyPrefix), v[16:]...)
+			cur, err := e.get(idem)
+			if err != nil {
+				return fmt.Errorf("expire keys: %w", err)
+			}
+			if len(cur) == 16 && binary.BigEndian.Uint64(cur) == offset {
+				b.Delete(idem, nil)
+			}
+		}
+		b.Delete(slices.Clone(k), nil)
+		st.keyHead = binary.BigEndian.Uint64(k[len(k)-8:]) + 1
 	}
 	if err := it.Error(); err != nil {
 		return fmt.Errorf("expire keys: %w", err)

@@ -19,7 +19,15 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	code := m.Run()
+	removeRestartDirs()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak: leaked goroutines:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 // clock is a fake time source for Options.Now.
@@ -625,5 +633,109 @@ func TestSweeperDeletesExpiredKeys(t *testing.T) {
 	}
 	if !slices.Equal(keys, []string{"young"}) {
 		t.Errorf("idempotency keys on disk %q, want [young]", keys)
+	}
+}
+
+// diskKeys lists the idempotency keys of topic "a" stored in dir.
+func diskKeys(t *testing.T, dir string) []string {
+	t.Helper()
+	db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{'k'}, UpperBound: []byte{'k' + 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	keys := []string{}
+	for ok := it.First(); ok; ok = it.Next() {
+		keys = append(keys, string(it.Key()[3+len("a"):]))
+	}
+	return keys
+}
+
+// TestKeyCap checks that a topic remembers at most MaxKeysPerTopic keys,
+// forgetting the oldest first, across restarts.
+func TestKeyCap(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	opts := durable.Options{MaxKeysPerTopic: 10}
+	e := open(t, dir, opts)
+	for i := 0; i < 15; i++ {
+		if _, err := e.Append(ctx, "a", []event.Record{keyed(fmt.Sprintf("k%02d", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.Close()
+	e = open(t, dir, opts)
+	for i := 15; i < 25; i++ {
+		if _, err := e.Append(ctx, "a", []event.Record{keyed(fmt.Sprintf("k%02d", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// k24 is remembered; k00 is forgotten (stored again at a new offset).
+	acks, err := e.Append(ctx, "a", []event.Record{keyed("k24"), keyed("k00")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !acks[0].Duplicate || acks[0].Offset != 25 {
+		t.Errorf("k24 retried: %+v, want duplicate of offset 25", acks[0])
+	}
+	if acks[1].Duplicate || acks[1].Offset != 26 {
+		t.Errorf("k00 retried after the cap forgot it: %+v, want new offset 26", acks[1])
+	}
+	e.Close()
+	keys := diskKeys(t, dir)
+	if len(keys) > 11 || !slices.Contains(keys, "k00") || slices.Contains(keys, "k01") || !slices.Contains(keys, "k24") {
+		t.Errorf("keys on disk %q: want at most 11, the newest, k00 stored again", keys)
+	}
+}
+
+// TestKeyStoredAgainAfterExpiry checks that the expiry of a key's old log
+// entry does not delete the key stored again later.
+func TestKeyStoredAgainAfterExpiry(t *testing.T) {
+	clk := newClock()
+	dir := t.TempDir()
+	ctx := context.Background()
+	e := open(t, dir, durable.Options{Now: clk.Now, DedupeWindow: time.Minute, SweepInterval: time.Hour})
+	if _, err := e.Append(ctx, "a", []event.Record{keyed("k")}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(2 * time.Minute) // expired, but not swept
+	acks, err := e.Append(ctx, "a", []event.Record{keyed("k")})
+	if err != nil || acks[0].Duplicate || acks[0].Offset != 2 {
+		t.Fatalf("k after its window: %+v, %v; want stored again at 2", acks, err)
+	}
+	e.Close()
+	// The sweep at the next open expires the first entry only.
+	e = open(t, dir, durable.Options{Now: clk.Now, DedupeWindow: time.Minute, SweepInterval: time.Millisecond})
+	time.Sleep(100 * time.Millisecond)
+	acks, err = e.Append(ctx, "a", []event.Record{keyed("k")})
+	if err != nil || !acks[0].Duplicate || acks[0].Offset != 2 {
+		t.Fatalf("k retried within its second window: %+v, %v; want duplicate of 2", acks, err)
+	}
+	e.Close()
+	if keys := diskKeys(t, dir); !slices.Equal(keys, []string{"k"}) {
+		t.Errorf("keys on disk %q, want [k]", keys)
+	}
+}
+
+// TestKeyStoredAgainInTheExpiringRound stores an expired key again in the
+// very round that expires its old entry (the cap forces the expiry).
+func TestKeyStoredAgainInTheExpiringRound(t *testing.T) {
+	clk := newClock()
+	ctx := context.Background()
+	e := open(t, t.TempDir(), durable.Options{Now: clk.Now, DedupeWindow: time.Minute, SweepInterval: time.Hour, MaxKeysPerTopic: 1})
+	if _, err := e.Append(ctx, "a", []event.Record{keyed("k")}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(2 * time.Minute)
+	if acks, err := e.Append(ctx, "a", []event.Record{keyed("k")}); err != nil || acks[0].Duplicate || acks[0].Offset != 2 {
+		t.Fatalf("k after its window: %+v, %v; want stored again at 2", acks, err)
+	}
+	if acks, err := e.Append(ctx, "a", []event.Record{keyed("k")}); err != nil || !acks[0].Duplicate || acks[0].Offset != 2 {
+		t.Fatalf("k retried: %+v, %v; want duplicate of 2", acks, err)
 	}
 }
