@@ -62,6 +62,9 @@ type HTTP struct {
 	IdleTimeout       time.Duration `koanf:"idle_timeout"`
 	MaxBodyBytes      int64         `koanf:"max_body_bytes"` // batch publish body cap
 	CORSOrigins       []string      `koanf:"cors_origins"`   // allowed Origin values; "*" allows any
+	// FastPath serves single-event publishes without net/http (package
+	// httpfast); off, net/http serves every request.
+	FastPath bool `koanf:"fast_path"`
 }
 
 // History is the default retention of every topic.
@@ -145,6 +148,7 @@ func Default() Config {
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       120 * time.Second,
 			MaxBodyBytes:      16 << 20,
+			FastPath:          true,
 		},
 		Engine:           "memory",
 		DataReserveBytes: 256 << 20,

@@ -21,6 +21,7 @@ import (
 	"github.com/heraldhq/herald/internal/engine/memory"
 	"github.com/heraldhq/herald/internal/hub"
 	"github.com/heraldhq/herald/internal/metrics"
+	"github.com/heraldhq/herald/internal/transport/httpfast"
 	"github.com/heraldhq/herald/internal/transport/rest"
 	"github.com/heraldhq/herald/internal/transport/sse"
 	"github.com/heraldhq/herald/internal/wire"
@@ -40,6 +41,8 @@ type Server struct {
 	ownEngine bool // close eng on Shutdown
 
 	hub     *hub.Hub
+	rest    *rest.Handler
+	fast    *httpfast.Server // nil when http.fast_path is off
 	sse     *sse.Handler
 	metrics *metrics.Metrics
 	http    *http.Server
@@ -126,6 +129,11 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 		MaxQueueBytes: cfg.Limits.MaxQueueBytes,
 		Observer:      s.metrics.HubObserver(),
 	})
+	s.rest = rest.New(s.hub, rest.Options{
+		MaxEventBytes: cfg.Limits.MaxEventBytes,
+		MaxBodyBytes:  cfg.HTTP.MaxBodyBytes,
+		MaxWait:       cfg.Pull.MaxWait,
+	})
 	sseConns := s.metrics.Connections("sse")
 	s.sse = sse.New(s.hub, sse.Options{
 		Heartbeat:    cfg.SSE.Heartbeat,
@@ -149,11 +157,7 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 // routes builds the HTTP handler tree.
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	rest.New(s.hub, rest.Options{
-		MaxEventBytes: s.cfg.Limits.MaxEventBytes,
-		MaxBodyBytes:  s.cfg.HTTP.MaxBodyBytes,
-		MaxWait:       s.cfg.Pull.MaxWait,
-	}).Register(mux)
+	s.rest.Register(mux)
 	mux.Handle("/v1/sse", s.sse)
 	mux.HandleFunc("GET /v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -225,7 +229,18 @@ func (s *Server) Start() error {
 	}
 	s.ln = ln
 	s.serveCh = make(chan error, 1)
-	go func() { s.serveCh <- s.http.Serve(ln) }()
+	var httpLn net.Listener = ln
+	if s.cfg.HTTP.FastPath && len(s.cfg.HTTP.CORSOrigins) == 0 {
+		// With CORS on, every answer needs its headers: net/http serves all.
+		s.fast = httpfast.New(ln, s.rest, httpfast.Options{
+			ReadHeaderTimeout: s.cfg.HTTP.ReadHeaderTimeout,
+			IdleTimeout:       s.cfg.HTTP.IdleTimeout,
+			MaxHeaderBytes:    s.http.MaxHeaderBytes,
+		})
+		httpLn = s.fast.Listener()
+		go s.fast.Serve()
+	}
+	go func() { s.serveCh <- s.http.Serve(httpLn) }()
 	s.ready.Store(true)
 	s.log.Info("herald listening", "http", "http://"+ln.Addr().String(), "engine", s.cfg.Engine)
 	return nil
@@ -276,10 +291,16 @@ func (s *Server) shutdown(ctx context.Context) error {
 	s.log.Info("herald draining")
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- s.http.Shutdown(ctx) }()
+	fastDone := make(chan error, 1)
+	if s.fast != nil {
+		go func() { fastDone <- s.fast.Shutdown(ctx) }()
+	} else {
+		fastDone <- nil
+	}
 	s.closeNew()
 	s.hub.Close()
 	s.sse.Close()
-	errs := []error{s.sse.Wait(ctx), <-httpDone}
+	errs := []error{s.sse.Wait(ctx), <-httpDone, <-fastDone}
 	if s.serveCh != nil {
 		if err := <-s.serveCh; !errors.Is(err, http.ErrServerClosed) {
 			errs = append(errs, err)

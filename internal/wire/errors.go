@@ -54,23 +54,35 @@ func Classify(err error) (int, string) {
 
 // WriteError writes the API's error JSON for err.
 func WriteError(w http.ResponseWriter, err error) {
-	status, code := Classify(err)
-	msg := err.Error()
+	status, code, msg := Describe(err)
+	WriteErrorCode(w, status, code, msg)
+}
+
+// Describe returns the status, code and message the API answers err with.
+// The message of an internal error points to the server log instead of
+// exposing the error.
+func Describe(err error) (status int, code, msg string) {
+	status, code = Classify(err)
+	msg = err.Error()
 	if status == http.StatusInternalServerError {
 		msg = "internal error; see the server log"
 	}
-	WriteErrorCode(w, status, code, msg)
+	return status, code, msg
+}
+
+// AppendError appends the API's error JSON, with a final newline.
+func AppendError(b []byte, code, msg string) []byte {
+	b = append(b, `{"error":{"code":"`...)
+	b = append(b, code...)
+	b = append(b, `","message":`...)
+	b = AppendString(b, msg)
+	return append(b, "}}\n"...)
 }
 
 // WriteErrorCode writes the API's error JSON with an explicit status, code
 // and message.
 func WriteErrorCode(w http.ResponseWriter, status int, code, msg string) {
-	b := make([]byte, 0, 64+len(msg))
-	b = append(b, `{"error":{"code":"`...)
-	b = append(b, code...)
-	b = append(b, `","message":`...)
-	b = AppendString(b, msg)
-	b = append(b, "}}\n"...)
+	b := AppendError(make([]byte, 0, 64+len(msg)), code, msg)
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Content-Type-Options", "nosniff")

@@ -6,6 +6,7 @@ package rest
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -110,64 +111,96 @@ func badRequest(format string, a ...any) error {
 
 // publish handles POST /v1/topics/{topic}/events.
 func (h *Handler) publish(w http.ResponseWriter, r *http.Request) {
-	topic := r.PathValue("topic")
-	if err := event.ValidateTopic(topic); err != nil {
-		wire.WriteError(w, err)
-		return
-	}
 	buf := h.bufs.Get().(*bytes.Buffer)
 	defer h.putBuf(buf)
 	if err := readBody(buf, r, int64(h.opts.MaxEventBytes)); err != nil {
 		wire.WriteError(w, err)
 		return
 	}
-	rec := event.Record{Key: r.Header.Get(idempotencyKV)}
-	enc, err := bodyEncoding(r.Header.Get("Content-Type"), buf.Bytes())
-	if err != nil {
-		wire.WriteError(w, err)
-		return
+	in := Single{
+		Topic:       r.PathValue("topic"),
+		Body:        buf.Bytes(),
+		ContentType: r.Header.Get("Content-Type"),
+		Key:         r.Header.Get(idempotencyKV),
+		Type:        r.Header.Get(typeHeader),
 	}
-	rec.Encoding = enc
-	rec.Type = r.Header.Get(typeHeader)
 	if r.URL.RawQuery != "" {
 		if q := r.URL.Query().Get("type"); q != "" {
-			rec.Type = q
+			in.Type = q
 		}
 	}
 	for name, vals := range r.Header {
 		if len(name) > len(headerPrefix) && strings.HasPrefix(name, headerPrefix) && len(vals) > 0 {
-			if rec.Headers == nil {
-				rec.Headers = make(map[string]string)
+			if in.Headers == nil {
+				in.Headers = make(map[string]string)
 			}
-			rec.Headers[strings.ToLower(name[len(headerPrefix):])] = vals[0]
+			in.Headers[strings.ToLower(name[len(headerPrefix):])] = vals[0]
 		}
 	}
-	if err := checkMeta(&rec); err != nil {
-		wire.WriteError(w, err)
-		return
+	status, b := h.PublishSingle(r.Context(), &in, make([]byte, 0, 192+2*len(in.Topic)))
+	if status >= 400 {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
 	}
-	rec.Data = bytes.Clone(buf.Bytes())
+	writeJSON(w, status, b)
+}
+
+// Single is one single-event publish as the HTTP API receives it, whatever
+// parsed the request (net/http, or the fast path of package httpfast).
+type Single struct {
+	Topic       string            // from the path, decoded
+	Body        []byte            // the payload; copied, not retained
+	ContentType string            // the Content-Type header
+	Key         string            // the Idempotency-Key header
+	Type        string            // the Herald-Event-Type header or ?type=
+	Headers     map[string]string // Herald-Header-* (names lower-cased); may be nil
+}
+
+// PublishSingle publishes in through the hub and appends the answer's JSON
+// body to dst: the position and cursor, or the API's error. It returns the
+// HTTP status: 201, 200 for a duplicate, or the error's.
+func (h *Handler) PublishSingle(ctx context.Context, in *Single, dst []byte) (int, []byte) {
+	if err := event.ValidateTopic(in.Topic); err != nil {
+		return errorAnswer(dst, err)
+	}
+	if len(in.Body) > h.opts.MaxEventBytes {
+		return errorAnswer(dst, fmt.Errorf("%w: the body is %d bytes, over %d (limits.max_event_bytes)", hub.ErrTooLarge, len(in.Body), h.opts.MaxEventBytes))
+	}
+	enc, err := bodyEncoding(in.ContentType, in.Body)
+	if err != nil {
+		return errorAnswer(dst, err)
+	}
+	rec := event.Record{Key: in.Key, Type: in.Type, Encoding: enc, Headers: in.Headers}
+	if err := checkMeta(&rec); err != nil {
+		return errorAnswer(dst, err)
+	}
+	rec.Data = bytes.Clone(in.Body)
 	if rec.Data == nil {
 		rec.Data = []byte{}
 	}
-	acks, err := h.hub.Publish(r.Context(), topic, []event.Record{rec})
+	acks, err := h.hub.Publish(ctx, in.Topic, []event.Record{rec})
 	if err != nil {
-		wire.WriteError(w, err)
-		return
+		return errorAnswer(dst, err)
 	}
 	ack := acks[0]
-	b := make([]byte, 0, 192+2*len(topic))
-	b = append(b, `{"topic":`...)
-	b = wire.AppendString(b, topic)
+	b := append(dst, `{"topic":`...)
+	b = wire.AppendString(b, in.Topic)
 	b = appendAck(b, ack)
 	b = append(b, `,"cursor":"`...)
-	b = cursor.AppendSingle(b, topic, ack.Position)
+	b = cursor.AppendSingle(b, in.Topic, ack.Position)
 	b = append(b, "\"}\n"...)
-	status := http.StatusCreated
 	if ack.Duplicate {
-		status = http.StatusOK
+		return http.StatusOK, b
 	}
-	writeJSON(w, status, b)
+	return http.StatusCreated, b
+}
+
+// MaxEventBytes is the largest single-event body the handler accepts.
+func (h *Handler) MaxEventBytes() int { return h.opts.MaxEventBytes }
+
+// errorAnswer appends err's API error JSON to dst.
+func errorAnswer(dst []byte, err error) (int, []byte) {
+	status, code, msg := wire.Describe(err)
+	return status, wire.AppendError(dst, code, msg)
 }
 
 func (h *Handler) putBuf(b *bytes.Buffer) {

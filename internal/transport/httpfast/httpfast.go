@@ -1,0 +1,475 @@
+// Package httpfast serves the hottest request of the HTTP API, the
+// single-event publish (POST /v1/topics/{topic}/events), without net/http,
+// and hands every other connection to net/http untouched.
+//
+// It owns the listener: each accepted connection starts here. Requests that
+// the narrow parser fully understands (parseHead: HTTP/1.1, Content-Length
+// bodies, no CORS, no upgrade, no query) are answered here, on a
+// keep-alive loop with pipelining and one write per batch of answers.
+// The first request it does not understand ends the loop: the connection,
+// with every byte read so far and not consumed, is handed to net/http
+// through Listener, and net/http serves it from then on exactly as if it
+// had accepted it. The answers are the same bytes net/http would send
+// (TestSameAnswers checks it); the publish itself is rest.Handler's, so
+// validation, the hub's Gate and the answer body have one implementation.
+//
+// Why: net/http costs about 14 µs of CPU per small request beyond the
+// work (header maps, the request context, a background read per request
+// with a body); on two cores that capped single-event publishes near 32k
+// requests/s. See docs/decisions/0008-http-fast-path.md.
+package httpfast
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/heraldhq/herald/internal/transport/rest"
+)
+
+// Publisher publishes one event and appends the answer's body to dst,
+// returning the HTTP status; rest.Handler implements it.
+type Publisher interface {
+	PublishSingle(ctx context.Context, in *rest.Single, dst []byte) (int, []byte)
+	MaxEventBytes() int
+}
+
+// Options configure a Server. Zero fields take the defaults noted.
+type Options struct {
+	ReadHeaderTimeout time.Duration // a request's head and body; default 10s
+	IdleTimeout       time.Duration // between requests; default 120s
+	MaxHeaderBytes    int           // default 64 KiB
+}
+
+// Server accepts connections, serves fast-path requests and hands the
+// rest to net/http through its Listener.
+type Server struct {
+	ln   net.Listener
+	pub  Publisher
+	opts Options
+	hand *Listener
+	ctx  context.Context // of every fast publish; cancelled by Close
+
+	cancel    context.CancelFunc
+	closing   atomic.Bool
+	closeOnce sync.Once
+	closeErr  error      // of closing ln
+	mu        sync.Mutex // guards conns
+	conns     map[*conn]struct{}
+	wg        sync.WaitGroup // the accept loop and the connection loops
+}
+
+// New returns a server over ln. Start it with Serve, and give
+// Listener() to an http.Server.
+func New(ln net.Listener, pub Publisher, opts Options) *Server {
+	if opts.ReadHeaderTimeout <= 0 {
+		opts.ReadHeaderTimeout = 10 * time.Second
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = 120 * time.Second
+	}
+	if opts.MaxHeaderBytes <= 0 {
+		opts.MaxHeaderBytes = 64 << 10
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{ln: ln, pub: pub, opts: opts, ctx: ctx, cancel: cancel, conns: make(map[*conn]struct{})}
+	s.hand = &Listener{addr: ln.Addr(), conns: make(chan net.Conn), done: make(chan struct{}), close: s.closeListener}
+	return s
+}
+
+// Listener returns the listener net/http serves: it yields the
+// connections the fast path hands off.
+func (s *Server) Listener() *Listener { return s.hand }
+
+// Serve accepts connections until the listener is closed (by closing
+// Listener(), which http.Server.Shutdown does).
+func (s *Server) Serve() {
+	s.wg.Add(1)
+	defer s.wg.Done()
+	var delay time.Duration
+	for {
+		nc, err := s.ln.Accept()
+		if err != nil {
+			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Too many open files and the like: back off as net/http does.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		c := &conn{srv: s, nc: nc}
+		s.mu.Lock()
+		if s.closing.Load() {
+			s.mu.Unlock()
+			nc.Close()
+			return
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go c.serve()
+	}
+}
+
+// closeListener stops accepting; the handoff Listener's Close and
+// Shutdown call it.
+func (s *Server) closeListener() error {
+	s.closeOnce.Do(func() {
+		s.closing.Store(true)
+		s.closeErr = s.ln.Close()
+	})
+	s.closeIdle()
+	return s.closeErr
+}
+
+// closeIdle closes the connections waiting for a request. The others
+// close after their current answer.
+func (s *Server) closeIdle() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if c.idle.Load() {
+			c.nc.Close()
+		}
+	}
+}
+
+// Shutdown stops accepting and waits for the fast-path connections to
+// finish their current request, until ctx ends; then it closes them.
+// Handed-off connections belong to net/http's Shutdown.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if err := s.closeListener(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			s.cancel()
+			return nil
+		case <-tick.C:
+			s.closeIdle()
+		case <-ctx.Done():
+			s.mu.Lock()
+			for c := range s.conns {
+				c.nc.Close()
+			}
+			s.mu.Unlock()
+			s.cancel()
+			<-done
+			return ctx.Err()
+		}
+	}
+}
+
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// Listener hands connections from the fast path to net/http.
+type Listener struct {
+	addr  net.Addr
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+	close func() error
+	err   error
+}
+
+// Accept returns the next handed-off connection.
+func (l *Listener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops the fast path's accept loop and this listener.
+func (l *Listener) Close() error {
+	l.once.Do(func() {
+		close(l.done)
+		l.err = l.close()
+	})
+	return l.err
+}
+
+// Addr is the address of the real listener.
+func (l *Listener) Addr() net.Addr { return l.addr }
+
+// give hands c to net/http; false if the listener is closed.
+func (l *Listener) give(c net.Conn) bool {
+	select {
+	case l.conns <- c:
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
+// conn is one connection in the fast path.
+type conn struct {
+	srv  *Server
+	nc   net.Conn
+	idle atomic.Bool // blocked waiting for a request's first byte
+}
+
+// bufSize is the read buffer of a fast-path connection.
+const bufSize = 4 << 10
+
+func (c *conn) serve() {
+	defer c.srv.forget(c)
+	s := c.srv
+	buf := make([]byte, 0, bufSize)
+	var out, body []byte
+	var h head
+	var in rest.Single
+	start := 0 // of the current request in buf
+	for {
+		if start == len(buf) {
+			if cap(buf) > 64<<10 {
+				buf = make([]byte, 0, bufSize) // let a large body's buffer go
+			}
+			buf, start = buf[:0], 0
+		}
+		res := parseHead(buf[start:], s.opts.MaxHeaderBytes, &h)
+		if res == fast && h.contentLength > s.pub.MaxEventBytes() {
+			res = handoff // net/http answers 413 and closes
+		}
+		if res == fast && len(buf)-start < h.size+h.contentLength {
+			if need := h.size + h.contentLength; need > cap(buf)-start {
+				nb := make([]byte, len(buf)-start, need)
+				copy(nb, buf[start:])
+				buf, start = nb, 0
+			}
+			res = needMore
+		}
+		switch res {
+		case needMore:
+			if len(out) > 0 {
+				if !c.write(out) {
+					return
+				}
+				out = out[:0]
+			}
+			if start > 0 && cap(buf)-len(buf) < 512 {
+				n := copy(buf, buf[start:])
+				buf, start = buf[:n], 0
+			}
+			if len(buf) == cap(buf) {
+				nb := make([]byte, len(buf), 2*cap(buf))
+				copy(nb, buf)
+				buf = nb
+			}
+			idle := start == len(buf)
+			if !c.read(&buf, idle) {
+				return
+			}
+			continue
+		case handoff:
+			if len(out) > 0 && !c.write(out) {
+				return
+			}
+			c.handoff(buf[start:])
+			return
+		}
+
+		// A complete fast request.
+		data := buf[start+h.size : start+h.size+h.contentLength]
+		start += h.size + h.contentLength
+		in = rest.Single{Topic: string(h.topic), Body: data}
+		in.ContentType = bytesString(h.contentType)
+		if h.key != nil {
+			in.Key = string(h.key)
+		}
+		if h.typ != nil {
+			in.Type = string(h.typ)
+		}
+		if len(h.headers) > 0 {
+			in.Headers = make(map[string]string, len(h.headers))
+			for _, kv := range h.headers {
+				name := lower(kv[0])
+				if _, dup := in.Headers[name]; !dup {
+					in.Headers[name] = string(kv[1])
+				}
+			}
+		}
+		var status int
+		status, body = s.pub.PublishSingle(s.ctx, &in, body[:0])
+		closeAfter := h.close || s.closing.Load()
+		out = appendAnswer(out, status, body, closeAfter)
+		if closeAfter {
+			c.write(out)
+			c.nc.Close()
+			return
+		}
+		if cap(out) > 64<<10 && len(out) > 32<<10 {
+			if !c.write(out) {
+				return
+			}
+			out = out[:0]
+		}
+	}
+}
+
+// read reads more of the connection into buf. idle says no request is
+// under way: the wait is bounded by the idle timeout, and shutdown may
+// close the connection meanwhile.
+func (c *conn) read(buf *[]byte, idle bool) bool {
+	s := c.srv
+	timeout := s.opts.ReadHeaderTimeout
+	if idle {
+		timeout = s.opts.IdleTimeout
+		c.idle.Store(true)
+		if s.closing.Load() {
+			c.nc.Close()
+			return false
+		}
+	}
+	c.nc.SetReadDeadline(time.Now().Add(timeout))
+	b := *buf
+	n, err := c.nc.Read(b[len(b):cap(b)])
+	c.idle.Store(false)
+	if n > 0 {
+		*buf = b[:len(b)+n]
+		return true
+	}
+	if err != nil {
+		c.nc.Close()
+		return false
+	}
+	return true
+}
+
+func (c *conn) write(b []byte) bool {
+	if _, err := c.nc.Write(b); err != nil {
+		c.nc.Close()
+		return false
+	}
+	return true
+}
+
+// handoff gives the connection to net/http with pending, the bytes read
+// and not consumed, in front of what is still to be read.
+func (c *conn) handoff(pending []byte) {
+	c.nc.SetReadDeadline(time.Time{})
+	hc := &handedConn{Conn: c.nc, pre: append([]byte(nil), pending...)}
+	if !c.srv.hand.give(hc) {
+		c.nc.Close()
+	}
+}
+
+// handedConn is a connection handed to net/http: reads return the bytes
+// the fast path had read first. It keeps syscall.Conn so that transports
+// that work on the socket (SSE's peek and non-blocking writes) still can.
+type handedConn struct {
+	net.Conn
+	pre []byte
+}
+
+func (c *handedConn) Read(p []byte) (int, error) {
+	if len(c.pre) > 0 {
+		n := copy(p, c.pre)
+		c.pre = c.pre[n:]
+		if len(c.pre) == 0 {
+			c.pre = nil
+		}
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// SyscallConn returns the socket's raw connection.
+func (c *handedConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.New("httpfast: connection has no file descriptor")
+	}
+	return sc.SyscallConn()
+}
+
+// NetConn returns the accepted connection.
+func (c *handedConn) NetConn() net.Conn { return c.Conn }
+
+// appendAnswer appends an HTTP/1.1 answer with a JSON body, with the
+// headers net/http sends for rest's answers.
+func appendAnswer(b []byte, status int, body []byte, closeAfter bool) []byte {
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, ' ')
+	b = append(b, http.StatusText(status)...)
+	b = append(b, "\r\nContent-Type: application/json\r\n"...)
+	if status >= 400 {
+		b = append(b, "X-Content-Type-Options: nosniff\r\n"...)
+	}
+	b = append(b, "Date: "...)
+	b = appendDate(b)
+	b = append(b, "\r\nContent-Length: "...)
+	b = strconv.AppendInt(b, int64(len(body)), 10)
+	if closeAfter {
+		b = append(b, "\r\nConnection: close"...)
+	}
+	b = append(b, "\r\n\r\n"...)
+	return append(b, body...)
+}
+
+// dateCache holds the Date header value of the current second.
+var dateCache atomic.Pointer[dateStamp]
+
+type dateStamp struct {
+	unix int64
+	text []byte
+}
+
+func appendDate(b []byte) []byte {
+	now := time.Now()
+	d := dateCache.Load()
+	if d == nil || d.unix != now.Unix() {
+		d = &dateStamp{unix: now.Unix(), text: now.UTC().AppendFormat(nil, http.TimeFormat)}
+		dateCache.Store(d)
+	}
+	return append(b, d.text...)
+}
+
+// bytesString returns b as a string, without allocating for the common
+// content types.
+func bytesString(b []byte) string {
+	switch string(b) {
+	case "":
+		return ""
+	case "application/json":
+		return "application/json"
+	case "text/plain":
+		return "text/plain"
+	case "application/octet-stream":
+		return "application/octet-stream"
+	}
+	return string(b)
+}
+
+// lower returns the ASCII lower-case of b as a string.
+func lower(b []byte) string {
+	out := make([]byte, len(b))
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		out[i] = c
+	}
+	return string(out)
+}
