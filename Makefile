@@ -5,7 +5,16 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 30s
 
-.PHONY: run build test test-short lint bench bench-e2e fuzz clean
+.PHONY: run build test test-short lint bench bench-e2e bench-ws bench-grpc fuzz clean proto proto-check
+
+# The gRPC code generators, pinned: protoc is Debian's protobuf-compiler (its
+# version is written into the generated files); the plugins are installed
+# from the Go module proxy into bin/tools when missing or of another version.
+PROTOC_VERSION             := 3.21.12
+PROTOC_GEN_GO_VERSION      := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
+PROTO_ENV := GO=$(GO) PROTOC_VERSION=$(PROTOC_VERSION) PROTOC_GEN_GO_VERSION=$(PROTOC_GEN_GO_VERSION) \
+	PROTOC_GEN_GO_GRPC_VERSION=$(PROTOC_GEN_GO_GRPC_VERSION)
 
 ## run: build and run the server on its embedded default (memory engine, 127.0.0.1:8080)
 run: build
@@ -13,10 +22,10 @@ run: build
 
 ## build: build the herald binary into bin/
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/herald
+	$(GO) build -trimpath -tags grpcnotrace -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/herald
 
 ## test: the whole test suite (what CI runs), with the race detector and vet
-test: lint
+test: lint proto-check
 	$(GO) test -race -count=1 -timeout 12m ./...
 
 ## test-short: the suite without the race detector, for a quick loop
@@ -37,6 +46,14 @@ bench:
 bench-e2e:
 	bash scripts/bench-e2e.sh $(or $(RUNS),3)
 
+## bench-ws: the WebSocket figures of docs/benchmarks.md (herald bench idle / fanout --transport ws); RUNS=3
+bench-ws:
+	bash scripts/bench-ws.sh $(or $(RUNS),3)
+
+## bench-grpc: the gRPC figures of docs/benchmarks.md (herald bench publish / fanout --transport grpc); RUNS=3
+bench-grpc:
+	bash scripts/bench-grpc.sh $(or $(RUNS),3)
+
 ## fuzz: run every fuzz target for FUZZTIME each
 fuzz:
 	@for pkg in $$($(GO) list ./...); do \
@@ -44,6 +61,14 @@ fuzz:
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \
 	done
+
+## proto: regenerate api/herald/v1 (the gRPC API's Go code) from herald.proto
+proto:
+	$(PROTO_ENV) bash scripts/proto.sh generate
+
+## proto-check: fail when the committed generated code is not what `make proto` makes
+proto-check:
+	$(PROTO_ENV) bash scripts/proto.sh check
 
 clean:
 	rm -rf bin

@@ -9,19 +9,32 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+
+	heraldv1 "github.com/heraldhq/herald/api/herald/v1"
 )
 
 // DefaultUserAgent is the User-Agent sent when WithUserAgent is not used.
 const DefaultUserAgent = "herald-go-client/1"
 
-// Client talks to one herald server. Create it with New. It is safe for
-// concurrent use and holds no goroutines of its own; connections are pooled
-// by its *http.Client.
+// Client talks to one herald server. Create it with New (the HTTP API) or
+// NewGRPC (the gRPC API). It is safe for concurrent use. A client of the
+// HTTP API holds no goroutines of its own; connections are pooled by its
+// *http.Client. A gRPC client holds a gRPC connection until Close.
 type Client struct {
 	base      string       // scheme://host[/prefix], no trailing slash; static after New
 	hc        *http.Client // static after New
 	userAgent string       // static after New
 	header    http.Header  // default headers; static after New
+
+	// Set by NewGRPC; static after it.
+	grpcConn   *grpc.ClientConn
+	grpc       heraldv1.HeraldClient
+	grpcTarget string
+	grpcOpts   []grpc.DialOption
 }
 
 // Option configures a Client in New.
@@ -86,8 +99,13 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 }
 
 // BaseURL returns the server address the client was created with, without
-// a trailing slash.
-func (c *Client) BaseURL() string { return c.base }
+// a trailing slash: the HTTP base URL, or for a gRPC client its target.
+func (c *Client) BaseURL() string {
+	if c.grpc != nil {
+		return c.grpcTarget
+	}
+	return c.base
+}
 
 // newRequest builds a request for path (which starts with "/v1/") with the
 // client's default headers.
@@ -137,12 +155,19 @@ func (c *Client) doJSON(req *http.Request, out any) error {
 }
 
 // Error is an error answered by the server, in the API's error format
-// ({"error":{"code":…,"message":…}}), or sent as the error event of an SSE
-// stream. Use errors.As to get it from an error returned by the client.
+// ({"error":{"code":…,"message":…}}), sent as the error event of an SSE
+// stream, or a gRPC status (whose ErrorInfo reason is the code). Use
+// errors.As to get it from an error returned by the client.
 type Error struct {
 	// Status is the HTTP status; 0 when the error came as an SSE error
-	// event inside a stream.
+	// event inside a stream, or over gRPC.
 	Status int
+	// GRPCCode is the gRPC status code of an error from a gRPC client;
+	// codes.OK (0) for the HTTP API.
+	GRPCCode codes.Code
+	// RetryAfter is the server's hint of when to retry (a gRPC stream ended
+	// by a drain carries one); 0 when none came.
+	RetryAfter time.Duration
 	// Code is the stable error code, one of the Code constants (new codes
 	// may appear; treat unknown ones by Status). It is empty when the
 	// answer was not in the API's format, for example from a proxy.
@@ -179,6 +204,9 @@ func (e *Error) Error() string {
 	if e.Status != 0 {
 		fmt.Fprintf(&b, " (HTTP %d)", e.Status)
 	}
+	if e.GRPCCode != codes.OK {
+		fmt.Fprintf(&b, " (gRPC %s)", e.GRPCCode)
+	}
 	return b.String()
 }
 
@@ -190,6 +218,9 @@ func (e *Error) Retryable() bool {
 	switch e.Code {
 	case CodeUnavailable, CodeShuttingDown, CodeSlowConsumer, CodeInternal:
 		return true
+	}
+	if e.GRPCCode != codes.OK {
+		return e.Code == "" && grpcRetryable(e.GRPCCode) || e.Code == "storage_full"
 	}
 	return e.Status == http.StatusTooManyRequests || e.Status >= 500
 }

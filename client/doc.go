@@ -1,7 +1,8 @@
 // Package client is the Go client of herald's HTTP API, version 1
-// (docs/api.md): publish events, pull them from a cursor, and subscribe to
-// live events over Server-Sent Events or long polling with automatic,
-// loss-free reconnection.
+// (docs/api.md), and of its gRPC API (docs/grpc.md): publish events, pull
+// them from a cursor, and subscribe to live events over Server-Sent
+// Events, WebSocket (docs/protocol.md), long polling or gRPC with
+// automatic, loss-free reconnection.
 //
 // # The model
 //
@@ -62,4 +63,21 @@
 //
 // A Subscription is not safe for concurrent calls to Next; Close may be
 // called from any goroutine. A Client is safe for concurrent use.
+//
+// # gRPC
+//
+// NewGRPC makes a client of the server's gRPC API (docs/grpc.md, default
+// address 127.0.0.1:9090) instead: Publish, PublishBatch, Pull and
+// Subscribe (TransportGRPC, its only transport) work the same, with the
+// same cursors, so a consumer can move between HTTP, SSE and gRPC. Events
+// received over gRPC carry every field. Errors are *Error values whose
+// Code is herald's error code and GRPCCode the status code. Close releases
+// the connection.
+//
+//	c, err := client.NewGRPC("127.0.0.1:9090")
+//	if err != nil {
+//		return err
+//	}
+//	defer c.Close()
+//	sub, err := c.Subscribe(ctx, []string{"chat.room-1"}, client.SubscribeOptions{})
 package client

@@ -53,6 +53,9 @@ func (c *Client) Publish(ctx context.Context, topic string, data []byte, opts Pu
 	if topic == "" {
 		return Ack{}, errors.New("publish: the topic is empty")
 	}
+	if c.grpc != nil {
+		return c.publishGRPC(ctx, topic, data, opts)
+	}
 	req, err := c.newRequest(ctx, http.MethodPost, "/v1/topics/"+url.PathEscape(topic)+"/events", nil, bytes.NewReader(data))
 	if err != nil {
 		return Ack{}, fmt.Errorf("publish to %s: %w", topic, err)
@@ -133,6 +136,9 @@ func (e *BatchEvent) wire() (batchEventWire, error) {
 func (c *Client) PublishBatch(ctx context.Context, events []BatchEvent) ([]Ack, error) {
 	if len(events) == 0 {
 		return nil, errors.New("publish batch: no events")
+	}
+	if c.grpc != nil {
+		return c.publishBatchGRPC(ctx, events)
 	}
 	body := struct {
 		Events []batchEventWire `json:"events"`

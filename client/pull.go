@@ -128,6 +128,9 @@ func (c *Client) Pull(ctx context.Context, req PullRequest) (PullResult, error) 
 	if len(req.Topics) == 0 {
 		return PullResult{}, errors.New("pull: give at least one topic")
 	}
+	if c.grpc != nil {
+		return c.pullGRPC(ctx, req)
+	}
 	q := url.Values{"topic": req.Topics}
 	if req.Cursor != "" {
 		q.Set("cursor", req.Cursor)

@@ -47,6 +47,7 @@ func startServer(t *testing.T, opts ...func(*config.Config)) *testServer {
 	t.Helper()
 	cfg := config.Default()
 	cfg.HTTP.Addr = "127.0.0.1:0"
+	cfg.GRPC.Addr = "127.0.0.1:0" // never the fixed default port
 	cfg.SSE.Retry = 20 * time.Millisecond
 	cfg.Shutdown.Timeout = 5 * time.Second
 	for _, o := range opts {
@@ -56,6 +57,7 @@ func startServer(t *testing.T, opts ...func(*config.Config)) *testServer {
 	ts.eng = ts.newEngine()
 	ts.start()
 	ts.cfg.HTTP.Addr = ts.addr // restarts listen on the same address
+	ts.cfg.GRPC.Addr = ts.srv.GRPCAddr()
 	c, err := client.New("http://"+ts.addr, client.WithHTTPClient(&http.Client{Transport: ts.tr}))
 	if err != nil {
 		t.Fatal(err)
@@ -215,7 +217,7 @@ func apiError(t *testing.T, err error) *client.Error {
 	return e
 }
 
-var transports = []string{client.TransportSSE, client.TransportPoll}
+var transports = []string{client.TransportSSE, client.TransportPoll, client.TransportWS}
 
 func TestPublishAndPull(t *testing.T) {
 	ts := startServer(t)

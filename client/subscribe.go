@@ -18,14 +18,16 @@ import (
 const (
 	TransportSSE  = "sse"  // one Server-Sent Events stream (GET /v1/sse)
 	TransportPoll = "poll" // repeated long polls (GET /v1/events?wait=…)
+	TransportWS   = "ws"   // one WebSocket connection (GET /v1/ws, docs/protocol.md)
 )
 
 // SubscribeOptions configure Subscribe. The zero value follows new events
 // over SSE.
 type SubscribeOptions struct {
-	// Transport is TransportSSE (the default) or TransportPoll. SSE pushes
-	// events with the least delay; poll answers carry every detail of an
-	// event (see Event) and pass through proxies that buffer streams.
+	// Transport is TransportSSE (the default), TransportPoll or
+	// TransportWS. SSE and WebSocket push events with the least delay;
+	// WebSocket and poll answers carry every detail of an event (see
+	// Event); poll passes through proxies that buffer streams.
 	Transport string
 	// Cursor resumes after the positions it holds: a Message.Cursor, an
 	// Ack.Cursor or a PullResult.Cursor. Empty starts every topic per From.
@@ -41,10 +43,11 @@ type SubscribeOptions struct {
 	// PollLimit is the most events one poll answers; 0 takes the server's
 	// default (100).
 	PollLimit int
-	// IdleTimeout ends an SSE connection that has received nothing for this
-	// long, so that a connection that died silently is noticed; the server
-	// sends a heartbeat after 15s without traffic. Default 45s; negative
-	// disables it.
+	// IdleTimeout ends an SSE or WebSocket connection that has received
+	// nothing for this long, so that a connection that died silently is
+	// noticed; the server sends an SSE heartbeat after 15s without
+	// traffic, and a WebSocket ping after 25s without a frame from the
+	// client. Default 45s; negative disables it.
 	IdleTimeout time.Duration
 	// Backoff spaces reconnection attempts.
 	Backoff Backoff
@@ -134,6 +137,9 @@ type Subscription struct {
 // Over SSE, an event's Topic, Offset and Epoch are recovered from the
 // stream's cursor, and some details are not available; see Event.
 func (c *Client) Subscribe(ctx context.Context, topics []string, opts SubscribeOptions) (*Subscription, error) {
+	if err := c.grpcTransport(&opts); err != nil {
+		return nil, fmt.Errorf("subscribe to %v: %w", topics, err)
+	}
 	if err := opts.normalize(); err != nil {
 		return nil, fmt.Errorf("subscribe to %v: %w", topics, err)
 	}
@@ -155,23 +161,36 @@ func (c *Client) Subscribe(ctx context.Context, topics []string, opts SubscribeO
 	stop := context.AfterFunc(ctx, cancel)
 	var (
 		st    *sseStream
+		wst   *wsStream
+		gst   *grpcStream
 		first sseFrame
 		res   PullResult
 		err   error
 	)
-	if opts.Transport == TransportSSE {
+	switch opts.Transport {
+	case TransportSSE:
 		if st, err = s.openSSE(); err == nil {
 			if first, err = s.nextFrame(st); err != nil {
 				st.close()
 			}
 		}
-	} else {
+	case TransportWS:
+		wst, err = s.openWS()
+	case TransportGRPC:
+		gst, err = s.openGRPC()
+	default:
 		res, err = s.poll(0)
 	}
 	if !stop() && err == nil {
 		err = ctx.Err() // ctx ended just as the connection succeeded
 		if st != nil {
 			st.close()
+		}
+		if wst != nil {
+			wst.nc.Close()
+		}
+		if gst != nil {
+			gst.close()
 		}
 	}
 	if err != nil {
@@ -184,9 +203,14 @@ func (c *Client) Subscribe(ctx context.Context, topics []string, opts SubscribeO
 	go func() {
 		defer close(s.done)
 		var err error
-		if st != nil {
+		switch {
+		case st != nil:
 			err = s.runSSE(st, first)
-		} else {
+		case wst != nil:
+			err = s.runWS(wst)
+		case gst != nil:
+			err = s.runGRPC(gst)
+		default:
 			err = s.runPoll(res)
 		}
 		if !errors.Is(err, ErrClosed) {
@@ -201,9 +225,9 @@ func (o *SubscribeOptions) normalize() error {
 	switch o.Transport {
 	case "":
 		o.Transport = TransportSSE
-	case TransportSSE, TransportPoll:
+	case TransportSSE, TransportPoll, TransportWS, TransportGRPC:
 	default:
-		return fmt.Errorf("transport %q: use %q or %q", o.Transport, TransportSSE, TransportPoll)
+		return fmt.Errorf("transport %q: use %q, %q, %q or %q", o.Transport, TransportSSE, TransportPoll, TransportWS, TransportGRPC)
 	}
 	switch o.From {
 	case "":
@@ -447,6 +471,10 @@ func (s *Subscription) handleFrame(f sseFrame) error {
 		return nil
 	}
 	switch f.Event {
+	case "join", "leave":
+		if f.ID == s.cursor {
+			return nil // a presence notice: it has no id of its own
+		}
 	case "gap":
 		g := new(Gap)
 		if err := json.Unmarshal([]byte(f.Data), g); err != nil {

@@ -79,8 +79,9 @@ func newBenchCmd() *cobra.Command {
   fanout   N subscribers on one topic, R events/s published for D: counts every
            delivery (lost, duplicate, out of order) and the publish→deliver
            latency histogram; with --pid, the server's CPU time per delivery
-  idle     N idle SSE connections: the server's memory per connection
-  publish  HTTP publish throughput, single events or batches
+  idle     N idle connections (SSE or WebSocket): the server's memory per connection
+  publish  publish throughput over HTTP or gRPC (unary Publish, PublishStream),
+           single events or batches
 
 The load generator is cheap per message (raw TCP, a hand-written SSE reader,
 no allocation per delivery) so that it measures the server, not itself, but
@@ -94,9 +95,13 @@ loads run several bench processes (fanout --procs P does it for you) and
 spread them over source addresses with --source-addrs.`,
 		Example: `  herald bench fanout --subs 1000 --rate 100 --duration 10s --pid $(pgrep -f 'herald serve')
   herald bench fanout --subs 10000 --rate 20 --duration 30s --transport sse --json
+  herald bench fanout --subs 10000 --rate 5 --duration 20s --transport ws --pid $(pgrep -f 'herald serve')
   herald bench idle --conns 10000 --pid $(pgrep -f 'herald serve')
   herald bench publish --conns 32 --duration 10s
-  herald bench publish --conns 8 --duration 10s --batch 100`,
+  herald bench publish --conns 8 --duration 10s --batch 100
+  herald bench fanout --subs 1000 --rate 100 --duration 10s --transport grpc --grpc-addr 127.0.0.1:9090
+  herald bench publish --transport grpc --conns 4 --in-flight 32 --duration 10s
+  herald bench publish --transport grpc --stream --batch 100 --conns 2 --duration 10s`,
 		Args: cobra.NoArgs,
 	}
 	cmd.AddCommand(newBenchFanoutCmd(), newBenchIdleCmd(), newBenchPublishCmd(), newBenchFanoutWorkerCmd())
@@ -156,7 +161,9 @@ The exit status is non-zero when an event was lost or a publish failed
 	f.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long to publish")
 	f.StringVar(&cfg.Topic, "topic", "", "topic (default bench.fanout-<random>)")
 	f.IntVar(&cfg.Payload, "payload", 128, "payload size in bytes")
-	f.StringVar(&cfg.Transport, "transport", bench.TransportSSE, "subscriber transport: sse or poll")
+	f.StringVar(&cfg.Transport, "transport", bench.TransportSSE, "subscriber transport: sse, ws, poll or grpc (Subscribe streams at --grpc-addr)")
+	f.StringVar(&cfg.GRPCAddr, "grpc-addr", "", "the server's gRPC address for --transport grpc (default: the --server host, port 9090)")
+	f.IntVar(&cfg.StreamsPerConn, "streams-per-conn", 1, "--transport grpc: subscribers sharing one HTTP/2 connection (1: a connection each, as SSE)")
 	f.StringVar(&cfg.Reader, "reader", "", "how SSE streams are read: goroutine (one per stream) or epoll (a few epoll loops, no goroutine per stream; Linux)")
 	f.IntVar(&cfg.PID, "pid", 0, "server process id, to measure its CPU time and RSS")
 	f.IntVar(&cfg.Publishers, "publishers", 32, "most publish connections, opened when all are busy")
@@ -222,7 +229,8 @@ then held for --hold before closing.`,
 	o.register(cmd)
 	f := cmd.Flags()
 	f.IntVar(&cfg.Conns, "conns", 1000, "connections")
-	f.StringVar(&cfg.Transport, "transport", bench.TransportSSE, "transport: sse or poll")
+	f.StringVar(&cfg.Transport, "transport", bench.TransportSSE, "transport: sse, ws, poll or grpc")
+	f.StringVar(&cfg.GRPCAddr, "grpc-addr", "", "the server's gRPC address for --transport grpc (default: the --server host, port 9090)")
 	f.StringVar(&cfg.Reader, "reader", "", "how SSE streams are read: goroutine (one per stream) or epoll (no goroutine per stream; Linux)")
 	f.StringVar(&cfg.Topic, "topic", "", "topic (default bench.idle-<random>)")
 	f.IntVar(&cfg.PID, "pid", 0, "server process id: read VmRSS from /proc/PID/status")
@@ -241,11 +249,17 @@ func newBenchPublishCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "publish",
-		Short: "HTTP publish throughput: requests and events per second",
+		Short: "Publish throughput over HTTP or gRPC: requests and events per second",
 		Long: `Publish as fast as the server answers over --conns keep-alive connections for
 --duration: single events (POST /v1/topics/{topic}/events) or, with --batch B,
 B events per POST /v1/events. Reports requests/s, events/s and request
-latency; with --pid, the server's CPU time per event.`,
+latency; with --pid, the server's CPU time per event.
+
+With --transport grpc the requests are gRPC Publish calls (B events each),
+--in-flight of them at once on each connection (HTTP/2 multiplexes them);
+with --stream too, each connection holds one PublishStream with --in-flight
+requests awaiting their answer. The gRPC client is raw HTTP/2 with
+hand-encoded messages, cheap enough not to measure itself.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop, err := benchContext(cmd)
@@ -272,5 +286,9 @@ latency; with --pid, the server's CPU time per event.`,
 	f.IntVar(&cfg.Payload, "payload", 128, "payload size in bytes")
 	f.StringVar(&cfg.Topic, "topic", "", "topic (default bench.publish-<random>)")
 	f.IntVar(&cfg.PID, "pid", 0, "server process id, to measure its CPU time")
+	f.StringVar(&cfg.Transport, "transport", "http", "http, or grpc (the gRPC API at --grpc-addr)")
+	f.StringVar(&cfg.GRPCAddr, "grpc-addr", "", "the server's gRPC address (default: the --server host, port 9090)")
+	f.BoolVar(&cfg.Stream, "stream", false, "gRPC: publish on PublishStream instead of unary calls")
+	f.IntVar(&cfg.InFlight, "in-flight", 16, "gRPC: requests in flight per connection")
 	return cmd
 }

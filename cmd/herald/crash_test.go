@@ -191,7 +191,7 @@ func verify(t *testing.T, client *http.Client, base string, topics []string, ack
 // ready.
 func startChild(t *testing.T, bin, dir, addr string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--engine", "durable", "--data-dir", dir, "--addr", addr, "--log-level", "warn")
+	cmd := exec.Command(bin, "serve", "--engine", "durable", "--data-dir", dir, "--addr", addr, "--grpc-addr", "127.0.0.1:0", "--log-level", "warn")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start herald: %v", err)

@@ -33,6 +33,8 @@ type publishFlags struct {
 	contentType string
 	headers     []string
 	lines       bool
+	transport   string
+	grpcAddr    string
 }
 
 func newPublishCmd() *cobra.Command {
@@ -54,12 +56,17 @@ With --lines, standard input is read line by line (NDJSON or plain lines) and
 each non-blank line is published as its own event, in batches of up to 1000
 (what has arrived is sent whenever input pauses, so "tail -f" works); one
 acknowledgement line is printed per event. With --key K, line N gets the
-idempotency key K-N, so running the same input again stores nothing twice.`,
+idempotency key K-N, so running the same input again stores nothing twice.
+
+With --transport grpc the event (or the batches of --lines) goes over the gRPC
+API (docs/grpc.md) at --grpc-addr instead of HTTP; the acknowledgement is the
+same.`,
 		Example: `  herald publish chat.room-1 '{"text":"hello"}'
   herald publish chat.room-1 --type note --content-type text/plain 'plain words'
   herald publish orders.eu --key order-1234 --header source=shop '{"id":1234}'
   cat image.png | herald publish files.uploads --content-type image/png
   tail -f app.log | herald publish logs.app --lines
+  herald publish chat.room-1 --transport grpc '{"text":"over gRPC"}'
   HERALD_SERVER=http://events:8080 herald publish prices.BTC-USD 64000.5`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -73,6 +80,8 @@ idempotency key K-N, so running the same input again stores nothing twice.`,
 	fl.StringVar(&f.contentType, "content-type", "", "payload content type (default application/json for JSON, else text/plain for UTF-8, else application/octet-stream)")
 	fl.StringArrayVar(&f.headers, "header", nil, "event header name=value (repeatable)")
 	fl.BoolVar(&f.lines, "lines", false, "publish each line of standard input as its own event")
+	fl.StringVar(&f.transport, "transport", publishHTTP, "http (the HTTP API at --server) or grpc (the gRPC API at --grpc-addr)")
+	fl.StringVar(&f.grpcAddr, "grpc-addr", defaultGRPCAddr, "the server's gRPC address, host:port, for --transport grpc")
 	return cmd
 }
 
@@ -99,10 +108,14 @@ func runPublish(cmd *cobra.Command, args []string, f *publishFlags) error {
 	if err != nil {
 		return err
 	}
-	c, err := newAPIClient(f.server)
+	if f.transport != publishHTTP && f.transport != publishGRPC {
+		return fmt.Errorf("--transport %q: use %s or %s", f.transport, publishHTTP, publishGRPC)
+	}
+	c, err := newTransportClient(f.server, f.transport, f.grpcAddr)
 	if err != nil {
 		return err
 	}
+	defer c.Close()
 	contentType := f.contentType
 	out := json.NewEncoder(cmd.OutOrStdout())
 	out.SetEscapeHTML(false)

@@ -18,15 +18,17 @@ import (
 // cliServer is a real herald server for the client commands' tests, with a
 // client of its own for checking what the commands did.
 type cliServer struct {
-	url string
-	tr  *http.Transport
-	c   *client.Client
+	url  string
+	grpc string // the gRPC API's host:port
+	tr   *http.Transport
+	c    *client.Client
 }
 
 func startCLIServer(t *testing.T, opts ...func(*config.Config)) *cliServer {
 	t.Helper()
 	cfg := config.Default()
 	cfg.HTTP.Addr = "127.0.0.1:0"
+	cfg.GRPC.Addr = "127.0.0.1:0" // never the fixed default port
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -37,7 +39,7 @@ func startCLIServer(t *testing.T, opts ...func(*config.Config)) *cliServer {
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &cliServer{url: "http://" + srv.HTTPAddr(), tr: &http.Transport{}}
+	s := &cliServer{url: "http://" + srv.HTTPAddr(), grpc: srv.GRPCAddr(), tr: &http.Transport{}}
 	s.c, err = client.New(s.url, client.WithHTTPClient(&http.Client{Transport: s.tr}))
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 // serveFlags maps each serve flag to the config key it sets.
 var serveFlags = map[string]string{
 	"addr":       "http.addr",
+	"grpc-addr":  "grpc.addr",
 	"engine":     "engine",
 	"data-dir":   "data_dir",
 	"log-level":  "log.level",
@@ -30,7 +31,9 @@ func newServeCmd() *cobra.Command {
 		Use:   "serve",
 		Short: "Run the herald server",
 		Long: `Run the herald server: the HTTP API (publish, pull, long polling), Server-Sent
-Events, /metrics, /healthz and /readyz, on one listener.
+Events, /metrics, /healthz and /readyz, on one listener; the gRPC API
+(docs/grpc.md) on its own, 127.0.0.1:9090 by default (--grpc-addr; set
+HERALD_GRPC_ENABLED=false to turn it off).
 
 Settings come from, in rising precedence: the defaults, a YAML file (--config
 or HERALD_CONFIG), HERALD_* environment variables (the key upper-cased with
@@ -75,6 +78,7 @@ in-flight publishes finish, ends streams with a reconnect hint, then exits.`,
 	f := cmd.Flags()
 	f.StringVarP(&configPath, "config", "c", "", "YAML config file (env HERALD_CONFIG)")
 	f.String("addr", def.HTTP.Addr, "HTTP listen address, host:port (http.addr)")
+	f.String("grpc-addr", def.GRPC.Addr, "gRPC listen address, host:port (grpc.addr; HERALD_GRPC_ENABLED=false turns gRPC off)")
 	f.String("engine", def.Engine, "storage engine: memory, or durable (history on disk in --data-dir) (engine)")
 	f.String("data-dir", "", "directory of the durable engine's data (data_dir)")
 	f.String("log-level", def.Log.Level, "log level: debug, info, warn, error (log.level)")

@@ -21,6 +21,7 @@ type subscribeFlags struct {
 	cursor    string
 	from      string
 	count     int
+	grpcAddr  string
 }
 
 func newSubscribeCmd() *cobra.Command {
@@ -40,13 +41,16 @@ Reconnections are reported on standard error.
 To resume later, pass the cursor of the last line printed with --cursor.
 
 Over --transport sse (the default) an event carries no time and no headers,
-and its encoding is inferred from the payload; --transport poll (long
-polling) shows every field.
+and its encoding is inferred from the payload; --transport ws (WebSocket),
+--transport poll (long polling) and --transport grpc (the gRPC API at
+--grpc-addr) show every field.
 
 SIGINT or SIGTERM stops it cleanly, as does reaching --count events.`,
 		Example: `  herald subscribe chat.room-1
   herald subscribe chat.room-1 chat.room-2 --from earliest
   herald subscribe orders.eu --transport poll --count 10
+  herald subscribe chat.room-1 --transport ws
+  herald subscribe chat.room-1 --transport grpc --grpc-addr 127.0.0.1:9090
   herald subscribe orders.eu --cursor AQhvcmRlcnMuZXUB... | jq .data`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -55,10 +59,11 @@ SIGINT or SIGTERM stops it cleanly, as does reaching --count events.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.server, "server", heraldServerDefault(), "herald server URL (env HERALD_SERVER)")
-	fl.StringVar(&f.transport, "transport", client.TransportSSE, "sse (Server-Sent Events) or poll (long polling)")
+	fl.StringVar(&f.transport, "transport", client.TransportSSE, "sse (Server-Sent Events), ws (WebSocket), poll (long polling) or grpc (the gRPC API at --grpc-addr)")
 	fl.StringVar(&f.cursor, "cursor", "", "resume after this cursor (the cursor of a printed line)")
 	fl.StringVar(&f.from, "from", "latest", "where topics without a cursor start: latest or earliest")
 	fl.IntVar(&f.count, "count", 0, "exit after this many events (0: run until interrupted)")
+	fl.StringVar(&f.grpcAddr, "grpc-addr", defaultGRPCAddr, "the server's gRPC address, host:port, for --transport grpc")
 	return cmd
 }
 
@@ -89,10 +94,11 @@ func runSubscribe(cmd *cobra.Command, topics []string, f *subscribeFlags) error 
 	if f.count < 0 {
 		return fmt.Errorf("--count %d: use 0 or more", f.count)
 	}
-	c, err := newAPIClient(f.server)
+	c, err := newTransportClient(f.server, f.transport, f.grpcAddr)
 	if err != nil {
 		return err
 	}
+	defer c.Close()
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	sub, err := c.Subscribe(ctx, topics, client.SubscribeOptions{

@@ -61,7 +61,7 @@ func TestSubscribeCommand(t *testing.T) {
 		}
 		acks = append(acks, ack)
 	}
-	for _, tr := range []string{"sse", "poll"} {
+	for _, tr := range []string{"sse", "poll", "ws"} {
 		t.Run(tr, func(t *testing.T) {
 			var out bytes.Buffer
 			err := runCLI(ctx, nil, &out, "subscribe", "--server", s.url, "--transport", tr, "--from", "earliest", "--count", "3", "cli.sub")
@@ -78,12 +78,12 @@ func TestSubscribeCommand(t *testing.T) {
 					l.Type != pubs[i].opts.Type || l.Cursor == "" {
 					t.Errorf("line %d: %+v", i, l)
 				}
-				if tr == "poll" && (l.Time == "" || l.Encoding == "") {
-					t.Errorf("poll line %d lacks time or encoding: %+v", i, l)
+				if tr != "sse" && (l.Time == "" || l.Encoding == "") {
+					t.Errorf("%s line %d lacks time or encoding: %+v", tr, i, l)
 				}
 			}
-			if tr == "poll" && lines[0].Headers["k"] != "v" {
-				t.Errorf("poll line 0 lacks headers: %+v", lines[0])
+			if tr != "sse" && lines[0].Headers["k"] != "v" {
+				t.Errorf("%s line 0 lacks headers: %+v", tr, lines[0])
 			}
 
 			// A printed cursor resumes after its line.

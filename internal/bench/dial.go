@@ -22,6 +22,8 @@ import (
 type Dialer struct {
 	addr    string         // the server's host:port
 	host    string         // the Host header value
+	grpc    string         // the server's gRPC host:port (default: addr's host, port 9090)
+	perConn int            // gRPC Subscribe streams per connection (0, 1: one each)
 	locals  []*net.TCPAddr // source addresses, round robin; empty lets the kernel choose
 	next    atomic.Uint64
 	timeout time.Duration
@@ -42,7 +44,7 @@ func NewDialer(base string, sourceAddrs, first int) (*Dialer, error) {
 	if u.Port() == "" {
 		addr = net.JoinHostPort(u.Hostname(), "80")
 	}
-	d := &Dialer{addr: addr, host: u.Host, timeout: 10 * time.Second}
+	d := &Dialer{addr: addr, host: u.Host, grpc: net.JoinHostPort(u.Hostname(), DefaultGRPCPort), timeout: 10 * time.Second}
 	if sourceAddrs > 0 {
 		ip := net.ParseIP(u.Hostname())
 		if ip == nil || !ip.IsLoopback() || ip.To4() == nil {
@@ -54,6 +56,31 @@ func NewDialer(base string, sourceAddrs, first int) (*Dialer, error) {
 		}
 	}
 	return d, nil
+}
+
+// UseGRPC sets the server's gRPC address (host:port; "" keeps the
+// default, the server's host with port 9090) and how many Subscribe
+// streams of the grpc transport share a connection (0 or 1: a connection
+// each, as SSE has). Call it before the dialer is used.
+func (d *Dialer) UseGRPC(addr string, streamsPerConn int) error {
+	if streamsPerConn < 0 {
+		return fmt.Errorf("--streams-per-conn %d: use 1 or more", streamsPerConn)
+	}
+	d.perConn = streamsPerConn
+	if addr == "" {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fmt.Errorf("--grpc-addr %q is not host:port: %w", addr, err)
+	}
+	d.grpc = addr
+	return nil
+}
+
+// forGRPC returns a dialer of the same source addresses towards the
+// server's gRPC address.
+func (d *Dialer) forGRPC() *Dialer {
+	return &Dialer{addr: d.grpc, host: d.grpc, grpc: d.grpc, perConn: d.perConn, locals: d.locals, timeout: d.timeout}
 }
 
 // loopbackV4 returns the server's IP when it is an IPv4 loopback address.

@@ -15,22 +15,26 @@ import (
 // FanoutConfig configures the fanout scenario: Subs subscribers on one
 // topic, and a publisher sending Rate events per second for Duration.
 type FanoutConfig struct {
-	Server       string        // base URL, http://host:port
-	Transport    string        // TransportSSE or TransportPoll
-	Reader       string        // ReaderGoroutine (default) or ReaderEpoll
-	Topic        string        // empty: bench.fanout-<random>
-	Subs         int           // subscribers
-	Rate         float64       // events per second
-	Duration     time.Duration // how long to publish
-	Payload      int           // payload bytes
-	Publishers   int           // most publish connections, opened as needed; default 32
-	Grace        time.Duration // wait for stragglers after the last publish; default 5s
-	ConnectConc  int           // connections opened at once; default 200
-	ConnectWait  time.Duration // longest wait for all subscribers; default 2m
-	SourceAddrs  int           // spread connections over 127.0.0.1…N; 0: let the kernel choose
-	PID          int           // server process for CPU and RSS; 0: not measured
-	Progress     io.Writer     // live progress line; nil: none
-	KeepSnapshot bool          // put the latency histogram in the result (for merging)
+	Server   string // base URL, http://host:port
+	GRPCAddr string // the server's gRPC host:port, for TransportGRPC; empty: the server's host, port 9090
+	// StreamsPerConn is how many TransportGRPC subscribers share a
+	// connection (HTTP/2 multiplexes them); 0 or 1: a connection each.
+	StreamsPerConn int
+	Transport      string        // TransportSSE, TransportPoll, TransportWS or TransportGRPC
+	Reader         string        // ReaderGoroutine (default) or ReaderEpoll
+	Topic          string        // empty: bench.fanout-<random>
+	Subs           int           // subscribers
+	Rate           float64       // events per second
+	Duration       time.Duration // how long to publish
+	Payload        int           // payload bytes
+	Publishers     int           // most publish connections, opened as needed; default 32
+	Grace          time.Duration // wait for stragglers after the last publish; default 5s
+	ConnectConc    int           // connections opened at once; default 200
+	ConnectWait    time.Duration // longest wait for all subscribers; default 2m
+	SourceAddrs    int           // spread connections over 127.0.0.1…N; 0: let the kernel choose
+	PID            int           // server process for CPU and RSS; 0: not measured
+	Progress       io.Writer     // live progress line; nil: none
+	KeepSnapshot   bool          // put the latency histogram in the result (for merging)
 	// Procs > 1 runs the subscribers in that many child processes of this
 	// binary, started with WorkerArgs (which must lead to RunFanoutWorker),
 	// so that one run can hold more connections than one process may open.
@@ -72,31 +76,32 @@ func (c *FanoutConfig) setDefaults() error {
 
 // FanoutResult is the summary of a fanout run.
 type FanoutResult struct {
-	Scenario      string  `json:"scenario"`
-	Transport     string  `json:"transport"`
-	Server        string  `json:"server"`
-	Topic         string  `json:"topic"`
-	Subscribers   int     `json:"subscribers"`
-	Rate          float64 `json:"rate"`
-	DurationSec   float64 `json:"duration_s"`
-	PayloadBytes  int     `json:"payload_bytes"`
-	ConnectSec    float64 `json:"connect_s"` // time to connect every subscriber
-	Sent          uint64  `json:"sent"`      // events the server acknowledged
-	PublishErrors uint64  `json:"publish_errors"`
-	Expected      uint64  `json:"expected"`  // sent × subscribers
-	Delivered     uint64  `json:"delivered"` // distinct events received, all subscribers
-	Lost          uint64  `json:"lost"`
-	Duplicates    uint64  `json:"duplicates"`
-	OutOfOrder    uint64  `json:"out_of_order"`
-	Gaps          uint64  `json:"gaps"`         // gap signals received
-	Disconnected  int64   `json:"disconnected"` // streams the server ended early
-	Foreign       uint64  `json:"foreign"`      // events on the topic not from this run
-	WindowSec     float64 `json:"window_s"`     // first publish → last delivery (or grace end)
-	DeliveriesPS  float64 `json:"deliveries_per_s"`
-	Latency       Latency `json:"latency"` // publish → deliver
-	Publish       Latency `json:"publish_latency"`
-	PublishBehind float64 `json:"publish_behind_ms"` // most a publish started after its scheduled time
-	PublishConns  int64   `json:"publish_conns"`     // connections the publisher needed
+	Scenario       string  `json:"scenario"`
+	Transport      string  `json:"transport"`
+	StreamsPerConn int     `json:"streams_per_conn,omitempty"` // gRPC streams sharing a connection
+	Server         string  `json:"server"`
+	Topic          string  `json:"topic"`
+	Subscribers    int     `json:"subscribers"`
+	Rate           float64 `json:"rate"`
+	DurationSec    float64 `json:"duration_s"`
+	PayloadBytes   int     `json:"payload_bytes"`
+	ConnectSec     float64 `json:"connect_s"` // time to connect every subscriber
+	Sent           uint64  `json:"sent"`      // events the server acknowledged
+	PublishErrors  uint64  `json:"publish_errors"`
+	Expected       uint64  `json:"expected"`  // sent × subscribers
+	Delivered      uint64  `json:"delivered"` // distinct events received, all subscribers
+	Lost           uint64  `json:"lost"`
+	Duplicates     uint64  `json:"duplicates"`
+	OutOfOrder     uint64  `json:"out_of_order"`
+	Gaps           uint64  `json:"gaps"`         // gap signals received
+	Disconnected   int64   `json:"disconnected"` // streams the server ended early
+	Foreign        uint64  `json:"foreign"`      // events on the topic not from this run
+	WindowSec      float64 `json:"window_s"`     // first publish → last delivery (or grace end)
+	DeliveriesPS   float64 `json:"deliveries_per_s"`
+	Latency        Latency `json:"latency"` // publish → deliver
+	Publish        Latency `json:"publish_latency"`
+	PublishBehind  float64 `json:"publish_behind_ms"` // most a publish started after its scheduled time
+	PublishConns   int64   `json:"publish_conns"`     // connections the publisher needed
 
 	ServerStats *ServerStats        `json:"server_process,omitempty"`
 	Loadgen     CPUStats            `json:"loadgen"`
@@ -129,7 +134,7 @@ func RunFanout(ctx context.Context, cfg FanoutConfig) (*FanoutResult, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	st, err := setupSubscribers(cfg.Server, cfg.SourceAddrs, cfg.Transport, cfg.Reader, cfg.Topic, "bench.fanout-")
+	st, err := setupSubscribers(cfg.Server, cfg.GRPCAddr, cfg.StreamsPerConn, cfg.SourceAddrs, cfg.Transport, cfg.Reader, cfg.Topic, "bench.fanout-")
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +145,8 @@ func RunFanout(ctx context.Context, cfg FanoutConfig) (*FanoutResult, error) {
 
 	res := &FanoutResult{
 		Scenario: "fanout", Transport: cfg.Transport, Server: cfg.Server, Topic: cfg.Topic,
-		Subscribers: cfg.Subs, Rate: cfg.Rate, DurationSec: cfg.Duration.Seconds(),
+		StreamsPerConn: btoi(cfg.Transport == TransportGRPC) * max(cfg.StreamsPerConn, 1),
+		Subscribers:    cfg.Subs, Rate: cfg.Rate, DurationSec: cfg.Duration.Seconds(),
 		// The size asked for, or more when the fields do not fit in it.
 		PayloadBytes: len(appendPayload(nil, runID, 0, total, time.Now().UnixNano(), cfg.Payload)),
 	}
@@ -228,7 +234,7 @@ func runFanoutProcs(ctx context.Context, cfg FanoutConfig, d *Dialer, res *Fanou
 	shares := make([]workerStart, cfg.Procs)
 	for i := range shares {
 		shares[i] = workerStart{
-			Server: cfg.Server, Transport: cfg.Transport, Topic: cfg.Topic,
+			Server: cfg.Server, GRPCAddr: cfg.GRPCAddr, StreamsPerConn: cfg.StreamsPerConn, Transport: cfg.Transport, Topic: cfg.Topic,
 			Subs:  cfg.Subs/cfg.Procs + btoi(i < cfg.Subs%cfg.Procs),
 			RunID: runID, Size: total, Publishers: cfg.Publishers, ConnectConc: max(cfg.ConnectConc/cfg.Procs, 1),
 			ConnectWait: cfg.ConnectWait.Seconds(), SourceAddrs: addrs, FirstAddr: i * addrs, Epoll: epoll,
@@ -306,6 +312,9 @@ func (r *FanoutResult) WriteText(w io.Writer) error {
 	s := &summaryWriter{w: w}
 	s.line("fanout", "%d %s subscribers on %s, %g events/s for %s, %d-byte payloads",
 		r.Subscribers, r.Transport, r.Topic, r.Rate, time.Duration(r.DurationSec*float64(time.Second)), r.PayloadBytes)
+	if r.StreamsPerConn > 1 {
+		s.line("", "%d gRPC streams per connection", r.StreamsPerConn)
+	}
 	s.line("connect", "all %d subscribers in %.2fs", r.Subscribers, r.ConnectSec)
 	s.line("sent", "%d events acknowledged, %d publish errors, %d publish connections, at most %s behind schedule",
 		r.Sent, r.PublishErrors, r.PublishConns, fmtMillis(r.PublishBehind))

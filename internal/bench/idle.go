@@ -12,6 +12,7 @@ import (
 // nothing, to measure what an idle connection costs the server in memory.
 type IdleConfig struct {
 	Server      string
+	GRPCAddr    string        // the server's gRPC host:port, for TransportGRPC; empty: the server's host, port 9090
 	Transport   string        // default TransportSSE
 	Reader      string        // ReaderGoroutine (default) or ReaderEpoll
 	Topic       string        // empty: bench.idle-<random>
@@ -71,7 +72,7 @@ func RunIdle(ctx context.Context, cfg IdleConfig) (*IdleResult, error) {
 	if err := checkFileLimit(cfg.Conns); err != nil {
 		return nil, err
 	}
-	st, err := setupSubscribers(cfg.Server, cfg.SourceAddrs, cfg.Transport, cfg.Reader, cfg.Topic, "bench.idle-")
+	st, err := setupSubscribers(cfg.Server, cfg.GRPCAddr, 1, cfg.SourceAddrs, cfg.Transport, cfg.Reader, cfg.Topic, "bench.idle-")
 	if err != nil {
 		return nil, err
 	}

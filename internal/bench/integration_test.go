@@ -37,6 +37,7 @@ func startServer(t *testing.T) string {
 	t.Helper()
 	cfg := config.Default()
 	cfg.HTTP.Addr = "127.0.0.1:0"
+	cfg.GRPC.Addr = "127.0.0.1:0" // never the fixed default port
 	srv, err := server.New(cfg, nil)
 	if err != nil {
 		t.Fatalf("server.New: %v", err)
@@ -103,6 +104,7 @@ func TestFanoutSSE(t *testing.T) {
 func TestFanoutServerEnds(t *testing.T) {
 	cfg := config.Default()
 	cfg.HTTP.Addr = "127.0.0.1:0"
+	cfg.GRPC.Addr = "127.0.0.1:0" // never the fixed default port
 	srv, err := server.New(cfg, nil)
 	if err != nil {
 		t.Fatalf("server.New: %v", err)

@@ -31,18 +31,20 @@ import (
 
 // workerStart tells a worker what to open.
 type workerStart struct {
-	Server      string  `json:"server"`
-	Transport   string  `json:"transport"`
-	Topic       string  `json:"topic"`
-	Subs        int     `json:"subs"`
-	RunID       uint64  `json:"run_id"`
-	Size        uint64  `json:"size"`
-	Publishers  int     `json:"publishers"`
-	ConnectConc int     `json:"connect_concurrency"`
-	ConnectWait float64 `json:"connect_wait_s"`
-	SourceAddrs int     `json:"source_addrs"`
-	FirstAddr   int     `json:"first_addr"`
-	Epoll       bool    `json:"epoll"`
+	Server         string  `json:"server"`
+	GRPCAddr       string  `json:"grpc_addr,omitempty"`
+	StreamsPerConn int     `json:"streams_per_conn,omitempty"`
+	Transport      string  `json:"transport"`
+	Topic          string  `json:"topic"`
+	Subs           int     `json:"subs"`
+	RunID          uint64  `json:"run_id"`
+	Size           uint64  `json:"size"`
+	Publishers     int     `json:"publishers"`
+	ConnectConc    int     `json:"connect_concurrency"`
+	ConnectWait    float64 `json:"connect_wait_s"`
+	SourceAddrs    int     `json:"source_addrs"`
+	FirstAddr      int     `json:"first_addr"`
+	Epoll          bool    `json:"epoll"`
 }
 
 type workerReady struct {
@@ -94,6 +96,10 @@ func RunFanoutWorker(ctx context.Context, in io.Reader, out io.Writer) error {
 		return err
 	}
 	if err := checkFileLimit(st.Subs); err != nil {
+		enc.Encode(workerReady{Error: err.Error()})
+		return err
+	}
+	if err := d.UseGRPC(st.GRPCAddr, st.StreamsPerConn); err != nil {
 		enc.Encode(workerReady{Error: err.Error()})
 		return err
 	}

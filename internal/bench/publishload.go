@@ -27,12 +27,20 @@ type PublishConfig struct {
 	PID         int
 	SourceAddrs int
 	Progress    io.Writer
+	// Transport is "http" (the default) or TransportGRPC: unary Publish
+	// calls, or with Stream, PublishStream (grpc.go).
+	Transport string
+	GRPCAddr  string // the server's gRPC host:port; empty: the server's host, port 9090
+	Stream    bool   // gRPC: requests on one PublishStream per connection
+	InFlight  int    // gRPC: requests in flight per connection; default 16
 }
 
 // PublishResult is the summary of a publish run.
 type PublishResult struct {
 	Scenario     string  `json:"scenario"`
 	Server       string  `json:"server"`
+	Transport    string  `json:"transport,omitempty"` // "grpc" or "grpc-stream"; empty for HTTP
+	InFlight     int     `json:"in_flight,omitempty"` // gRPC requests in flight per connection
 	Topic        string  `json:"topic"`
 	Conns        int     `json:"conns"`
 	Batch        int     `json:"batch"`
@@ -78,6 +86,13 @@ func RunPublish(ctx context.Context, cfg PublishConfig) (*PublishResult, error) 
 		cfg.Conns = 16
 	}
 	cfg.Batch = max(cfg.Batch, 1)
+	switch cfg.Transport {
+	case "", "http":
+	case TransportGRPC:
+		return runGRPCPublish(ctx, cfg)
+	default:
+		return nil, fmt.Errorf("unknown transport %q: use http or %s", cfg.Transport, TransportGRPC)
+	}
 	d, err := NewDialer(cfg.Server, cfg.SourceAddrs, 0)
 	if err != nil {
 		return nil, err
@@ -205,6 +220,12 @@ func (r *PublishResult) WriteText(w io.Writer) error {
 	what := "single events"
 	if r.Batch > 1 {
 		what = fmt.Sprintf("batches of %d events", r.Batch)
+	}
+	switch r.Transport {
+	case "grpc":
+		what += fmt.Sprintf(" (gRPC Publish, %d calls in flight per connection)", r.InFlight)
+	case "grpc-stream":
+		what += fmt.Sprintf(" (gRPC PublishStream, %d requests in flight per stream)", r.InFlight)
 	}
 	s.line("publish", "%s to %s over %d connections, %d-byte payloads, %.2fs", what, r.Topic, r.Conns, r.PayloadBytes, r.WindowSec)
 	s.line("requests", "%d ok, %d errors: %s req/s", r.Requests, r.Errors, fmtCount(r.RequestsPS))

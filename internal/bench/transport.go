@@ -8,9 +8,9 @@ import (
 	"strconv"
 )
 
-// A Transport opens subscriber streams over one wire protocol. SSE and long
-// polling exist; a WebSocket or gRPC transport only has to provide Open and
-// a Stream, and a case in NewTransport.
+// A Transport opens subscriber streams over one wire protocol. SSE,
+// WebSocket and long polling exist; a gRPC transport only has to provide
+// Open and a Stream, and a case in NewTransport.
 type Transport interface {
 	// Open subscribes to topic from its latest position and returns once
 	// the server has accepted the subscription, so that every event
@@ -47,6 +47,8 @@ func (e *ServerError) Error() string { return "server ended the stream: " + e.Da
 const (
 	TransportSSE  = "sse"
 	TransportPoll = "poll"
+	TransportWS   = "ws"
+	TransportGRPC = "grpc"
 )
 
 // NewTransport returns the transport called name, connecting through d.
@@ -56,8 +58,12 @@ func NewTransport(name string, d *Dialer) (Transport, error) {
 		return &SSE{d: d}, nil
 	case TransportPoll:
 		return &LongPoll{d: d}, nil
+	case TransportWS:
+		return &WS{d: d}, nil
+	case TransportGRPC:
+		return &GRPC{d: d.forGRPC(), perConn: max(d.perConn, 1)}, nil
 	default:
-		return nil, fmt.Errorf("unknown transport %q: use %q or %q", name, TransportSSE, TransportPoll)
+		return nil, fmt.Errorf("unknown transport %q: use %q, %q, %q or %q", name, TransportSSE, TransportWS, TransportPoll, TransportGRPC)
 	}
 }
 
@@ -105,9 +111,12 @@ type subscriberSetup struct {
 
 // setupSubscribers builds a subscriber scenario's transport and names its
 // topic (prefix plus the run id) when topic is empty.
-func setupSubscribers(server string, sourceAddrs int, transport, reader, topic, prefix string) (subscriberSetup, error) {
+func setupSubscribers(server, grpcAddr string, perConn, sourceAddrs int, transport, reader, topic, prefix string) (subscriberSetup, error) {
 	d, err := NewDialer(server, sourceAddrs, 0)
 	if err != nil {
+		return subscriberSetup{}, err
+	}
+	if err := d.UseGRPC(grpcAddr, perConn); err != nil {
 		return subscriberSetup{}, err
 	}
 	tr, err := NewTransport(transport, d)

@@ -79,10 +79,12 @@ type FrameKind uint8
 
 // The frame kinds transports may cache on an event.
 const (
-	FrameSSE     FrameKind = iota // SSE "event:" and "data:" lines (no id)
-	FrameSSESolo                  // the same preceded by the "id:" of a one-topic stream
-	FrameJSON                     // the JSON object used by pull, long poll and WebSocket
-	FrameAlt                      // reserved for a binary transport (gRPC)
+	FrameSSE       FrameKind = iota // SSE "event:" and "data:" lines (no id)
+	FrameSSESolo                    // the same preceded by the "id:" of a one-topic stream
+	FrameJSON                       // the JSON object used by pull, long poll and WebSocket
+	FrameAlt                        // reserved for a binary transport (gRPC)
+	FrameWS                         // a WebSocket event message, frame header included
+	FrameWSDeflate                  // the same message compressed with permessage-deflate
 	numFrames
 )
 
@@ -148,6 +150,23 @@ type TopicInfo struct {
 	Last     uint64 // offset of the newest event; 0 when nothing was ever published
 	Retained int    // number of retained events
 	Bytes    int64  // bytes of retained events
+	// Presence is set by the hub for a topic with presence on: the clients
+	// present on this node. Nil when presence is off (engines leave it nil).
+	Presence *Presence
+}
+
+// Presence is who is on a topic: its push subscribers on this node, for a
+// topic whose namespace has presence on. It is never stored in history.
+type Presence struct {
+	Count   int      // clients present
+	Members []Member // the first of them to join, at most the hub's list limit
+}
+
+// Member is one client present on a topic.
+type Member struct {
+	Client string // the connection's id, random and unique per connection
+	Info   []byte // the JSON object the client gave when subscribing; nil if none
+	Since  int64  // unix milliseconds at which it joined
 }
 
 // Retention bounds a topic's history. A zero field means no bound of that

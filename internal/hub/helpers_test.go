@@ -164,6 +164,14 @@ func describe(items []hub.Item) []string {
 		case it.Gap != nil:
 			g := it.Gap
 			out = append(out, fmt.Sprintf("gap %s %v %d>%d (%d)", g.Topic, g.Reason, g.Requested.Offset, g.Resumed.Offset, g.Earliest))
+		case it.Presence != nil:
+			verb := "join"
+			if it.Presence.Leave {
+				verb = "leave"
+			}
+			out = append(out, fmt.Sprintf("%s %s %s%s", verb, it.Presence.Topic, it.Presence.Member.Client, it.Presence.Member.Info))
+		case it.Note != nil:
+			out = append(out, fmt.Sprintf("note %v", it.Note))
 		default:
 			out = append(out, "empty item")
 		}

@@ -3,7 +3,8 @@
 // for pull consumers and for recovery. It knows no transport and no engine
 // implementation.
 //
-// Lock order (outer first): shard.mu, then Subscriber.mu. A topic's
+// Lock order (outer first): shard.mu, then Subscriber.mu; and a topic's
+// presence lock (topicSubs.pmu, presence.go), then Subscriber.mu. A topic's
 // subscriber list is copy-on-write, so fan-out takes no hub lock at all; it
 // takes each Subscriber.mu briefly to queue the event.
 package hub
@@ -75,6 +76,12 @@ type Options struct {
 	MaxQueueBytes int  // per-subscriber queue cap; default 1 MiB
 	CatchupBatch  int  // events read per history step; default 256
 	Observer      Observer
+	// Presence reports whether a topic has presence (join and leave
+	// notices, the presence list); nil means no topic has.
+	Presence func(topic string) bool
+	// ClientPublish reports whether end-user clients (calls whose context
+	// carries OriginClient) may publish to a topic; nil allows them.
+	ClientPublish func(topic string) bool
 }
 
 // Errors the hub returns that transports map to status codes.
@@ -121,6 +128,10 @@ type shard struct {
 // lock.
 type topicSubs struct {
 	list atomic.Pointer[[]*subscription]
+
+	// pmu orders the topic's presence changes: a subscription's member
+	// is set and cleared, and its join and leave fanned out, under it.
+	pmu sync.Mutex
 
 	mu      sync.Mutex     // guards pending and running
 	pending []*event.Event // delivered by the engine, not yet fanned out
@@ -187,6 +198,9 @@ func (h *Hub) CheckPublish(ctx context.Context, topic string, recs []event.Recor
 		if n := len(recs[i].Data); n > h.opts.MaxEventBytes {
 			return fmt.Errorf("%w: payload is %d bytes, the limit is %d", ErrTooLarge, n, h.opts.MaxEventBytes)
 		}
+	}
+	if err := h.checkOrigin(ctx, topic); err != nil {
+		return err
 	}
 	return h.opts.Gate.Allow(ctx, ActionPublish, topic)
 }
@@ -323,6 +337,9 @@ func (h *Hub) remove(s *subscription) {
 	if o := h.opts.Observer.Subscriptions; o != nil {
 		o(-1)
 	}
+	if s.waiter == nil && h.presenceOn(s.topic) {
+		h.leave(ts, s)
+	}
 	if last {
 		h.eng.Unwatch(s.topic)
 	}
@@ -372,11 +389,16 @@ func (h *Hub) Info(ctx context.Context, topic string) (event.TopicInfo, bool, er
 		return event.TopicInfo{}, false, err
 	}
 	info, ok, err := h.eng.Info(ctx, topic)
-	if err != nil || ok || h.Subscribers(topic) == 0 {
-		return info, ok, err
+	if err == nil && !ok && h.Subscribers(topic) > 0 {
+		var b event.Batch
+		b, err = h.eng.Read(ctx, topic, 0, 0)
+		info, ok = b.Info, err == nil
 	}
-	b, err := h.eng.Read(ctx, topic, 0, 0)
-	return b.Info, err == nil, err
+	if ok && h.presenceOn(topic) {
+		p := h.presence(topic)
+		info.Presence = &p
+	}
+	return info, ok, err
 }
 
 // Topics lists the topics with history, and those with subscribers on

@@ -69,10 +69,14 @@ type Gap struct {
 	Earliest  uint64         // offset of the earliest retained event
 }
 
-// Item is one entry of a subscriber's queue: an event, or a gap notice.
+// Item is one entry of a subscriber's queue: an event, a gap notice, a
+// presence change, or a note the transport queued itself (Enqueue).
+// Exactly one field is set.
 type Item struct {
-	Event *event.Event
-	Gap   *Gap
+	Event    *event.Event
+	Gap      *Gap
+	Presence *PresenceChange
+	Note     any
 }
 
 // Start says where a new subscription begins.
@@ -83,6 +87,10 @@ type Start struct {
 	// Earliest starts from the earliest retained event when no Position is
 	// set; otherwise the subscription starts after the newest event.
 	Earliest bool
+	// Info is what the consumer tells others about itself (a JSON object
+	// of at most MaxPresenceInfo bytes) while it is present on a topic
+	// with presence on. Nil shows no info.
+	Info []byte
 }
 
 // SubscriberOptions configure NewSubscriber.
@@ -106,8 +114,9 @@ type SubscriberOptions struct {
 // history by Next, so the seam between history and live has no gap and no
 // duplicate.
 type Subscriber struct {
-	h    *Hub
-	opts SubscriberOptions // static after construction
+	h      *Hub
+	opts   SubscriberOptions // static after construction
+	client string            // static: the id others see in presence
 
 	mu       sync.Mutex // guards the fields below
 	queue    []Item
@@ -124,6 +133,7 @@ type subscription struct {
 	owner  *Subscriber
 	waiter chan struct{} // set for long-poll waiters, which only get a signal
 	topic  string
+	member *event.Member // set while present on the topic; guarded by the topic's pmu
 
 	epoch   event.Epoch
 	last    uint64 // offset of the last event queued
@@ -140,7 +150,7 @@ func (h *Hub) NewSubscriber(opts SubscriberOptions) (*Subscriber, error) {
 	if opts.Wake == nil {
 		opts.Wake = func() {}
 	}
-	s := &Subscriber{h: h, opts: opts, subs: make(map[string]*subscription)}
+	s := &Subscriber{h: h, opts: opts, client: newClientID(), subs: make(map[string]*subscription)}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -163,6 +173,10 @@ func itemSize(ev *event.Event) int { return len(ev.Data) + len(ev.Topic) + 128 }
 // that a cursor taken before the gap is delivered still shows the gap again.
 func (s *Subscriber) Subscribe(ctx context.Context, topic string, start Start) (event.Position, error) {
 	if err := event.ValidateTopic(topic); err != nil {
+		return event.Position{}, err
+	}
+	pinfo, err := normalizeInfo(start.Info)
+	if err != nil {
 		return event.Position{}, err
 	}
 	if err := s.h.opts.Gate.Allow(ctx, ActionSubscribe, topic); err != nil {
@@ -233,6 +247,9 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string, start Start) (
 	}
 	s.catchups = append(s.catchups, sub)
 	s.mu.Unlock()
+	if s.h.presenceOn(topic) {
+		s.h.join(sub, pinfo)
+	}
 	s.opts.Wake()
 	return pos, nil
 }
@@ -269,6 +286,36 @@ func (s *Subscriber) Topics() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.subs)
+}
+
+// Client returns the id that presence shows for s: random, unique per
+// subscriber.
+func (s *Subscriber) Client() string { return s.client }
+
+// Enqueue queues a note of the transport's own (a reply to a command, say)
+// behind everything queued so far, so that the writer sends it in order
+// with events; size counts against the queue cap. It reports false when s
+// has ended, or when the note overflowed the queue, which ends s as a slow
+// consumer.
+func (s *Subscriber) Enqueue(note any, size int) bool {
+	s.mu.Lock()
+	if s.reason != CloseNone {
+		s.mu.Unlock()
+		return false
+	}
+	if s.bytes+size > s.opts.MaxQueueBytes {
+		s.endLocked(CloseSlow)
+		s.mu.Unlock()
+		s.afterEnd(CloseSlow)
+		return false
+	}
+	wasEmpty := len(s.queue) == 0
+	s.push(Item{Note: note}, size)
+	s.mu.Unlock()
+	if wasEmpty {
+		s.opts.Wake()
+	}
+	return true
 }
 
 // push appends it to the queue. s.mu must be held.

@@ -65,6 +65,7 @@ func TestBrowserSSEReconnect(t *testing.T) {
 
 	cfg := config.Default()
 	cfg.HTTP.Addr = addr
+	cfg.GRPC.Enabled = false // not under test; the default port is fixed
 	cfg.HTTP.CORSOrigins = []string{page.URL}
 	cfg.SSE.Retry = 200 * time.Millisecond // the reconnect hint; keeps the test fast
 	cfg.Shutdown.Timeout = 5 * time.Second

@@ -1,6 +1,6 @@
 // Package server wires herald together: it builds the engine, the hub and
-// the transports from a config.Config, serves them on the HTTP listener,
-// and drains them in order on shutdown.
+// the transports from a config.Config, serves them on the HTTP listener
+// (and gRPC on its own), and drains them in order on shutdown.
 package server
 
 import (
@@ -21,9 +21,11 @@ import (
 	"github.com/heraldhq/herald/internal/engine/memory"
 	"github.com/heraldhq/herald/internal/hub"
 	"github.com/heraldhq/herald/internal/metrics"
+	"github.com/heraldhq/herald/internal/transport/grpcapi"
 	"github.com/heraldhq/herald/internal/transport/httpfast"
 	"github.com/heraldhq/herald/internal/transport/rest"
 	"github.com/heraldhq/herald/internal/transport/sse"
+	"github.com/heraldhq/herald/internal/transport/ws"
 	"github.com/heraldhq/herald/internal/wire"
 )
 
@@ -44,12 +46,16 @@ type Server struct {
 	rest    *rest.Handler
 	fast    *httpfast.Server // nil when http.fast_path is off
 	sse     *sse.Handler
+	ws      *ws.Handler
+	grpc    *grpcapi.Server // nil when grpc.enabled is off
 	metrics *metrics.Metrics
 	http    *http.Server
 
 	ln       net.Listener
 	ready    atomic.Bool
 	serveCh  chan error // the result of http.Server.Serve
+	grpcLn   net.Listener
+	grpcCh   chan error // the result of grpcapi.Server.Serve
 	stopOnce sync.Once
 	stopErr  error
 
@@ -128,6 +134,8 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 		MaxEventBytes: cfg.Limits.MaxEventBytes,
 		MaxQueueBytes: cfg.Limits.MaxQueueBytes,
 		Observer:      s.metrics.HubObserver(),
+		Presence:      s.cfg.PresenceOn,
+		ClientPublish: s.cfg.ClientPublishOn,
 	})
 	s.rest = rest.New(s.hub, rest.Options{
 		MaxEventBytes: cfg.Limits.MaxEventBytes,
@@ -143,6 +151,33 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 		OnConn:       func(d int) { sseConns.Add(float64(d)) },
 		Log:          log,
 	})
+	wsConns := s.metrics.Connections("ws")
+	s.ws = ws.New(s.hub, ws.Options{
+		PingInterval:    cfg.WS.PingInterval,
+		IdleTimeout:     cfg.WS.IdleTimeout,
+		WriteTimeout:    cfg.WS.WriteTimeout,
+		MaxMessageBytes: cfg.WS.MaxMessageBytes,
+		Compression:     cfg.WS.Compression,
+		AllowOrigin:     s.allowOrigin,
+		OnConn:          func(d int) { wsConns.Add(float64(d)) },
+		Log:             log,
+	})
+	if cfg.GRPC.Enabled {
+		grpcConns := s.metrics.Connections("grpc")
+		g, err := grpcapi.New(s.hub, grpcapi.Options{
+			MaxEventBytes:   cfg.Limits.MaxEventBytes,
+			MaxMessageBytes: cfg.GRPC.MaxMessageBytes,
+			MaxQueueBytes:   cfg.Limits.MaxQueueBytes,
+			MaxWait:         cfg.Pull.MaxWait,
+			Retry:           cfg.SSE.Retry,
+			OnConn:          func(d int) { grpcConns.Add(float64(d)) },
+			Log:             log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("grpc: %w", err)
+		}
+		s.grpc = g
+	}
 	s.http = &http.Server{
 		ConnState:         s.trackNew,
 		Handler:           s.routes(),
@@ -159,6 +194,7 @@ func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	s.rest.Register(mux)
 	mux.Handle("/v1/sse", s.sse)
+	mux.Handle("/v1/ws", s.ws)
 	mux.HandleFunc("GET /v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(api.OpenAPI)
@@ -227,6 +263,16 @@ func (s *Server) Start() error {
 	if err != nil {
 		return fmt.Errorf("listen on %s (http.addr): %w", s.cfg.HTTP.Addr, err)
 	}
+	if s.grpc != nil {
+		gln, err := net.Listen("tcp", s.cfg.GRPC.Addr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("listen on %s (grpc.addr; grpc.enabled=false turns gRPC off): %w", s.cfg.GRPC.Addr, err)
+		}
+		s.grpcLn = gln
+		s.grpcCh = make(chan error, 1)
+		go func() { s.grpcCh <- s.grpc.Serve(gln) }()
+	}
 	s.ln = ln
 	s.serveCh = make(chan error, 1)
 	var httpLn net.Listener = ln
@@ -242,7 +288,11 @@ func (s *Server) Start() error {
 	}
 	go func() { s.serveCh <- s.http.Serve(httpLn) }()
 	s.ready.Store(true)
-	s.log.Info("herald listening", "http", "http://"+ln.Addr().String(), "engine", s.cfg.Engine)
+	if s.grpcLn != nil {
+		s.log.Info("herald listening", "http", "http://"+ln.Addr().String(), "grpc", s.grpcLn.Addr().String(), "engine", s.cfg.Engine)
+	} else {
+		s.log.Info("herald listening", "http", "http://"+ln.Addr().String(), "engine", s.cfg.Engine)
+	}
 	return nil
 }
 
@@ -252,6 +302,15 @@ func (s *Server) HTTPAddr() string {
 		return ""
 	}
 	return s.ln.Addr().String()
+}
+
+// GRPCAddr returns the address the gRPC server listens on (host:port), or
+// "" when gRPC is off or the server has not started.
+func (s *Server) GRPCAddr() string {
+	if s.grpcLn == nil {
+		return ""
+	}
+	return s.grpcLn.Addr().String()
 }
 
 // Hub returns the server's hub.
@@ -297,14 +356,27 @@ func (s *Server) shutdown(ctx context.Context) error {
 	} else {
 		fastDone <- nil
 	}
+	// gRPC: GOAWAY to every connection now; its streams end through
+	// hub.Close below, with UNAVAILABLE and a resume hint.
+	grpcDone := make(chan error, 1)
+	if s.grpc != nil {
+		go func() { grpcDone <- s.grpc.Drain(ctx) }()
+	} else {
+		grpcDone <- nil
+	}
 	s.closeNew()
 	s.hub.Close()
 	s.sse.Close()
-	errs := []error{s.sse.Wait(ctx), <-httpDone, <-fastDone}
+	s.ws.Close()
+	errs := []error{s.sse.Wait(ctx), s.ws.Wait(ctx), <-httpDone, <-fastDone}
 	if s.serveCh != nil {
 		if err := <-s.serveCh; !errors.Is(err, http.ErrServerClosed) {
 			errs = append(errs, err)
 		}
+	}
+	errs = append(errs, <-grpcDone)
+	if s.grpcCh != nil {
+		errs = append(errs, <-s.grpcCh)
 	}
 	if s.ownEngine {
 		errs = append(errs, s.eng.Close())

@@ -45,6 +45,7 @@ func startServer(t *testing.T, opts ...func(*config.Config)) *testServer {
 	t.Helper()
 	cfg := config.Default()
 	cfg.HTTP.Addr = "127.0.0.1:0"
+	cfg.GRPC.Addr = "127.0.0.1:0" // never the fixed default port
 	for _, o := range opts {
 		o(&cfg)
 	}

@@ -80,6 +80,7 @@ func New(ln net.Listener, pub Publisher, opts Options) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{ln: ln, pub: pub, opts: opts, ctx: ctx, cancel: cancel, conns: make(map[*conn]struct{})}
 	s.hand = &Listener{addr: ln.Addr(), conns: make(chan net.Conn), done: make(chan struct{}), close: s.closeListener}
+	s.wg.Add(1) // Serve's, counted before Shutdown can wait
 	return s
 }
 
@@ -88,9 +89,8 @@ func New(ln net.Listener, pub Publisher, opts Options) *Server {
 func (s *Server) Listener() *Listener { return s.hand }
 
 // Serve accepts connections until the listener is closed (by closing
-// Listener(), which http.Server.Shutdown does).
+// Listener(), which http.Server.Shutdown does). It must be called once.
 func (s *Server) Serve() {
-	s.wg.Add(1)
 	defer s.wg.Done()
 	var delay time.Duration
 	for {

@@ -613,6 +613,11 @@ func (h *Handler) appendInfo(b []byte, t *event.TopicInfo) []byte {
 	b = strconv.AppendInt(b, t.Bytes, 10)
 	b = append(b, `,"subscribers":`...)
 	b = strconv.AppendInt(b, int64(h.hub.Subscribers(t.Name)), 10)
+	if p := t.Presence; p != nil {
+		b = append(b, `,"presence":{`...)
+		b = wire.AppendPresence(b, p)
+		b = append(b, '}')
+	}
 	return append(b, '}')
 }
 

@@ -9,6 +9,7 @@
 //	data: <line>         the payload, one data: line per line of it
 //	event: gap           a gap signal; data is its JSON
 //	event: error         the last frame; data is {"code":…,"message":…}
+//	event: join, leave   presence changes (no id); data is their JSON
 //	: hb                 a heartbeat comment after Heartbeat without traffic
 //
 // To keep an idle stream small, the handler hijacks the connection after
@@ -212,6 +213,10 @@ func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	var info []byte
+	if p := q.Get("presence"); p != "" {
+		info = []byte(p) // checked by the hub
+	}
 
 	c := &conn{h: s}
 	c.runFn = c.run
@@ -224,7 +229,7 @@ func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.sub = sub
 	for _, t := range topics {
 		pos, have := cur.Get(t)
-		start := hub.Start{Position: pos, Set: have, Earliest: earliest}
+		start := hub.Start{Position: pos, Set: have, Earliest: earliest, Info: info}
 		got, err := sub.Subscribe(r.Context(), t, start)
 		if err != nil {
 			sub.Close(hub.CloseClient)
@@ -460,6 +465,17 @@ func (c *conn) writeItems(items []hub.Item) error {
 			continue
 		}
 		g := it.Gap
+		if g == nil {
+			if p := it.Presence; p != nil {
+				// No id line: a presence change moves no cursor.
+				b = append(b, "event: "...)
+				b = append(b, presenceEvent(p)...)
+				b = append(b, "\ndata: "...)
+				b = wire.AppendPresenceChange(b, p)
+				b = append(b, "\n\n"...)
+			}
+			continue
+		}
 		c.cur.Set(g.Topic, g.Resumed)
 		b = append(b, "event: gap\nid: "...)
 		b = c.cur.AppendEncoded(b)
@@ -608,6 +624,14 @@ func (c *conn) finish(reason hub.CloseReason) {
 	c.h.untrack(c)
 	c.h.opts.OnConn(-1)
 	c.h.streams.Done()
+}
+
+// presenceEvent names a presence change's SSE event.
+func presenceEvent(p *hub.PresenceChange) string {
+	if p.Leave {
+		return "leave"
+	}
+	return "join"
 }
 
 // encodeSoloFrame builds an event's SSE bytes for one-topic streams, whose

@@ -1,0 +1,204 @@
+package hub
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/heraldhq/herald/internal/event"
+)
+
+// Presence is who is on a topic right now: the push subscribers of the
+// topic on this node, for topics where Options.Presence says so. Each
+// present client has an id (Subscriber.Client) and the info it gave when
+// subscribing (Start.Info). When one joins or leaves, every subscriber of
+// the topic gets a PresenceChange item in its queue, itself included.
+// Presence is never stored in history and consumes no offsets.
+//
+// A topic's changes are ordered by its topicSubs.pmu: a subscription's
+// member is set (join) and cleared (leave), and the change fanned out,
+// under it, so that no subscriber sees a client leave before it joined.
+// Lock order: topicSubs.pmu, then Subscriber.mu. Ending a subscriber calls
+// remove, which takes pmu, so subscribers a fan-out overflows are ended only
+// after pmu is released.
+//
+// Telling every subscriber of every join is O(subscribers) per change, so
+// presence suits topics of people (chat rooms, documents), not ten-thousand
+// subscriber fan-outs: it is off unless configured.
+
+// Bounds of presence data.
+const (
+	MaxPresenceInfo = 1024 // bytes of one client's info
+	MaxPresenceList = 1000 // members listed by Presence; Count counts them all
+)
+
+// ErrPresenceOff is returned by Presence for a topic without presence.
+var ErrPresenceOff = fmt.Errorf("%w: presence is off for this topic", ErrBadInput)
+
+// PresenceChange is one client joining or leaving a topic. One value is
+// shared by every subscriber told of it and must not be changed.
+type PresenceChange struct {
+	Topic  string
+	Leave  bool // false: a join
+	Member event.Member
+}
+
+// presenceOn reports whether topic has presence.
+func (h *Hub) presenceOn(topic string) bool {
+	return h.opts.Presence != nil && h.opts.Presence(topic)
+}
+
+// PresenceOn reports whether topic has presence (Options.Presence).
+func (h *Hub) PresenceOn(topic string) bool { return h.presenceOn(topic) }
+
+// Presence returns who is present on topic on this node. The caller must
+// be allowed to subscribe to it.
+func (h *Hub) Presence(ctx context.Context, topic string) (event.Presence, error) {
+	if err := event.ValidateTopic(topic); err != nil {
+		return event.Presence{}, err
+	}
+	if !h.presenceOn(topic) {
+		return event.Presence{}, fmt.Errorf("%w: %s (presence, namespaces.%s.presence)", ErrPresenceOff, topic, event.Namespace(topic))
+	}
+	if err := h.opts.Gate.Allow(ctx, ActionSubscribe, topic); err != nil {
+		return event.Presence{}, err
+	}
+	return h.presence(topic), nil
+}
+
+// presence lists topic's present clients, longest present first.
+func (h *Hub) presence(topic string) event.Presence {
+	var p event.Presence
+	ts := h.topicSubs(topic)
+	if ts == nil {
+		return p
+	}
+	ts.pmu.Lock()
+	defer ts.pmu.Unlock()
+	for _, sub := range *ts.list.Load() {
+		if m := sub.member; m != nil {
+			p.Count++
+			if len(p.Members) < MaxPresenceList {
+				p.Members = append(p.Members, *m)
+			}
+		}
+	}
+	return p
+}
+
+// topicSubs returns topic's live list, or nil.
+func (h *Hub) topicSubs(topic string) *topicSubs {
+	sh := h.shard(topic)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	return sh.topics[topic]
+}
+
+// join makes sub present on its topic and tells the topic's subscribers.
+// It does nothing when sub was unsubscribed or ended meanwhile.
+func (h *Hub) join(sub *subscription, info []byte) {
+	ts := h.topicSubs(sub.topic)
+	if ts == nil {
+		return
+	}
+	s := sub.owner
+	ts.pmu.Lock()
+	s.mu.Lock()
+	live := s.reason == CloseNone && s.subs[sub.topic] == sub
+	s.mu.Unlock()
+	if !live {
+		ts.pmu.Unlock()
+		return
+	}
+	m := &event.Member{Client: s.client, Info: info, Since: time.Now().UnixMilli()}
+	sub.member = m
+	ended := h.tell(ts, &PresenceChange{Topic: sub.topic, Member: *m})
+	ts.pmu.Unlock()
+	for _, x := range ended {
+		x.afterEnd(CloseSlow)
+	}
+}
+
+// leave ends sub's presence, if it joined, and tells the topic's remaining
+// subscribers. sub is already off ts's list.
+func (h *Hub) leave(ts *topicSubs, sub *subscription) {
+	ts.pmu.Lock()
+	m := sub.member
+	sub.member = nil
+	var ended []*Subscriber
+	if m != nil {
+		ended = h.tell(ts, &PresenceChange{Topic: sub.topic, Leave: true, Member: *m})
+	}
+	ts.pmu.Unlock()
+	for _, x := range ended {
+		x.afterEnd(CloseSlow)
+	}
+}
+
+// tell queues pc for every push subscriber on ts's list. It returns the
+// subscribers whose queue overflowed: they are marked ended, and the
+// caller must call afterEnd on each once ts.pmu is released. ts.pmu must
+// be held.
+func (h *Hub) tell(ts *topicSubs, pc *PresenceChange) []*Subscriber {
+	size := len(pc.Topic) + len(pc.Member.Client) + len(pc.Member.Info) + 96
+	var ended []*Subscriber
+	for _, sub := range *ts.list.Load() {
+		if sub.waiter != nil {
+			continue
+		}
+		s := sub.owner
+		s.mu.Lock()
+		if s.reason != CloseNone || sub.gone {
+			s.mu.Unlock()
+			continue
+		}
+		if s.bytes+size > s.opts.MaxQueueBytes {
+			s.endLocked(CloseSlow)
+			s.mu.Unlock()
+			ended = append(ended, s)
+			continue
+		}
+		wasEmpty := len(s.queue) == 0
+		s.push(Item{Presence: pc}, size)
+		s.mu.Unlock()
+		if wasEmpty {
+			s.opts.Wake()
+		}
+	}
+	return ended
+}
+
+// normalizeInfo checks a client's presence info and returns it compacted
+// (no line breaks, so any transport can frame it), or nil for none.
+func normalizeInfo(info []byte) ([]byte, error) {
+	if info == nil {
+		return nil, nil
+	}
+	if len(info) > MaxPresenceInfo {
+		return nil, fmt.Errorf("%w: presence info is %d bytes, the limit is %d", ErrBadInput, len(info), MaxPresenceInfo)
+	}
+	t := bytes.TrimSpace(info)
+	if len(t) == 0 || t[0] != '{' || !json.Valid(t) {
+		return nil, fmt.Errorf("%w: presence info must be a JSON object", ErrBadInput)
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, t); err != nil {
+		return nil, fmt.Errorf("%w: presence info: %v", ErrBadInput, err)
+	}
+	return b.Bytes(), nil
+}
+
+// newClientID returns a random id of 16 hex digits.
+func newClientID() string {
+	const hex = "0123456789abcdef"
+	var b [16]byte
+	v := rand.Uint64()
+	for i := range b {
+		b[i] = hex[v&0xf]
+		v >>= 4
+	}
+	return string(b[:])
+}

@@ -1,0 +1,413 @@
+package ws
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/heraldhq/herald/internal/cursor"
+	"github.com/heraldhq/herald/internal/event"
+	"github.com/heraldhq/herald/internal/hub"
+	"github.com/heraldhq/herald/internal/wire"
+)
+
+// The commands a client sends ("op").
+const (
+	opSubscribe   = "subscribe"
+	opUnsubscribe = "unsubscribe"
+	opPublish     = "publish"
+	opPresence    = "presence"
+)
+
+// Limits of the protocol (docs/protocol.md, "Limits").
+const (
+	MaxTopicsPerConn = 256 // topics one connection follows
+	MaxIDBytes       = 64  // the JSON text of a command's id
+	MaxTypeLen       = 128 // an event type, as in the HTTP API
+	MaxKeyLen        = 256 // an idempotency key
+	MaxHeaders       = 32  // headers of one event
+)
+
+// CodeLimitReached is the error code of a command over one of the limits
+// (an error message, unlike the limit_reached close code).
+const CodeLimitReached = "limit_reached"
+
+// errLimit marks errors answered with CodeLimitReached.
+var errLimit = errors.New(CodeLimitReached)
+
+// command is a client message. One struct holds every op's fields; each
+// op reads its own and unknown fields are refused, so that a misspelt
+// field is an error rather than silently ignored.
+type command struct {
+	Op         string            `json:"op"`
+	ID         json.RawMessage   `json:"id"`
+	Topics     []string          `json:"topics"`
+	Topic      string            `json:"topic"`
+	Cursor     string            `json:"cursor"`
+	Cursors    []string          `json:"cursors"`
+	From       string            `json:"from"`
+	Presence   json.RawMessage   `json:"presence"`
+	Data       json.RawMessage   `json:"data"`
+	Text       *string           `json:"text"`
+	DataBase64 *string           `json:"data_base64"`
+	Type       string            `json:"type"`
+	Key        string            `json:"key"`
+	Headers    map[string]string `json:"headers"`
+}
+
+// commandError is a refused command: its id (when it could be read) and
+// why.
+type commandError struct {
+	id  []byte
+	err error
+}
+
+func (e *commandError) Error() string { return e.err.Error() }
+func (e *commandError) Unwrap() error { return e.err }
+
+func badRequest(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", hub.ErrBadInput, fmt.Sprintf(format, a...))
+}
+
+// parseCommand decodes and checks one message. Errors are *commandError,
+// with the command's id when it could be read.
+func parseCommand(msg []byte) (command, error) {
+	var cmd command
+	// The id first, leniently, so that even a command refused for its
+	// other fields gets an answer the client can match.
+	var head struct {
+		ID json.RawMessage `json:"id"`
+	}
+	if err := json.Unmarshal(msg, &head); err != nil {
+		return cmd, &commandError{err: badRequest("a message must be one JSON object: %v", jsonProblem(err))}
+	}
+	id, idErr := checkID(head.ID)
+	if idErr != nil {
+		return cmd, &commandError{err: idErr}
+	}
+	dec := json.NewDecoder(bytes.NewReader(msg))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cmd); err != nil {
+		return cmd, &commandError{id: id, err: badRequest("%v", jsonProblem(err))}
+	}
+	if dec.More() {
+		return cmd, &commandError{id: id, err: badRequest("one JSON object per message")}
+	}
+	cmd.ID = id
+	switch cmd.Op {
+	case opSubscribe, opUnsubscribe:
+		if len(cmd.Cursors) > cursor.MaxTopics {
+			return cmd, &commandError{id: id, err: badRequest("%d cursors in one command; the limit is %d", len(cmd.Cursors), cursor.MaxTopics)}
+		}
+		if len(cmd.Topics) == 0 {
+			return cmd, &commandError{id: id, err: badRequest(`%s needs "topics", a list of at least one topic`, cmd.Op)}
+		}
+		if len(cmd.Topics) > cursor.MaxTopics {
+			return cmd, &commandError{id: id, err: badRequest("%d topics in one command; the limit is %d", len(cmd.Topics), cursor.MaxTopics)}
+		}
+	case opPublish, opPresence:
+		if cmd.Topic == "" {
+			return cmd, &commandError{id: id, err: badRequest(`%s needs "topic"`, cmd.Op)}
+		}
+	case "":
+		return cmd, &commandError{id: id, err: badRequest(`the message has no "op"; use subscribe, unsubscribe, publish or presence`)}
+	default:
+		return cmd, &commandError{id: id, err: badRequest("unknown op %q; use subscribe, unsubscribe, publish or presence", cmd.Op)}
+	}
+	return cmd, nil
+}
+
+// checkID checks a command's id: a JSON string or number of at most
+// MaxIDBytes, returned compacted.
+func checkID(raw json.RawMessage) ([]byte, error) {
+	raw = bytes.TrimSpace(raw)
+	switch {
+	case len(raw) == 0:
+		return nil, badRequest(`every command needs an "id" (a string or a number) to match its reply`)
+	case len(raw) > MaxIDBytes:
+		return nil, badRequest("the id is %d bytes of JSON; the limit is %d", len(raw), MaxIDBytes)
+	case raw[0] == '"', raw[0] == '-', raw[0] >= '0' && raw[0] <= '9':
+		var b bytes.Buffer
+		if err := json.Compact(&b, raw); err != nil {
+			return nil, badRequest("the id is not valid JSON")
+		}
+		return b.Bytes(), nil
+	default:
+		return nil, badRequest("the id must be a string or a number")
+	}
+}
+
+// jsonProblem shortens encoding/json's errors for clients.
+func jsonProblem(err error) string {
+	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+// command handles one message: it parses it, runs it through the hub and
+// queues the reply in order with events.
+func (c *conn) command(msg []byte) {
+	cmd, err := parseCommand(msg)
+	if err != nil {
+		var ce *commandError
+		errors.As(err, &ce)
+		c.reply(&note{frame: errorReply(ce.id, ce.err)})
+		return
+	}
+	switch cmd.Op {
+	case opSubscribe:
+		c.subscribe(&cmd)
+	case opUnsubscribe:
+		c.unsubscribe(&cmd)
+	case opPublish:
+		c.publish(&cmd)
+	case opPresence:
+		c.presence(&cmd)
+	}
+}
+
+// reply queues n.
+func (c *conn) reply(n *note) {
+	c.sub.Enqueue(n, len(n.frame)+64)
+}
+
+// subscribe subscribes to every topic of cmd or, when one fails, to none.
+// Its reply is queued before the subscriptions are made and filled in
+// after, all under the gate: the writer cannot take the queue meanwhile,
+// so the reply leaves before the gaps, joins and events of the new topics.
+func (c *conn) subscribe(cmd *command) {
+	id := cmd.ID
+	var cur cursor.Cursor
+	for _, tok := range append([]string{cmd.Cursor}, cmd.Cursors...) {
+		one, err := cursor.Parse(tok)
+		if err != nil {
+			c.reply(&note{frame: errorReply(id, err)})
+			return
+		}
+		for _, e := range one.Entries() {
+			cur.Set(e.Topic, e.Position)
+		}
+	}
+	earliest := false
+	switch cmd.From {
+	case "", "latest":
+	case "earliest":
+		earliest = true
+	default:
+		c.reply(&note{frame: errorReply(id, badRequest("from %q: use earliest or latest", cmd.From))})
+		return
+	}
+	var info []byte
+	if p := bytes.TrimSpace(cmd.Presence); len(p) > 0 && !bytes.Equal(p, []byte("null")) {
+		info = p
+	}
+	for i, t := range cmd.Topics {
+		if err := event.ValidateTopic(t); err != nil {
+			c.reply(&note{frame: errorReply(id, err)})
+			return
+		}
+		for _, u := range cmd.Topics[:i] {
+			if u == t {
+				c.reply(&note{frame: errorReply(id, badRequest("topic %s is listed twice", t))})
+				return
+			}
+		}
+	}
+	if n := c.sub.Topics() + len(cmd.Topics); n > MaxTopicsPerConn {
+		c.reply(&note{frame: errorFrame(id, CodeLimitReached, fmt.Sprintf(
+			"a connection follows at most %d topics; this one would follow %d: unsubscribe some first", MaxTopicsPerConn, n))})
+		return
+	}
+
+	n := &note{}
+	c.gate.Lock()
+	if !c.sub.Enqueue(n, 64+len(cmd.Topics)*(event.MaxTopicLen+64)) {
+		c.gate.Unlock()
+		return // ending
+	}
+	starts := make([]event.Position, 0, len(cmd.Topics))
+	for i, t := range cmd.Topics {
+		pos, have := cur.Get(t)
+		got, err := c.sub.Subscribe(c.ctx, t, hub.Start{Position: pos, Set: have, Earliest: earliest, Info: info})
+		if err != nil {
+			for _, u := range cmd.Topics[:i] {
+				c.sub.Unsubscribe(u)
+			}
+			n.frame = errorReply(id, fmt.Errorf("subscribe to %s: %w", t, err))
+			c.gate.Unlock()
+			c.wake()
+			return
+		}
+		starts = append(starts, got)
+	}
+	var all cursor.Cursor
+	for i, t := range cmd.Topics {
+		all.Set(t, starts[i])
+	}
+	n.frame = reply("subscribed", id, func(b []byte) []byte {
+		b = append(b, `,"topics":[`...)
+		for i, t := range cmd.Topics {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"topic":`...)
+			b = wire.AppendString(b, t)
+			b = append(b, ',')
+			b = appendPosition(b, starts[i])
+			b = append(b, '}')
+		}
+		b = append(b, `],"cursor":"`...)
+		b = all.AppendEncoded(b)
+		return append(b, '"')
+	})
+	n.subscribed = cmd.Topics
+	c.gate.Unlock()
+	c.wake()
+}
+
+// unsubscribe ends the subscriptions to cmd's topics. Events of them
+// already queued leave before the reply; none follows it. Topics not
+// subscribed are left out of the reply's list.
+func (c *conn) unsubscribe(cmd *command) {
+	var done []string
+	for _, t := range cmd.Topics {
+		if c.sub.Unsubscribe(t) {
+			done = append(done, t)
+		}
+	}
+	c.reply(&note{
+		frame: reply("unsubscribed", cmd.ID, func(b []byte) []byte {
+			b = append(b, `,"topics":[`...)
+			for i, t := range done {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = wire.AppendString(b, t)
+			}
+			return append(b, ']')
+		}),
+		unsubscribed: done,
+	})
+}
+
+// publish stores one event through the hub, where the client_publish
+// policy and the Gate decide whether this client may.
+func (c *conn) publish(cmd *command) {
+	rec, err := cmd.record()
+	if err != nil {
+		c.reply(&note{frame: errorReply(cmd.ID, err)})
+		return
+	}
+	acks, err := c.h.hub.Publish(c.ctx, cmd.Topic, []event.Record{rec})
+	if err != nil {
+		c.reply(&note{frame: errorReply(cmd.ID, err)})
+		return
+	}
+	ack := acks[0]
+	c.reply(&note{frame: reply("ack", cmd.ID, func(b []byte) []byte {
+		b = append(b, `,"topic":`...)
+		b = wire.AppendString(b, cmd.Topic)
+		b = append(b, ',')
+		b = appendPosition(b, ack.Position)
+		b = append(b, `,"cursor":"`...)
+		b = cursor.AppendSingle(b, cmd.Topic, ack.Position)
+		b = append(b, `","duplicate":`...)
+		return strconv.AppendBool(b, ack.Duplicate)
+	})})
+}
+
+// presence answers who is on a topic.
+func (c *conn) presence(cmd *command) {
+	p, err := c.h.hub.Presence(c.ctx, cmd.Topic)
+	if err != nil {
+		c.reply(&note{frame: errorReply(cmd.ID, err)})
+		return
+	}
+	c.reply(&note{frame: reply("presence", cmd.ID, func(b []byte) []byte {
+		b = append(b, `,"topic":`...)
+		b = wire.AppendString(b, cmd.Topic)
+		b = append(b, ',')
+		return wire.AppendPresence(b, &p)
+	})})
+}
+
+// record turns a publish command into a record: exactly one of data (any
+// JSON value), text or data_base64, as in the HTTP batch API.
+func (cmd *command) record() (event.Record, error) {
+	rec := event.Record{Type: cmd.Type, Key: cmd.Key, Headers: cmd.Headers}
+	n := 0
+	if cmd.Data != nil {
+		n++
+		rec.Data, rec.Encoding = cmd.Data, event.EncodingJSON
+	}
+	if cmd.Text != nil {
+		n++
+		rec.Data, rec.Encoding = []byte(*cmd.Text), event.EncodingText
+	}
+	if cmd.DataBase64 != nil {
+		n++
+		raw, err := decodeBase64(*cmd.DataBase64)
+		if err != nil {
+			return rec, badRequest("data_base64: %v", err)
+		}
+		rec.Data, rec.Encoding = raw, event.EncodingBinary
+	}
+	if n != 1 {
+		return rec, badRequest("give exactly one of data, text or data_base64")
+	}
+	if rec.Data == nil {
+		rec.Data = []byte{}
+	}
+	return rec, checkMeta(&rec)
+}
+
+// checkMeta validates an event's type, idempotency key and headers with
+// the HTTP API's rules (docs/api.md). The presence events' names are
+// reserved too, as SSE streams use them.
+func checkMeta(rec *event.Record) error {
+	if len(rec.Type) > MaxTypeLen {
+		return badRequest("event type is %d bytes, the limit is %d", len(rec.Type), MaxTypeLen)
+	}
+	switch rec.Type {
+	case "gap", "error", "join", "leave":
+		return badRequest("event type %q is reserved for server signals", rec.Type)
+	}
+	if !printable(rec.Type) {
+		return badRequest("event type must be printable text without line breaks")
+	}
+	if len(rec.Key) > MaxKeyLen {
+		return badRequest("idempotency key is %d bytes, the limit is %d", len(rec.Key), MaxKeyLen)
+	}
+	if len(rec.Headers) > MaxHeaders {
+		return badRequest("%d headers, the limit is %d", len(rec.Headers), MaxHeaders)
+	}
+	for k, v := range rec.Headers {
+		if k == "" || !printable(k) || !utf8.ValidString(v) {
+			return badRequest("header %q: names must be printable and values UTF-8", k)
+		}
+	}
+	return nil
+}
+
+func printable(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
+			return false
+		}
+	}
+	return true
+}
+
+// decodeBase64 accepts standard or URL-safe base64, padded or not.
+func decodeBase64(s string) ([]byte, error) {
+	s = strings.TrimRight(s, "=")
+	if strings.ContainsAny(s, "-_") {
+		return base64.RawURLEncoding.DecodeString(s)
+	}
+	return base64.RawStdEncoding.DecodeString(s)
+}
+
+func validUTF8(b []byte) bool { return utf8.Valid(b) }
