@@ -14,7 +14,7 @@ import (
 	heraldv1 "github.com/heraldhq/herald/api/herald/v1"
 	"github.com/heraldhq/herald/internal/event"
 	"github.com/heraldhq/herald/internal/hub"
-	"github.com/heraldhq/herald/internal/transport/rest"
+	"github.com/heraldhq/herald/internal/wire"
 )
 
 // publishHandler is the Publish method's handler (it replaces the
@@ -176,7 +176,7 @@ func (s *Server) record(rec *event.Record, topic string, e *publishEvent) error 
 			rec.Headers[strings.ToLower(k)] = v
 		}
 	}
-	return checkMeta(rec)
+	return wire.CheckRecord(rec)
 }
 
 // payloadEncoding checks data against the encoding asked for, or detects
@@ -206,42 +206,4 @@ func payloadEncoding(enc heraldv1.Encoding, data []byte) (event.Encoding, error)
 	default:
 		return 0, badRequest("unknown encoding %d", enc)
 	}
-}
-
-// checkMeta validates an event's type, idempotency key and headers, with
-// the HTTP API's limits.
-func checkMeta(rec *event.Record) error {
-	if len(rec.Type) > rest.MaxTypeLen {
-		return badRequest("event type is %d bytes, the limit is %d", len(rec.Type), rest.MaxTypeLen)
-	}
-	if rec.Type == "gap" || rec.Type == "error" {
-		return badRequest("event type %q is reserved for server signals", rec.Type)
-	}
-	if !printable(rec.Type) {
-		return badRequest("event type must be printable UTF-8 text without line breaks")
-	}
-	if len(rec.Key) > rest.MaxKeyLen {
-		return badRequest("idempotency key is %d bytes, the limit is %d", len(rec.Key), rest.MaxKeyLen)
-	}
-	if !utf8.ValidString(rec.Key) {
-		return badRequest("idempotency key must be UTF-8")
-	}
-	if len(rec.Headers) > rest.MaxHeaders {
-		return badRequest("%d headers, the limit is %d", len(rec.Headers), rest.MaxHeaders)
-	}
-	for k, v := range rec.Headers {
-		if k == "" || !printable(k) || !utf8.ValidString(v) {
-			return badRequest("header %q: names must be printable and values UTF-8", k)
-		}
-	}
-	return nil
-}
-
-func printable(s string) bool {
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
-			return false
-		}
-	}
-	return true
 }

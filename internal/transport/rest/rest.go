@@ -36,9 +36,9 @@ type Options struct {
 
 // Limits on request metadata.
 const (
-	MaxTypeLen    = 128
-	MaxKeyLen     = 256
-	MaxHeaders    = 32
+	MaxTypeLen    = wire.MaxTypeLen
+	MaxKeyLen     = wire.MaxKeyLen
+	MaxHeaders    = wire.MaxHeaders
 	headerPrefix  = "Herald-Header-"
 	typeHeader    = "Herald-Event-Type"
 	idempotencyKV = "Idempotency-Key"
@@ -170,7 +170,7 @@ func (h *Handler) PublishSingle(ctx context.Context, in *Single, dst []byte) (in
 		return errorAnswer(dst, err)
 	}
 	rec := event.Record{Key: in.Key, Type: in.Type, Encoding: enc, Headers: in.Headers}
-	if err := checkMeta(&rec); err != nil {
+	if err := wire.CheckRecord(&rec); err != nil {
 		return errorAnswer(dst, err)
 	}
 	rec.Data = bytes.Clone(in.Body)
@@ -282,40 +282,6 @@ func bodyEncoding(contentType string, body []byte) (event.Encoding, error) {
 	default:
 		return event.EncodingBinary, nil
 	}
-}
-
-// checkMeta validates an event's type, idempotency key and headers.
-func checkMeta(rec *event.Record) error {
-	if len(rec.Type) > MaxTypeLen {
-		return badRequest("event type is %d bytes, the limit is %d", len(rec.Type), MaxTypeLen)
-	}
-	if rec.Type == "gap" || rec.Type == "error" {
-		return badRequest("event type %q is reserved for server signals", rec.Type)
-	}
-	if !printable(rec.Type) {
-		return badRequest("event type must be printable text without line breaks")
-	}
-	if len(rec.Key) > MaxKeyLen {
-		return badRequest("idempotency key is %d bytes, the limit is %d", len(rec.Key), MaxKeyLen)
-	}
-	if len(rec.Headers) > MaxHeaders {
-		return badRequest("%d headers, the limit is %d", len(rec.Headers), MaxHeaders)
-	}
-	for k, v := range rec.Headers {
-		if k == "" || !printable(k) || !utf8.ValidString(v) {
-			return badRequest("header %q: names must be printable and values UTF-8", k)
-		}
-	}
-	return nil
-}
-
-func printable(s string) bool {
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
-			return false
-		}
-	}
-	return true
 }
 
 // batchRequest is the body of POST /v1/events.
@@ -451,7 +417,7 @@ func (be *batchEvent) record() (event.Record, error) {
 	if n != 1 {
 		return rec, badRequest("give exactly one of data, text or data_base64")
 	}
-	return rec, checkMeta(&rec)
+	return rec, wire.CheckRecord(&rec)
 }
 
 // pull handles GET /v1/events.

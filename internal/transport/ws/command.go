@@ -26,11 +26,11 @@ const (
 
 // Limits of the protocol (docs/protocol.md, "Limits").
 const (
-	MaxTopicsPerConn = 256 // topics one connection follows
-	MaxIDBytes       = 64  // the JSON text of a command's id
-	MaxTypeLen       = 128 // an event type, as in the HTTP API
-	MaxKeyLen        = 256 // an idempotency key
-	MaxHeaders       = 32  // headers of one event
+	MaxTopicsPerConn = 256             // topics one connection follows
+	MaxIDBytes       = 64              // the JSON text of a command's id
+	MaxTypeLen       = wire.MaxTypeLen // an event type, as in the HTTP API
+	MaxKeyLen        = wire.MaxKeyLen  // an idempotency key
+	MaxHeaders       = 32              // headers of one event
 )
 
 // CodeLimitReached is the error code of a command over one of the limits
@@ -361,44 +361,7 @@ func (cmd *command) record() (event.Record, error) {
 	if rec.Data == nil {
 		rec.Data = []byte{}
 	}
-	return rec, checkMeta(&rec)
-}
-
-// checkMeta validates an event's type, idempotency key and headers with
-// the HTTP API's rules (docs/api.md). The presence events' names are
-// reserved too, as SSE streams use them.
-func checkMeta(rec *event.Record) error {
-	if len(rec.Type) > MaxTypeLen {
-		return badRequest("event type is %d bytes, the limit is %d", len(rec.Type), MaxTypeLen)
-	}
-	switch rec.Type {
-	case "gap", "error", "join", "leave":
-		return badRequest("event type %q is reserved for server signals", rec.Type)
-	}
-	if !printable(rec.Type) {
-		return badRequest("event type must be printable text without line breaks")
-	}
-	if len(rec.Key) > MaxKeyLen {
-		return badRequest("idempotency key is %d bytes, the limit is %d", len(rec.Key), MaxKeyLen)
-	}
-	if len(rec.Headers) > MaxHeaders {
-		return badRequest("%d headers, the limit is %d", len(rec.Headers), MaxHeaders)
-	}
-	for k, v := range rec.Headers {
-		if k == "" || !printable(k) || !utf8.ValidString(v) {
-			return badRequest("header %q: names must be printable and values UTF-8", k)
-		}
-	}
-	return nil
-}
-
-func printable(s string) bool {
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
-			return false
-		}
-	}
-	return true
+	return rec, wire.CheckRecord(&rec)
 }
 
 // decodeBase64 accepts standard or URL-safe base64, padded or not.
