@@ -46,7 +46,7 @@ bench:
 bench-e2e:
 	bash scripts/bench-e2e.sh $(or $(RUNS),3)
 
-## bench-ws: the WebSocket figures of docs/benchmarks.md (herald bench idle / fanout --transport ws); RUNS=3
+## bench-ws: the WebSocket figures of docs/benchmarks.md (herald bench idle / fanout --transport ws, tools/fanout-floor); RUNS=3
 bench-ws:
 	bash scripts/bench-ws.sh $(or $(RUNS),3)
 

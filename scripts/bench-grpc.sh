@@ -48,3 +48,4 @@ fanout() { # label, then herald bench fanout flags
 fanout "fan-out 1,000 SSE subscribers x 100 events/s" --transport sse
 fanout "fan-out 1,000 gRPC Subscribe streams x 100 events/s, a connection each" --transport grpc
 fanout "fan-out 1,000 gRPC Subscribe streams x 100 events/s, 100 per connection" --transport grpc --streams-per-conn 100
+fanout "fan-out 1,000 gRPC Subscribe streams x 100 events/s, 10 per connection" --transport grpc --streams-per-conn 10

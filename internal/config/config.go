@@ -81,11 +81,16 @@ type Limits struct {
 	MaxQueueBytes int `koanf:"max_queue_bytes"` // per push connection, before "slow consumer"
 }
 
+// MaxWriters bounds sse.writers and ws.writers: a writer is a goroutine,
+// and more of them than CPUs only queue for the CPUs.
+const MaxWriters = 1024
+
 // SSE configures the Server-Sent Events transport.
 type SSE struct {
 	Heartbeat    time.Duration `koanf:"heartbeat"`     // comment sent after this long without traffic
 	Retry        time.Duration `koanf:"retry"`         // the retry: hint sent to browsers
 	WriteTimeout time.Duration `koanf:"write_timeout"` // a write blocked this long ends the stream
+	Writers      int           `koanf:"writers"`       // goroutines writing woken streams; 0: GOMAXPROCS-1, at least 1
 }
 
 // WS configures the WebSocket transport (GET /v1/ws).
@@ -95,6 +100,7 @@ type WS struct {
 	WriteTimeout    time.Duration `koanf:"write_timeout"`     // a write blocked this long ends the connection
 	MaxMessageBytes int           `koanf:"max_message_bytes"` // largest client message, after decompression
 	Compression     bool          `koanf:"compression"`       // negotiate permessage-deflate when the client offers it
+	Writers         int           `koanf:"writers"`           // goroutines writing woken connections; 0: GOMAXPROCS-1, at least 1
 }
 
 // GRPC configures the gRPC listener.
@@ -253,6 +259,12 @@ func (c *Config) Validate() error {
 	}
 	if c.WS.IdleTimeout <= c.WS.PingInterval {
 		bad("ws.idle_timeout", "must be longer than ws.ping_interval (%v), got %v", c.WS.PingInterval, c.WS.IdleTimeout)
+	}
+	writers := map[string]int{"sse.writers": c.SSE.Writers, "ws.writers": c.WS.Writers}
+	for _, k := range sortedKeys(writers) {
+		if v := writers[k]; v < 0 || v > MaxWriters {
+			bad(k, "must be between 0 (one per CPU but one) and %d, got %d", MaxWriters, v)
+		}
 	}
 	if c.WS.MaxMessageBytes < 1024 {
 		bad("ws.max_message_bytes", "must be at least 1024, got %d", c.WS.MaxMessageBytes)

@@ -199,6 +199,8 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 		{name: "bad duration in env", env: []string{"HERALD_SSE_HEARTBEAT=soon"}, want: []string{"sse.heartbeat"}},
 		{name: "bad duration in file", file: "pull:\n  max_wait: forever\n", want: []string{"pull.max_wait"}},
 		{name: "zero duration", file: "sse:\n  write_timeout: 0s\n", want: []string{"sse.write_timeout"}},
+		{name: "negative writers", file: "sse:\n  writers: -1\n", want: []string{"sse.writers"}},
+		{name: "too many writers", env: []string{"HERALD_WS_WRITERS=100000"}, want: []string{"ws.writers", "1024"}},
 		{name: "negative duration", flags: map[string]string{"shutdown.timeout": "-1s"}, want: []string{"shutdown.timeout"}},
 		{name: "bad engine", env: []string{"HERALD_ENGINE=postgres"}, want: []string{"engine", "postgres"}},
 		{name: "bad number", env: []string{"HERALD_LIMITS_MAX_EVENT_BYTES=lots"}, want: []string{"limits.max_event_bytes"}},

@@ -38,6 +38,7 @@ import (
 	"github.com/heraldhq/herald/internal/cursor"
 	"github.com/heraldhq/herald/internal/event"
 	"github.com/heraldhq/herald/internal/hub"
+	"github.com/heraldhq/herald/internal/transport/netio"
 	"github.com/heraldhq/herald/internal/wire"
 )
 
@@ -46,6 +47,7 @@ type Options struct {
 	Heartbeat     time.Duration // default 15s
 	Retry         time.Duration // the retry: hint; default 2s
 	WriteTimeout  time.Duration // default 10s
+	Writers       int           // goroutines writing woken streams; 0: GOMAXPROCS-1, at least 1 (pool.go)
 	MaxQueueBytes int           // per stream; 0 uses the hub's
 	// AllowOrigin returns the Access-Control-Allow-Origin value for a
 	// request's Origin, or "" for none.
@@ -66,10 +68,10 @@ type Handler struct {
 	buckets []map[*conn]struct{}
 	next    int
 
-	pool    *writerPool    // runs the streams' writers
-	streams sync.WaitGroup // open streams
-	stop    chan struct{}  // closed by Close: ends the wheel
-	wheel   sync.WaitGroup // the wheel goroutine
+	pool    *netio.Pool[*conn] // runs the streams' writers (pool.go)
+	streams sync.WaitGroup     // open streams
+	stop    chan struct{}      // closed by Close: ends the wheel
+	wheel   sync.WaitGroup     // the wheel goroutine
 	once    sync.Once
 }
 
@@ -97,7 +99,7 @@ func New(h *hub.Hub, opts Options) *Handler {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
 	n := max(1, int(opts.Heartbeat/wheelTick))
-	s := &Handler{hub: h, opts: opts, ctx: context.Background(), stop: make(chan struct{}), pool: newWriterPool()}
+	s := &Handler{hub: h, opts: opts, ctx: context.Background(), stop: make(chan struct{}), pool: newWriterPool(opts.Writers)}
 	s.buckets = make([]map[*conn]struct{}, n)
 	for i := range s.buckets {
 		s.buckets[i] = make(map[*conn]struct{})
@@ -327,7 +329,7 @@ func (c *conn) wake() {
 		return
 	}
 	if c.running.CompareAndSwap(false, true) {
-		c.h.pool.submit(c)
+		c.h.pool.Submit(c)
 	}
 }
 
@@ -510,11 +512,11 @@ func (c *conn) send(b []byte) error {
 		case err == nil:
 			c.lastWrite.Store(time.Now().UnixNano())
 			return nil
-		case err == errWouldBlock && !c.kicked.Load():
+		case err == netio.ErrWouldBlock && !c.kicked.Load():
 			c.rest = bytes.Clone(b[n:])
 			c.restInFrame = n > 0 && !(n >= 2 && b[n-2] == '\n' && b[n-1] == '\n')
 			return errHandoff
-		case err != errNoTry:
+		case err != netio.ErrNoTry:
 			if c.tail == nil {
 				c.tail = frameRest(b, n)
 			}
@@ -612,7 +614,7 @@ func (c *conn) finish(reason hub.CloseReason) {
 		blocking := !c.pooled
 		if c.pooled {
 			_, err := c.out.tryWrite(b)
-			blocking = err == errNoTry
+			blocking = err == netio.ErrNoTry
 		}
 		if blocking {
 			c.out.setDeadline(time.Now().Add(time.Second))
@@ -699,8 +701,8 @@ func putBuf(p *[]byte, b []byte) {
 type sink interface {
 	write(b []byte) (int, error) // how much of b was sent, when known
 	// tryWrite writes what the socket takes now without waiting: it
-	// returns errWouldBlock with the count written when the socket is
-	// full, and errNoTry where it cannot write without blocking.
+	// returns netio.ErrWouldBlock with the count written when the socket
+	// is full, and netio.ErrNoTry where it cannot write without blocking.
 	tryWrite(b []byte) (int, error)
 	setDeadline(t time.Time)
 	peerClosed() bool
@@ -709,23 +711,22 @@ type sink interface {
 
 // netSink writes to a hijacked connection.
 type netSink struct {
-	nc net.Conn
-	nb *nonBlocking // nil where non-blocking writes are not available
+	nc   net.Conn
+	sock *netio.Socket // nil where non-blocking socket calls are not available
 }
 
-func newNetSink(nc net.Conn) *netSink { return &netSink{nc: nc, nb: newNonBlocking(nc)} }
+func newNetSink(nc net.Conn) *netSink { return &netSink{nc: nc, sock: netio.NewSocket(nc)} }
 
-func (s *netSink) write(b []byte) (int, error) { return s.nc.Write(b) }
-func (s *netSink) setDeadline(t time.Time)     { s.nc.SetWriteDeadline(t) }
-func (s *netSink) peerClosed() bool            { return peerClosed(s.nc) }
-func (s *netSink) close()                      { s.nc.Close() }
+func (s *netSink) write(b []byte) (int, error)    { return s.nc.Write(b) }
+func (s *netSink) tryWrite(b []byte) (int, error) { return s.sock.Write(b) } // ErrNoTry when sock is nil
+func (s *netSink) setDeadline(t time.Time)        { s.nc.SetWriteDeadline(t) }
+func (s *netSink) close()                         { s.nc.Close() }
 
-func (s *netSink) tryWrite(b []byte) (int, error) {
-	if s.nb == nil {
-		return 0, errNoTry
-	}
-	return s.nb.write(b)
-}
+// peerClosed peeks at the socket, without a reader goroutine: an SSE
+// client sends nothing after its request, so a readable end-of-file means
+// it is gone. Where it cannot peek (sock is nil), a closed peer is found
+// by the next failed write instead.
+func (s *netSink) peerClosed() bool { return s.sock.PeerClosed() }
 
 type httpSink struct {
 	w  http.ResponseWriter
@@ -752,6 +753,6 @@ func (s httpSink) write(b []byte) (int, error) {
 	return len(b), nil
 }
 func (s httpSink) setDeadline(t time.Time)      { s.rc.SetWriteDeadline(t) }
-func (s httpSink) tryWrite([]byte) (int, error) { return 0, errNoTry }
+func (s httpSink) tryWrite([]byte) (int, error) { return 0, netio.ErrNoTry }
 func (s httpSink) peerClosed() bool             { return false }
 func (s httpSink) close()                       {}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/heraldhq/herald/internal/event"
 	"github.com/heraldhq/herald/internal/hub"
+	"github.com/heraldhq/herald/internal/transport/netio"
 	"github.com/heraldhq/herald/internal/wire"
 )
 
@@ -35,7 +36,7 @@ import (
 type conn struct {
 	h       *Handler
 	nc      net.Conn
-	sock    *sock // nil where non-blocking socket calls are not available
+	sock    *netio.Socket // nil where non-blocking socket calls are not available
 	sub     *hub.Subscriber
 	ctx     context.Context // commands run in it
 	deflate bool            // permessage-deflate negotiated
@@ -85,7 +86,7 @@ func newConn(h *Handler, nc net.Conn, ctx context.Context, deflate bool, expires
 		ctx = hub.WithOrigin(ctx, hub.OriginClient)
 	}
 	c := &conn{
-		h: h, nc: nc, sock: newSock(nc), ctx: ctx, deflate: deflate,
+		h: h, nc: nc, sock: netio.NewSocket(nc), ctx: ctx, deflate: deflate,
 		jitter: pingJitter(h.opts.PingInterval),
 		fr:     frameReader{limit: h.opts.MaxMessageBytes, deflate: deflate},
 	}
@@ -159,7 +160,7 @@ func (c *conn) closeStatus(r hub.CloseReason) (uint16, string) {
 func (c *conn) wake() {
 	c.pending.Store(true)
 	if c.running.CompareAndSwap(false, true) {
-		c.h.pool.submit(c)
+		c.h.pool.Submit(c)
 	}
 }
 
@@ -321,20 +322,20 @@ func (c *conn) send(b []byte, skip int) error {
 			c.deadlineSet = false
 		}
 		if c.sock != nil {
-			n, err := c.sock.write(b)
+			n, err := c.sock.Write(b)
 			c.writes.Add(1)
 			switch {
 			case err == nil:
 				c.lastWrite.Store(time.Now().UnixNano())
 				return nil
-			case err == errWouldBlock && !c.kicked.Load():
+			case err == netio.ErrWouldBlock && !c.kicked.Load():
 				end := frameEnd(b, skip, n)
 				c.rest = bytes.Clone(b[n:])
 				c.restSkip = end - n
 				return errHandoff
 			}
 			c.keepTail(b, skip, n)
-			if err == errWouldBlock {
+			if err == netio.ErrWouldBlock {
 				err = os.ErrDeadlineExceeded // kicked: the client is not reading
 			}
 			return err
@@ -400,8 +401,8 @@ func (c *conn) finish(reason hub.CloseReason) {
 			c.nc.SetWriteDeadline(time.Time{})
 			c.deadlineSet = false
 		}
-		n, err := c.sock.write(b)
-		if err != errWouldBlock || c.h.isClosed() {
+		n, err := c.sock.Write(b)
+		if err != netio.ErrWouldBlock || c.h.isClosed() {
 			c.release()
 			return
 		}
@@ -419,8 +420,8 @@ func (c *conn) closeLater(b []byte, wait time.Duration) {
 			c.nc.SetWriteDeadline(time.Time{})
 			c.deadlineSet = false
 		}
-		n, err := c.sock.write(b)
-		if err != errWouldBlock || c.h.isClosed() {
+		n, err := c.sock.Write(b)
+		if err != netio.ErrWouldBlock || c.h.isClosed() {
 			c.release()
 			return
 		}
@@ -488,7 +489,7 @@ func (c *conn) readReady(buf []byte) {
 	defer c.h.readers.Done()
 	c.readTurn.Load() // see poller.rearm
 	for {
-		n, err := c.sock.read(buf)
+		n, err := c.sock.Read(buf)
 		if n > 0 {
 			c.lastRead.Store(time.Now().UnixNano())
 			if !c.feed(buf[:n]) {
@@ -496,7 +497,7 @@ func (c *conn) readReady(buf []byte) {
 			}
 		}
 		switch {
-		case err == errWouldBlock, err == nil && n < len(buf):
+		case err == netio.ErrWouldBlock, err == nil && n < len(buf):
 			// Drained (a short read almost always means so; if more came,
 			// the level-triggered re-arm fires at once).
 			c.h.poll.rearm(c)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/heraldhq/herald/internal/event"
 	"github.com/heraldhq/herald/internal/hub"
+	"github.com/heraldhq/herald/internal/transport/netio"
 )
 
 // TestQueuedEventsLeaveInOneWrite: events queued for a connection while
@@ -87,7 +88,7 @@ func writeRig(tb testing.TB, topics ...string) *conn {
 	drained := make(chan struct{})
 	go func() { io.Copy(io.Discard, peer); close(drained) }()
 	tb.Cleanup(func() { nc.Close(); peer.Close(); <-drained })
-	c := &conn{h: &Handler{opts: Options{WriteTimeout: 10 * time.Second}}, nc: nc, sock: newSock(nc), pooled: true}
+	c := &conn{h: &Handler{opts: Options{WriteTimeout: 10 * time.Second}}, nc: nc, sock: netio.NewSocket(nc), pooled: true}
 	for _, t := range topics {
 		c.active.add(t)
 	}

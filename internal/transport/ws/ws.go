@@ -58,6 +58,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/heraldhq/herald/internal/hub"
+	"github.com/heraldhq/herald/internal/transport/netio"
 	"github.com/heraldhq/herald/internal/wire"
 )
 
@@ -71,6 +72,7 @@ type Options struct {
 	WriteTimeout    time.Duration // a write blocked this long ends the connection as a slow consumer; default 10s
 	MaxMessageBytes int           // the largest client message, after decompression; default 1 MiB + 64 KiB
 	Compression     bool          // negotiate permessage-deflate when the client offers it
+	Writers         int           // goroutines writing woken connections; 0: GOMAXPROCS-1, at least 1 (pool.go)
 	MaxQueueBytes   int           // per connection; 0 uses the hub's
 	// MaxConns caps the open connections; a connection over it is
 	// accepted and closed at once with limit_reached (4029), which a
@@ -102,9 +104,9 @@ type Handler struct {
 	ctx       context.Context // for history reads during catch-up
 	clientCtx context.Context // commands of connections without Accept run in it
 
-	pool  *writerPool // runs the connections' writers
-	rpool *readerPool // runs the readers of connections the poller found readable
-	poll  *poller     // nil: every connection has a reading goroutine
+	pool  *netio.Pool[*conn] // runs the connections' writers (pool.go)
+	rpool *netio.Pool[*conn] // runs the readers of connections the poller found readable
+	poll  *poller            // nil: every connection has a reading goroutine
 
 	mu     sync.Mutex // guards conns and closed
 	conns  map[*conn]struct{}
@@ -146,7 +148,7 @@ func New(h *hub.Hub, opts Options) *Handler {
 	}
 	s := &Handler{
 		hub: h, opts: opts, ctx: context.Background(), clientCtx: hub.WithOrigin(context.Background(), hub.OriginClient),
-		pool: newWriterPool(), rpool: newReaderPool(), conns: make(map[*conn]struct{}), stop: make(chan struct{}),
+		pool: newWriterPool(opts.Writers), rpool: newReaderPool(), conns: make(map[*conn]struct{}), stop: make(chan struct{}),
 	}
 	if p, err := newPoller(s); err == nil {
 		s.poll = p
