@@ -62,7 +62,7 @@ func (AllowAll) Allow(context.Context, Action, string) error { return nil }
 // nil fields are not called.
 type Observer struct {
 	Published     func(n int)              // events stored
-	Delivered     func(n int)              // events queued to push subscribers
+	Delivered     func(n int)              // events queued to push subscribers, live or recovered from history
 	PublishTime   func(d time.Duration)    // time spent in Engine.Append
 	SlowConsumers func()                   // subscribers ended for overflow
 	Subscriptions func(delta int)          // active topic subscriptions

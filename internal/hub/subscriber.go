@@ -412,16 +412,19 @@ func (s *Subscriber) Next(ctx context.Context, buf []Item) ([]Item, CloseReason)
 			s.mu.Unlock()
 			continue
 		}
-		s.applyBatch(sub, after, epoch, b)
+		n := s.applyBatch(sub, after, epoch, b)
 		s.mu.Unlock()
+		if n > 0 && s.h.opts.Observer.Delivered != nil {
+			s.h.opts.Observer.Delivered(n)
+		}
 	}
 }
 
-// applyBatch queues one history read for sub, signalling any gap. s.mu must
-// be held.
-func (s *Subscriber) applyBatch(sub *subscription, after uint64, epoch event.Epoch, b event.Batch) {
+// applyBatch queues one history read for sub, signalling any gap, and
+// returns how many events it queued. s.mu must be held.
+func (s *Subscriber) applyBatch(sub *subscription, after uint64, epoch event.Epoch, b event.Batch) int {
 	if sub.last != after || sub.epoch != epoch {
-		return // moved on since the read was issued; read again
+		return 0 // moved on since the read was issued; read again
 	}
 	info := b.Info
 	if info.Epoch != epoch {
@@ -429,7 +432,7 @@ func (s *Subscriber) applyBatch(sub *subscription, after uint64, epoch event.Epo
 		sub.epoch, sub.last, sub.seen = info.Epoch, info.First-1, 0
 		gap.Resumed = event.Position{Epoch: sub.epoch, Offset: sub.last}
 		s.push(Item{Gap: gap}, 0)
-		return
+		return 0
 	}
 	if after+1 < info.First {
 		gap := &Gap{Topic: sub.topic, Reason: GapTrimmed, Requested: event.Position{Epoch: epoch, Offset: after}, Earliest: info.First}
@@ -437,10 +440,12 @@ func (s *Subscriber) applyBatch(sub *subscription, after uint64, epoch event.Epo
 		gap.Resumed = event.Position{Epoch: sub.epoch, Offset: sub.last}
 		s.push(Item{Gap: gap}, 0)
 	}
+	n := 0
 	for _, ev := range b.Events {
 		if ev.Offset == sub.last+1 {
 			s.push(Item{Event: ev}, itemSize(ev))
 			sub.last = ev.Offset
+			n++
 		}
 	}
 	if len(b.Events) < s.h.opts.CatchupBatch && sub.seen <= sub.last {
@@ -448,6 +453,7 @@ func (s *Subscriber) applyBatch(sub *subscription, after uint64, epoch event.Epo
 		sub.seen = 0
 		s.dropCatchup(sub)
 	}
+	return n
 }
 
 // dropCatchup removes sub from the catch-up list. s.mu must be held.

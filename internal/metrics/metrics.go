@@ -41,7 +41,7 @@ func New() *Metrics {
 			Name: "herald_events_published_total", Help: "Events stored by the engine.",
 		}),
 		delivered: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "herald_events_delivered_total", Help: "Live events queued to push subscribers.",
+			Name: "herald_events_delivered_total", Help: "Events queued to push subscribers (SSE, WebSocket, gRPC), live or recovered from history.",
 		}),
 		slow: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_slow_consumer_disconnects_total", Help: "Push subscribers ended because their queue overflowed.",

@@ -478,6 +478,8 @@ func TestMetrics(t *testing.T) {
 	s := ts.openSSE("topic=m.a")
 	defer s.close()
 	s.next() // retry + id
+	// Each event reaches the stream live or, when the subscription is
+	// still settling on the new topic, recovered from history: both count.
 	ts.publishN("m.a", 0, 3)
 	for i := 0; i < 3; i++ {
 		s.nextEvent()
