@@ -267,6 +267,25 @@ func (c *client) expect(op string) msg {
 	return m
 }
 
+// ackAndEvent reads a publish's ack and the event it made on a topic the
+// client subscribes to. They may arrive in either order: the ack is
+// written by the command's reader, the event by fan-out.
+func (c *client) ackAndEvent() (ack, ev msg) {
+	c.t.Helper()
+	for ack == nil || ev == nil {
+		m := c.next()
+		switch {
+		case m.str("op") == "ack" && ack == nil:
+			ack = m
+		case m.str("op") == "event" && ev == nil:
+			ev = m
+		default:
+			c.t.Fatalf("got %v, want one ack and one event", m)
+		}
+	}
+	return ack, ev
+}
+
 // expectClose reads until the close frame and checks its code; the
 // connection must end after it.
 func (c *client) expectClose(code ws.StatusCode) string {
