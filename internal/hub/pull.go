@@ -70,19 +70,30 @@ func (h *Hub) Pull(ctx context.Context, req PullRequest) (PullResult, error) {
 	w := h.newWaiter(req.Topics)
 	defer w.stop()
 	req.Cursor = res.Cursor
-	if res, err = h.pullOnce(ctx, req); err != nil || len(res.Events) > 0 {
+	if res, err = h.pullOnce(ctx, req); err != nil || len(res.Events) > 0 || len(res.Gaps) > 0 {
 		return res, err
 	}
 	timer := time.NewTimer(req.Wait)
 	defer timer.Stop()
-	select {
-	case <-w.ch:
-		return h.pullOnce(ctx, req)
-	case <-timer.C:
-	case <-ctx.Done():
-	case <-w.closed:
+	for {
+		select {
+		case <-w.ch:
+			// The wake may be for an event the cursor already has: fan-out
+			// of an event read by the pull before this one can reach this
+			// waiter after it listened. Then there is nothing new: wait on.
+			r, err := h.pullOnce(ctx, req)
+			if err != nil || len(r.Events) > 0 || len(r.Gaps) > 0 {
+				return r, err
+			}
+			res = r
+		case <-timer.C:
+			return res, nil
+		case <-ctx.Done():
+			return res, nil
+		case <-w.closed:
+			return res, nil
+		}
 	}
-	return res, nil
 }
 
 // pullOnce reads every topic once and merges the events by time, so that

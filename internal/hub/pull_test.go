@@ -462,3 +462,39 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.now = c.now.Add(d)
 	c.mu.Unlock()
 }
+
+// TestLongPollWaitsThroughStaleWakes follows a topic with long polls while
+// it is published to. Fan-out runs behind the engine, so the fan-out of an
+// event an earlier poll already read can wake the next poll's waiter. That
+// wake is stale: the poll must wait on rather than answer empty.
+func TestLongPollWaitsThroughStaleWakes(t *testing.T) {
+	h := newHub(t, hub.Options{}, memory.Options{})
+	// Subscribers make each fan-out take a while, so fan-outs lag behind.
+	for i := 0; i < 200; i++ {
+		newSub(t, h, hub.SubscriberOptions{MaxQueueBytes: 1 << 30}).subscribe(t, "a", hub.Start{})
+	}
+	const total = 1000
+	done := make(chan struct{})
+	go func() { // slower than the poller, so that polls catch up and wait
+		defer close(done)
+		for i := 0; i < total; i++ {
+			if _, err := h.Publish(context.Background(), "a", []event.Record{{Data: []byte(`{}`)}}); err != nil {
+				t.Error(err)
+				return
+			}
+			time.Sleep(20 * time.Microsecond)
+		}
+	}()
+	defer func() { <-done }()
+	const wait = 10 * time.Second
+	var cur cursor.Cursor
+	for got := 0; got < total; {
+		start := time.Now()
+		res := pull(t, h, hub.PullRequest{Topics: []string{"a"}, Cursor: cur, Earliest: true, Wait: wait})
+		if len(res.Events) == 0 && len(res.Gaps) == 0 && time.Since(start) < wait {
+			t.Fatalf("a long poll answered empty after %v while events were being published (after %d)", time.Since(start), got)
+		}
+		got += len(res.Events)
+		cur = res.Cursor
+	}
+}
