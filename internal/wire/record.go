@@ -1,7 +1,9 @@
 package wire
 
 import (
+	"encoding/base64"
 	"fmt"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/heraldhq/herald/internal/event"
@@ -64,4 +66,45 @@ func printable(s string) bool {
 		}
 	}
 	return true
+}
+
+// SetPayload sets rec's Data and Encoding from the payload fields of a
+// JSON publish (an HTTP batch entry, a WebSocket publish command): exactly
+// one of data (any JSON value, stored as json), text (stored as text) and
+// dataBase64 (standard or URL-safe base64, stored as binary) is given.
+// Errors wrap hub.ErrBadInput.
+func SetPayload(rec *event.Record, data []byte, text, dataBase64 *string) error {
+	n := 0
+	if data != nil {
+		n++
+		rec.Data, rec.Encoding = data, event.EncodingJSON
+	}
+	if text != nil {
+		n++
+		rec.Data, rec.Encoding = []byte(*text), event.EncodingText
+	}
+	if dataBase64 != nil {
+		n++
+		raw, err := DecodeBase64(*dataBase64)
+		if err != nil {
+			return badInput("data_base64: %v", err)
+		}
+		rec.Data, rec.Encoding = raw, event.EncodingBinary
+	}
+	if n != 1 {
+		return badInput("give exactly one of data, text or data_base64")
+	}
+	if rec.Data == nil {
+		rec.Data = []byte{}
+	}
+	return nil
+}
+
+// DecodeBase64 accepts standard or URL-safe base64, padded or not.
+func DecodeBase64(s string) ([]byte, error) {
+	s = strings.TrimRight(s, "=")
+	if strings.ContainsAny(s, "-_") {
+		return base64.RawURLEncoding.DecodeString(s)
+	}
+	return base64.RawStdEncoding.DecodeString(s)
 }

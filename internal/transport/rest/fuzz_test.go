@@ -11,6 +11,7 @@ import (
 
 	"github.com/heraldhq/herald/internal/cursor"
 	"github.com/heraldhq/herald/internal/event"
+	"github.com/heraldhq/herald/internal/wire"
 )
 
 // fuzzOpts are small limits, so that fuzzing reaches the size checks.
@@ -268,7 +269,7 @@ func FuzzBatch(f *testing.F) {
 					t.Fatalf("event %d: %s %s for text %q", i, ev.Encoding, ev.Data, *want.Text)
 				}
 			case want.DataBase64 != nil:
-				raw, err := decodeBase64(*want.DataBase64)
+				raw, err := wire.DecodeBase64(*want.DataBase64)
 				if ev.Encoding != "binary" || err != nil {
 					t.Fatalf("event %d: %s for data_base64 %q (%v)", i, ev.Encoding, *want.DataBase64, err)
 				}

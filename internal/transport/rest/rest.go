@@ -7,7 +7,6 @@ package rest
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -397,25 +396,8 @@ func (h *Handler) publishBatch(w http.ResponseWriter, r *http.Request) {
 // record turns a batch entry into a record, checking its payload fields.
 func (be *batchEvent) record() (event.Record, error) {
 	rec := event.Record{Type: be.Type, Key: be.Key, Headers: be.Headers}
-	n := 0
-	if be.Data != nil {
-		n++
-		rec.Data, rec.Encoding = be.Data, event.EncodingJSON
-	}
-	if be.Text != nil {
-		n++
-		rec.Data, rec.Encoding = []byte(*be.Text), event.EncodingText
-	}
-	if be.DataBase64 != nil {
-		n++
-		raw, err := decodeBase64(*be.DataBase64)
-		if err != nil {
-			return rec, badRequest("data_base64: %v", err)
-		}
-		rec.Data, rec.Encoding = raw, event.EncodingBinary
-	}
-	if n != 1 {
-		return rec, badRequest("give exactly one of data, text or data_base64")
+	if err := wire.SetPayload(&rec, be.Data, be.Text, be.DataBase64); err != nil {
+		return rec, err
 	}
 	return rec, wire.CheckRecord(&rec)
 }
@@ -600,15 +582,6 @@ func writeJSON(w http.ResponseWriter, status int, b []byte) {
 }
 
 var jsonType = []string{"application/json"}
-
-// decodeBase64 accepts standard or URL-safe base64, padded or not.
-func decodeBase64(s string) ([]byte, error) {
-	s = strings.TrimRight(s, "=")
-	if strings.ContainsAny(s, "-_") {
-		return base64.RawURLEncoding.DecodeString(s)
-	}
-	return base64.RawStdEncoding.DecodeString(s)
-}
 
 // readAll reads r into a buffer sized from the request's Content-Length
 // (when known and within limit), so that large bodies are not regrown.

@@ -114,29 +114,6 @@ func TestParseWait(t *testing.T) {
 	}
 }
 
-func TestDecodeBase64(t *testing.T) {
-	for _, tt := range []struct {
-		in   string
-		want string
-		ok   bool
-	}{
-		{"AAEC", "\x00\x01\x02", true},
-		{"/+8=", "\xff\xef", true},
-		{"/+8", "\xff\xef", true},
-		{"_-8", "\xff\xef", true},
-		{"_-8=", "\xff\xef", true},
-		{"", "", true},
-		{"!!", "", false},
-		{"A", "", false},
-		{"/-8", "", false}, // mixed alphabets
-	} {
-		got, err := decodeBase64(tt.in)
-		if (err == nil) != tt.ok || (tt.ok && string(got) != tt.want) {
-			t.Errorf("decodeBase64(%q) = %x, %v; want %x ok=%v", tt.in, got, err, tt.want, tt.ok)
-		}
-	}
-}
-
 func TestMethodsAllowHeader(t *testing.T) {
 	f := newFixture(t, Options{})
 	for i := 0; i < 20; i++ { // map order must not show

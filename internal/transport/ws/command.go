@@ -2,7 +2,6 @@ package ws
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -338,39 +337,10 @@ func (c *conn) presence(cmd *command) {
 // JSON value), text or data_base64, as in the HTTP batch API.
 func (cmd *command) record() (event.Record, error) {
 	rec := event.Record{Type: cmd.Type, Key: cmd.Key, Headers: cmd.Headers}
-	n := 0
-	if cmd.Data != nil {
-		n++
-		rec.Data, rec.Encoding = cmd.Data, event.EncodingJSON
-	}
-	if cmd.Text != nil {
-		n++
-		rec.Data, rec.Encoding = []byte(*cmd.Text), event.EncodingText
-	}
-	if cmd.DataBase64 != nil {
-		n++
-		raw, err := decodeBase64(*cmd.DataBase64)
-		if err != nil {
-			return rec, badRequest("data_base64: %v", err)
-		}
-		rec.Data, rec.Encoding = raw, event.EncodingBinary
-	}
-	if n != 1 {
-		return rec, badRequest("give exactly one of data, text or data_base64")
-	}
-	if rec.Data == nil {
-		rec.Data = []byte{}
+	if err := wire.SetPayload(&rec, cmd.Data, cmd.Text, cmd.DataBase64); err != nil {
+		return rec, err
 	}
 	return rec, wire.CheckRecord(&rec)
-}
-
-// decodeBase64 accepts standard or URL-safe base64, padded or not.
-func decodeBase64(s string) ([]byte, error) {
-	s = strings.TrimRight(s, "=")
-	if strings.ContainsAny(s, "-_") {
-		return base64.RawURLEncoding.DecodeString(s)
-	}
-	return base64.RawStdEncoding.DecodeString(s)
 }
 
 func validUTF8(b []byte) bool { return utf8.Valid(b) }
