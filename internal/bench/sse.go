@@ -18,6 +18,21 @@ import (
 // context has no earlier deadline.
 const handshakeTimeout = 15 * time.Second
 
+// handshakeDeadline bounds a subscriber's handshake on conn by ctx's
+// deadline, at most handshakeTimeout, and makes cancelling ctx interrupt
+// it by expiring the deadline. The caller calls stop when the handshake is
+// done.
+func handshakeDeadline(ctx context.Context, conn net.Conn) (stop func() bool, err error) {
+	deadline, ok := ctx.Deadline()
+	if !ok || time.Until(deadline) > handshakeTimeout {
+		deadline = time.Now().Add(handshakeTimeout)
+	}
+	if err := conn.SetDeadline(deadline); err != nil {
+		return nil, fmt.Errorf("set deadline: %w", err)
+	}
+	return context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) }), nil
+}
+
 // sseReadBuffer is the read buffer of one SSE stream: enough for a frame of
 // a few hundred bytes, small enough for tens of thousands of streams.
 const sseReadBuffer = 2048
@@ -46,15 +61,10 @@ func (t *SSE) Open(ctx context.Context, topic string) (Stream, error) {
 }
 
 func (t *SSE) handshake(ctx context.Context, conn net.Conn, topic string) (*sseStream, error) {
-	deadline, ok := ctx.Deadline()
-	if !ok || time.Until(deadline) > handshakeTimeout {
-		deadline = time.Now().Add(handshakeTimeout)
+	stop, err := handshakeDeadline(ctx, conn)
+	if err != nil {
+		return nil, err
 	}
-	if err := conn.SetDeadline(deadline); err != nil {
-		return nil, fmt.Errorf("set deadline: %w", err)
-	}
-	// Cancelling ctx interrupts the handshake by expiring the deadline.
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 
 	req := "GET /v1/sse?topic=" + url.QueryEscape(topic) + " HTTP/1.1\r\nHost: " + t.d.host +

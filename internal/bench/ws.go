@@ -49,14 +49,10 @@ func (t *WS) Open(ctx context.Context, topic string) (Stream, error) {
 }
 
 func (t *WS) handshake(ctx context.Context, conn net.Conn, topic string) (*wsStream, error) {
-	deadline, ok := ctx.Deadline()
-	if !ok || time.Until(deadline) > handshakeTimeout {
-		deadline = time.Now().Add(handshakeTimeout)
+	stop, err := handshakeDeadline(ctx, conn)
+	if err != nil {
+		return nil, err
 	}
-	if err := conn.SetDeadline(deadline); err != nil {
-		return nil, fmt.Errorf("set deadline: %w", err)
-	}
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 
 	var key [16]byte
