@@ -12,8 +12,6 @@ import (
 	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/heraldhq/herald/internal/cursor"
-	"github.com/heraldhq/herald/internal/event"
 	"github.com/heraldhq/herald/internal/hub"
 	"github.com/heraldhq/herald/internal/wire"
 )
@@ -29,35 +27,38 @@ const (
 )
 
 // Classify maps an error from the hub or a handler to a gRPC code and
-// herald's error code (the ErrorInfo reason). It is the one place where
-// that mapping is made; wire.Classify is its HTTP twin.
+// herald's error code (the ErrorInfo reason). Which herald code an error
+// has is wire.Classify's decision, shared with the HTTP API; this adds the
+// errors only gRPC answers (a topic that does not exist, a deadline, a
+// cancellation) and turns herald's codes into gRPC's.
 func Classify(err error) (codes.Code, string) {
+	_, reason := wire.Classify(err)
+	if reason == wire.CodeUnavailable && !errors.Is(err, hub.ErrUnavailable) {
+		return codes.DeadlineExceeded, reason // wire's other unavailable: a context deadline
+	}
+	if code, ok := grpcCodes[reason]; ok {
+		return code, reason
+	}
 	switch {
-	case errors.Is(err, event.ErrBadTopic):
-		return codes.InvalidArgument, wire.CodeBadTopic
-	case errors.Is(err, cursor.ErrMalformed):
-		return codes.InvalidArgument, wire.CodeBadCursor
-	case errors.Is(err, hub.ErrBadInput):
-		return codes.InvalidArgument, wire.CodeBadRequest
-	case errors.Is(err, hub.ErrTooLarge):
-		return codes.InvalidArgument, wire.CodeTooLarge
-	case errors.Is(err, hub.ErrForbidden):
-		return codes.PermissionDenied, wire.CodeForbidden
 	case errors.Is(err, errNotFound):
 		return codes.NotFound, wire.CodeNotFound
-	case errors.Is(err, hub.ErrClosed):
-		return codes.Unavailable, wire.CodeShuttingDown
-	case errors.Is(err, hub.ErrStorageFull):
-		return codes.ResourceExhausted, wire.CodeStorageFull
-	case errors.Is(err, hub.ErrUnavailable):
-		return codes.Unavailable, wire.CodeUnavailable
-	case errors.Is(err, context.DeadlineExceeded):
-		return codes.DeadlineExceeded, wire.CodeUnavailable
 	case errors.Is(err, context.Canceled):
 		return codes.Canceled, wire.CodeUnavailable
-	default:
-		return codes.Internal, wire.CodeInternal
 	}
+	return codes.Internal, wire.CodeInternal
+}
+
+// grpcCodes is the gRPC code of each herald error code wire.Classify
+// gives; any other is Internal.
+var grpcCodes = map[string]codes.Code{
+	wire.CodeBadTopic:     codes.InvalidArgument,
+	wire.CodeBadCursor:    codes.InvalidArgument,
+	wire.CodeBadRequest:   codes.InvalidArgument,
+	wire.CodeTooLarge:     codes.InvalidArgument,
+	wire.CodeForbidden:    codes.PermissionDenied,
+	wire.CodeShuttingDown: codes.Unavailable,
+	wire.CodeStorageFull:  codes.ResourceExhausted,
+	wire.CodeUnavailable:  codes.Unavailable,
 }
 
 // errNotFound is wrapped by answers about topics that do not exist.
