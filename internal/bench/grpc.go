@@ -56,16 +56,7 @@ func (t *GRPC) Open(ctx context.Context, topic string) (Stream, error) {
 	if t.perConn > 1 {
 		return t.openShared(ctx, topic)
 	}
-	conn, err := t.d.Dial(ctx)
-	if err != nil {
-		return nil, err
-	}
-	s, err := t.handshake(ctx, conn, topic)
-	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("subscribe to %s over grpc: %w", topic, err)
-	}
-	return s, nil
+	return openStream(ctx, t.d, "grpc", topic, t.handshake)
 }
 
 func (t *GRPC) handshake(ctx context.Context, conn net.Conn, topic string) (*grpcStream, error) {

@@ -18,6 +18,21 @@ import (
 // context has no earlier deadline.
 const handshakeTimeout = 15 * time.Second
 
+// openStream dials a subscriber's connection and runs handshake on it,
+// closing the connection when the handshake fails.
+func openStream[S Stream](ctx context.Context, d *Dialer, transport, topic string, handshake func(context.Context, net.Conn, string) (S, error)) (Stream, error) {
+	conn, err := d.Dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s, err := handshake(ctx, conn, topic)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("subscribe to %s over %s: %w", topic, transport, err)
+	}
+	return s, nil
+}
+
 // handshakeDeadline bounds a subscriber's handshake on conn by ctx's
 // deadline, at most handshakeTimeout, and makes cancelling ctx interrupt
 // it by expiring the deadline. The caller calls stop when the handshake is
@@ -48,16 +63,7 @@ type SSE struct {
 // the first frame (herald sends an id: frame with the starting cursor at
 // once), which shows the subscription is in place.
 func (t *SSE) Open(ctx context.Context, topic string) (Stream, error) {
-	conn, err := t.d.Dial(ctx)
-	if err != nil {
-		return nil, err
-	}
-	s, err := t.handshake(ctx, conn, topic)
-	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("subscribe to %s over sse: %w", topic, err)
-	}
-	return s, nil
+	return openStream(ctx, t.d, "sse", topic, t.handshake)
 }
 
 func (t *SSE) handshake(ctx context.Context, conn net.Conn, topic string) (*sseStream, error) {

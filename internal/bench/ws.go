@@ -36,16 +36,7 @@ type WS struct {
 // Open connects, upgrades, subscribes from the latest position, and
 // returns once the server has answered the subscribe.
 func (t *WS) Open(ctx context.Context, topic string) (Stream, error) {
-	conn, err := t.d.Dial(ctx)
-	if err != nil {
-		return nil, err
-	}
-	s, err := t.handshake(ctx, conn, topic)
-	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("subscribe to %s over ws: %w", topic, err)
-	}
-	return s, nil
+	return openStream(ctx, t.d, "ws", topic, t.handshake)
 }
 
 func (t *WS) handshake(ctx context.Context, conn net.Conn, topic string) (*wsStream, error) {
