@@ -155,15 +155,12 @@ func (h *Hub) tell(ts *topicSubs, pc *PresenceChange) []*Subscriber {
 			s.mu.Unlock()
 			continue
 		}
-		if s.bytes+size > s.opts.MaxQueueBytes {
-			s.endLocked(CloseSlow)
-			s.mu.Unlock()
+		wasEmpty, ok := s.pushLocked(Item{Presence: pc}, size)
+		s.mu.Unlock()
+		if !ok {
 			ended = append(ended, s)
 			continue
 		}
-		wasEmpty := len(s.queue) == 0
-		s.push(Item{Presence: pc}, size)
-		s.mu.Unlock()
 		if wasEmpty {
 			s.opts.Wake()
 		}

@@ -303,19 +303,31 @@ func (s *Subscriber) Enqueue(note any, size int) bool {
 		s.mu.Unlock()
 		return false
 	}
-	if s.bytes+size > s.opts.MaxQueueBytes {
-		s.endLocked(CloseSlow)
-		s.mu.Unlock()
+	wasEmpty, ok := s.pushLocked(Item{Note: note}, size)
+	s.mu.Unlock()
+	if !ok {
 		s.afterEnd(CloseSlow)
 		return false
 	}
-	wasEmpty := len(s.queue) == 0
-	s.push(Item{Note: note}, size)
-	s.mu.Unlock()
 	if wasEmpty {
 		s.opts.Wake()
 	}
 	return true
+}
+
+// pushLocked queues it, whose size counts against the queue cap, and
+// reports whether the queue was empty before. When it would overflow the
+// cap it ends s as a slow consumer instead and reports ok false; the
+// caller then calls afterEnd(CloseSlow) once it has unlocked. s.mu must be
+// held.
+func (s *Subscriber) pushLocked(it Item, size int) (wasEmpty, ok bool) {
+	if s.bytes+size > s.opts.MaxQueueBytes {
+		s.endLocked(CloseSlow)
+		return false, false
+	}
+	wasEmpty = len(s.queue) == 0
+	s.push(it, size)
+	return wasEmpty, true
 }
 
 // push appends it to the queue. s.mu must be held.
@@ -351,17 +363,15 @@ func (sub *subscription) offer(ev *event.Event) bool {
 		s.mu.Unlock() // a duplicate delivery
 		return false
 	case ev.Epoch == sub.epoch && ev.Offset == sub.last+1:
-		size := itemSize(ev)
-		if s.bytes+size > s.opts.MaxQueueBytes {
-			s.endLocked(CloseSlow)
-			s.mu.Unlock()
+		wasEmpty, ok := s.pushLocked(Item{Event: ev}, itemSize(ev))
+		if ok {
+			sub.last = ev.Offset
+		}
+		s.mu.Unlock()
+		if !ok {
 			s.afterEnd(CloseSlow)
 			return false
 		}
-		wasEmpty := len(s.queue) == 0
-		s.push(Item{Event: ev}, size)
-		sub.last = ev.Offset
-		s.mu.Unlock()
 		if wasEmpty {
 			s.opts.Wake()
 		}
