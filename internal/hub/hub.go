@@ -23,41 +23,6 @@ import (
 	"github.com/heraldhq/herald/internal/event"
 )
 
-// Action is what a caller wants to do with a topic.
-type Action uint8
-
-// The actions a Gate decides on.
-const (
-	ActionPublish   Action = iota // append events
-	ActionSubscribe               // receive live events and recover history
-	ActionRead                    // pull history
-)
-
-// String names the action in error messages.
-func (a Action) String() string {
-	switch a {
-	case ActionPublish:
-		return "publish"
-	case ActionSubscribe:
-		return "subscribe"
-	default:
-		return "read"
-	}
-}
-
-// Gate decides who may do what. Every transport reaches topics only through
-// the hub, so the Gate is the one place where that decision is made; the
-// caller's identity travels in ctx. A refusal is returned as the error.
-type Gate interface {
-	Allow(ctx context.Context, a Action, topic string) error
-}
-
-// AllowAll is the Gate used when none is configured.
-type AllowAll struct{}
-
-// Allow always allows.
-func (AllowAll) Allow(context.Context, Action, string) error { return nil }
-
 // Observer receives the hub's counters. The metrics package implements it;
 // nil fields are not called.
 type Observer struct {
@@ -71,10 +36,11 @@ type Observer struct {
 
 // Options configure a Hub. Zero fields take the defaults noted.
 type Options struct {
-	Gate          Gate // default AllowAll
-	MaxEventBytes int  // largest payload accepted; default 1 MiB
-	MaxQueueBytes int  // per-subscriber queue cap; default 1 MiB
-	CatchupBatch  int  // events read per history step; default 256
+	Gate          Gate          // default AllowAll
+	Authenticator Authenticator // default AnonymousAuth
+	MaxEventBytes int           // largest payload accepted; default 1 MiB
+	MaxQueueBytes int           // per-subscriber queue cap; default 1 MiB
+	CatchupBatch  int           // events read per history step; default 256
 	Observer      Observer
 	// Presence reports whether a topic has presence (join and leave
 	// notices, the presence list); nil means no topic has.
@@ -142,6 +108,9 @@ type topicSubs struct {
 func New(eng Engine, opts Options) *Hub {
 	if opts.Gate == nil {
 		opts.Gate = AllowAll{}
+	}
+	if opts.Authenticator == nil {
+		opts.Authenticator = AnonymousAuth{}
 	}
 	if opts.MaxEventBytes <= 0 {
 		opts.MaxEventBytes = 1 << 20

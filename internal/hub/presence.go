@@ -55,7 +55,7 @@ func (h *Hub) presenceOn(topic string) bool {
 func (h *Hub) PresenceOn(topic string) bool { return h.presenceOn(topic) }
 
 // Presence returns who is present on topic on this node. The caller must
-// be allowed to subscribe to it.
+// be allowed presence on it.
 func (h *Hub) Presence(ctx context.Context, topic string) (event.Presence, error) {
 	if err := event.ValidateTopic(topic); err != nil {
 		return event.Presence{}, err
@@ -63,7 +63,7 @@ func (h *Hub) Presence(ctx context.Context, topic string) (event.Presence, error
 	if !h.presenceOn(topic) {
 		return event.Presence{}, fmt.Errorf("%w: %s (presence, namespaces.%s.presence)", ErrPresenceOff, topic, event.Namespace(topic))
 	}
-	if err := h.opts.Gate.Allow(ctx, ActionSubscribe, topic); err != nil {
+	if err := h.opts.Gate.Allow(ctx, ActionPresence, topic); err != nil {
 		return event.Presence{}, err
 	}
 	return h.presence(topic), nil

@@ -57,7 +57,7 @@ func (h *Hub) Pull(ctx context.Context, req PullRequest) (PullResult, error) {
 			return PullResult{}, fmt.Errorf("%w: topic %s is listed twice", ErrBadInput, t)
 		}
 		seen[t] = true
-		if err := h.opts.Gate.Allow(ctx, ActionRead, t); err != nil {
+		if err := h.opts.Gate.Allow(ctx, ActionHistory, t); err != nil {
 			return PullResult{}, err
 		}
 	}

@@ -426,7 +426,7 @@ func TestSubscribeErrors(t *testing.T) {
 
 func TestGateRefuses(t *testing.T) {
 	ctx := context.Background()
-	for _, a := range []hub.Action{hub.ActionPublish, hub.ActionSubscribe, hub.ActionRead} {
+	for _, a := range []hub.Action{hub.ActionPublish, hub.ActionSubscribe, hub.ActionHistory} {
 		t.Run(a.String(), func(t *testing.T) {
 			g := &gate{refuse: map[hub.Action]bool{a: true}}
 			h := newHub(t, hub.Options{Gate: g}, memory.Options{})
@@ -434,7 +434,7 @@ func TestGateRefuses(t *testing.T) {
 			s := newSub(t, h, hub.SubscriberOptions{})
 			_, subErr := s.Subscribe(ctx, "secret", hub.Start{})
 			_, pullErr := h.Pull(ctx, hub.PullRequest{Topics: []string{"secret"}, Earliest: true})
-			errs := map[hub.Action]error{hub.ActionPublish: pubErr, hub.ActionSubscribe: subErr, hub.ActionRead: pullErr}
+			errs := map[hub.Action]error{hub.ActionPublish: pubErr, hub.ActionSubscribe: subErr, hub.ActionHistory: pullErr}
 			for b, err := range errs {
 				if b == a && !errors.Is(err, errRefused) {
 					t.Errorf("%v: error %v, want the gate's refusal", b, err)
@@ -458,7 +458,7 @@ func TestGateRefuses(t *testing.T) {
 }
 
 func TestGateRefusesEverythingStoresNothing(t *testing.T) {
-	g := &gate{refuse: map[hub.Action]bool{hub.ActionPublish: true, hub.ActionSubscribe: true, hub.ActionRead: true}}
+	g := &gate{refuse: map[hub.Action]bool{hub.ActionPublish: true, hub.ActionSubscribe: true, hub.ActionHistory: true}}
 	h := newHub(t, hub.Options{Gate: g}, memory.Options{})
 	ctx := context.Background()
 	h.Publish(ctx, "a", []event.Record{{Data: []byte("1")}})
@@ -473,7 +473,7 @@ func TestGateRefusesEverythingStoresNothing(t *testing.T) {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if want := []string{"publish a", "subscribe b", "read c"}; !equal(g.asked, want) {
+	if want := []string{"publish a", "subscribe b", "history c"}; !equal(g.asked, want) {
 		t.Errorf("gate asked %v, want %v", g.asked, want)
 	}
 }
