@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	heraldv1 "github.com/heraldhq/herald/api/herald/v1"
+	"github.com/heraldhq/herald/internal/reason"
 )
 
 // DefaultUserAgent is the User-Agent sent when WithUserAgent is not used.
@@ -176,21 +177,30 @@ type Error struct {
 	Message string
 }
 
-// The error codes of the API (docs/api.md, "Errors"), and the codes of an
-// SSE stream's error event.
+// The error codes of the API (docs/api.md, "Errors"), of an SSE stream's
+// error event, of WebSocket close frames and of gRPC statuses (the
+// ErrorInfo reason): the server's one table of reasons.
 const (
-	CodeBadRequest           = "bad_request"
-	CodeBadTopic             = "bad_topic"
-	CodeBadCursor            = "bad_cursor"
-	CodeForbidden            = "forbidden"
-	CodeNotFound             = "not_found"
-	CodeMethodNotAllowed     = "method_not_allowed"
-	CodeTooLarge             = "too_large"
-	CodeUnsupportedMediaType = "unsupported_media_type"
-	CodeUnavailable          = "unavailable"
-	CodeShuttingDown         = "shutting_down"
-	CodeSlowConsumer         = "slow_consumer"
-	CodeInternal             = "internal_error"
+	CodeBadRequest           = string(reason.BadRequest)
+	CodeBadTopic             = string(reason.BadTopic)
+	CodeBadCursor            = string(reason.BadCursor)
+	CodeUnauthenticated      = string(reason.Unauthenticated)
+	CodeTokenExpired         = string(reason.TokenExpired) // the connection's credentials expired: needs new ones
+	CodeForbidden            = string(reason.Forbidden)
+	CodeNotFound             = string(reason.NotFound)
+	CodeMethodNotAllowed     = string(reason.MethodNotAllowed)
+	CodeTooLarge             = string(reason.TooLarge)
+	CodeUnsupportedMediaType = string(reason.UnsupportedMediaType)
+	CodeHeadersTooLarge      = string(reason.HeadersTooLarge)
+	CodeLimitReached         = string(reason.LimitReached) // a server limit (connections, rate)
+	CodeProtocolError        = string(reason.ProtocolError)
+	CodeInvalidPayload       = string(reason.InvalidPayload)
+	CodeIdleTimeout          = string(reason.IdleTimeout) // the server heard nothing for too long
+	CodeSlowConsumer         = string(reason.SlowConsumer)
+	CodeShuttingDown         = string(reason.ShuttingDown)
+	CodeUnavailable          = string(reason.Unavailable)
+	CodeStorageFull          = string(reason.StorageFull)
+	CodeInternal             = string(reason.Internal)
 )
 
 // Error returns the code, the message and the status.
@@ -215,12 +225,11 @@ func (e *Error) Error() string {
 // resumed. Subscriptions reconnect after retryable errors and stop on the
 // others.
 func (e *Error) Retryable() bool {
-	switch e.Code {
-	case CodeUnavailable, CodeShuttingDown, CodeSlowConsumer, CodeInternal:
-		return true
+	if r, known := reason.Of(reason.Code(e.Code)); known {
+		return r.Retryable
 	}
 	if e.GRPCCode != codes.OK {
-		return e.Code == "" && grpcRetryable(e.GRPCCode) || e.Code == "storage_full"
+		return grpcRetryable(e.GRPCCode)
 	}
 	return e.Status == http.StatusTooManyRequests || e.Status >= 500
 }

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+
+	"github.com/heraldhq/herald/internal/reason"
 )
 
 // This file is the WebSocket transport of Subscribe (TransportWS): one
@@ -24,16 +26,6 @@ import (
 // subscribe command with the subscription's cursor, and reads events,
 // answering the server's pings. Every event carries its topic, offset,
 // epoch, time, type, encoding, data and headers, like a pull answer.
-
-// Codes of WebSocket close frames that end a connection (docs/protocol.md,
-// "Close codes"), as Error.Code. A subscription reconnects after
-// CodeShuttingDown, CodeSlowConsumer and CodeInternal, and after the
-// others except CodeTokenExpired, which needs new credentials.
-const (
-	CodeTokenExpired = "token_expired" // the connection's credentials expired
-	CodeLimitReached = "limit_reached" // the server's connection limit
-	CodeIdleTimeout  = "idle_timeout"  // the server heard nothing for too long
-)
 
 // wsHandshakeTimeout bounds dialling, the upgrade and the subscribe reply.
 const wsHandshakeTimeout = 30 * time.Second
@@ -358,24 +350,17 @@ func closeError(payload []byte) error {
 		return errors.New("the server closed the websocket")
 	}
 	code := binary.BigEndian.Uint16(payload)
-	reason := string(payload[2:])
-	_, msg, ok := strings.Cut(reason, ": ") // the reason starts with the code's name
+	text := string(payload[2:])
+	_, msg, ok := strings.Cut(text, ": ") // the text starts with the code's name
 	if !ok {
-		msg = reason
+		msg = text
 	}
-	switch code {
-	case 1001:
-		return &Error{Code: CodeShuttingDown, Message: msg}
-	case 1011:
-		return &Error{Code: CodeInternal, Message: msg}
-	case 4008:
-		return &Error{Code: CodeSlowConsumer, Message: msg}
-	case 4001:
-		return &Error{Code: CodeTokenExpired, Message: msg}
-	case 4000, 4029:
-		return fmt.Errorf("the server closed the websocket: %d %s", code, reason)
-	case 1002, 1003, 1007, 1009:
-		return fmt.Errorf("%w: the server closed the websocket: %d %s", errBadFrame, code, reason)
+	r, known := reason.ByWSClose(code)
+	switch {
+	case !known || r.Code == reason.ClientClosed:
+		return fmt.Errorf("the server closed the websocket: %d %s", code, text)
+	case r.Code == reason.ProtocolError || r.Code == reason.InvalidPayload || r.Code == reason.TooLarge:
+		return fmt.Errorf("%w: the server closed the websocket: %d %s", errBadFrame, code, text)
 	}
-	return fmt.Errorf("the server closed the websocket: %d %s", code, reason)
+	return &Error{Code: string(r.Code), Message: msg}
 }

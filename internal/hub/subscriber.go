@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/heraldhq/herald/internal/event"
+	"github.com/heraldhq/herald/internal/reason"
 )
 
 // CloseReason says why a subscriber ended. Transports turn it into their
@@ -21,20 +22,29 @@ const (
 	CloseError                       // the engine failed while recovering history
 )
 
-// String returns the reason's wire code.
-func (r CloseReason) String() string {
+// Code returns the reason's row in the reason table: its wire code, and
+// how each transport says it.
+func (r CloseReason) Code() reason.Code {
 	switch r {
 	case CloseNone:
-		return "none"
+		return ""
 	case CloseClient:
-		return "client_closed"
+		return reason.ClientClosed
 	case CloseSlow:
-		return "slow_consumer"
+		return reason.SlowConsumer
 	case CloseShutdown:
-		return "shutting_down"
+		return reason.ShuttingDown
 	default:
-		return "internal_error"
+		return reason.Internal
 	}
+}
+
+// String returns the reason's wire code.
+func (r CloseReason) String() string {
+	if r == CloseNone {
+		return "none"
+	}
+	return string(r.Code())
 }
 
 // GapReason says why a consumer could not get every event it asked for.

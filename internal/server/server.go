@@ -21,6 +21,7 @@ import (
 	"github.com/heraldhq/herald/internal/engine/memory"
 	"github.com/heraldhq/herald/internal/hub"
 	"github.com/heraldhq/herald/internal/metrics"
+	"github.com/heraldhq/herald/internal/reason"
 	"github.com/heraldhq/herald/internal/transport/grpcapi"
 	"github.com/heraldhq/herald/internal/transport/httpfast"
 	"github.com/heraldhq/herald/internal/transport/rest"
@@ -213,7 +214,7 @@ func (s *Server) routes() http.Handler {
 	})
 	mux.Handle("GET /metrics", s.metrics.Handler())
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		wire.WriteErrorCode(w, http.StatusNotFound, wire.CodeNotFound,
+		wire.WriteErrorCode(w, reason.NotFound,
 			fmt.Sprintf("no such path %s; the API is described at /v1/openapi.json", r.URL.Path))
 	})
 	return s.cors(mux)

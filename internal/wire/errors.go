@@ -8,70 +8,61 @@ import (
 	"github.com/heraldhq/herald/internal/cursor"
 	"github.com/heraldhq/herald/internal/event"
 	"github.com/heraldhq/herald/internal/hub"
+	"github.com/heraldhq/herald/internal/reason"
 )
 
-// Error codes of the HTTP API (docs/api.md, "Errors").
-const (
-	CodeBadRequest       = "bad_request"
-	CodeBadTopic         = "bad_topic"
-	CodeBadCursor        = "bad_cursor"
-	CodeForbidden        = "forbidden"
-	CodeNotFound         = "not_found"
-	CodeMethodNotAllowed = "method_not_allowed"
-	CodeTooLarge         = "too_large"
-	CodeUnsupportedMedia = "unsupported_media_type"
-	CodeUnavailable      = "unavailable"
-	CodeStorageFull      = "storage_full"
-	CodeShuttingDown     = "shutting_down"
-	CodeInternal         = "internal_error"
-)
-
-// Classify maps an error from the hub or a handler to an HTTP status and
-// an error code.
-func Classify(err error) (int, string) {
+// Classify returns the reason (package reason's table: code, HTTP status,
+// WebSocket close code, gRPC code) that err from the hub or a handler is
+// answered with. It is the one place where errors become codes; every
+// transport asks it.
+func Classify(err error) reason.Reason {
 	var mbe *http.MaxBytesError
+	var code reason.Code
 	switch {
 	case errors.Is(err, event.ErrBadTopic):
-		return http.StatusBadRequest, CodeBadTopic
+		code = reason.BadTopic
 	case errors.Is(err, cursor.ErrMalformed):
-		return http.StatusBadRequest, CodeBadCursor
+		code = reason.BadCursor
 	case errors.Is(err, hub.ErrBadInput):
-		return http.StatusBadRequest, CodeBadRequest
+		code = reason.BadRequest
 	case errors.Is(err, hub.ErrTooLarge), errors.As(err, &mbe):
-		return http.StatusRequestEntityTooLarge, CodeTooLarge
+		code = reason.TooLarge
+	case errors.Is(err, hub.ErrUnauthenticated):
+		code = reason.Unauthenticated
 	case errors.Is(err, hub.ErrForbidden):
-		return http.StatusForbidden, CodeForbidden
+		code = reason.Forbidden
 	case errors.Is(err, hub.ErrClosed):
-		return http.StatusServiceUnavailable, CodeShuttingDown
+		code = reason.ShuttingDown
 	case errors.Is(err, hub.ErrStorageFull):
-		return http.StatusInsufficientStorage, CodeStorageFull
+		code = reason.StorageFull
 	case errors.Is(err, hub.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
-		return http.StatusServiceUnavailable, CodeUnavailable
+		code = reason.Unavailable
 	default:
-		return http.StatusInternalServerError, CodeInternal
+		code = reason.Internal
 	}
+	return reason.MustOf(code)
+}
+
+// Describe returns the reason and message the API answers err with. The
+// message of an internal error points to the server log instead of
+// exposing the error.
+func Describe(err error) (reason.Reason, string) {
+	r := Classify(err)
+	msg := err.Error()
+	if r.Code == reason.Internal {
+		msg = "internal error; see the server log"
+	}
+	return r, msg
 }
 
 // WriteError writes the API's error JSON for err.
 func WriteError(w http.ResponseWriter, err error) {
-	status, code, msg := Describe(err)
-	WriteErrorCode(w, status, code, msg)
-}
-
-// Describe returns the status, code and message the API answers err with.
-// The message of an internal error points to the server log instead of
-// exposing the error.
-func Describe(err error) (status int, code, msg string) {
-	status, code = Classify(err)
-	msg = err.Error()
-	if status == http.StatusInternalServerError {
-		msg = "internal error; see the server log"
-	}
-	return status, code, msg
+	r, msg := Describe(err)
+	WriteErrorCode(w, r.Code, msg)
 }
 
 // AppendError appends the API's error JSON, with a final newline.
-func AppendError(b []byte, code, msg string) []byte {
+func AppendError(b []byte, code reason.Code, msg string) []byte {
 	b = append(b, `{"error":{"code":"`...)
 	b = append(b, code...)
 	b = append(b, `","message":`...)
@@ -79,13 +70,13 @@ func AppendError(b []byte, code, msg string) []byte {
 	return append(b, "}}\n"...)
 }
 
-// WriteErrorCode writes the API's error JSON with an explicit status, code
-// and message.
-func WriteErrorCode(w http.ResponseWriter, status int, code, msg string) {
+// WriteErrorCode writes the API's error JSON for code, with the code's
+// HTTP status from the reason table, and msg.
+func WriteErrorCode(w http.ResponseWriter, code reason.Code, msg string) {
 	b := AppendError(make([]byte, 0, 64+len(msg)), code, msg)
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
+	w.WriteHeader(reason.MustOf(code).HTTP)
 	w.Write(b)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/heraldhq/herald/internal/cursor"
 	"github.com/heraldhq/herald/internal/event"
 	"github.com/heraldhq/herald/internal/hub"
+	"github.com/heraldhq/herald/internal/reason"
 	"github.com/heraldhq/herald/internal/wire"
 )
 
@@ -20,24 +21,25 @@ func TestClassify(t *testing.T) {
 	tests := []struct {
 		err    error
 		status int
-		code   string
+		code   reason.Code
 	}{
-		{event.ValidateTopic("a..b"), 400, wire.CodeBadTopic},
-		{fmt.Errorf("event 3: %w", event.ValidateTopic("")), 400, wire.CodeBadTopic},
-		{cursorErr, 400, wire.CodeBadCursor},
-		{fmt.Errorf("%w: limit", hub.ErrBadInput), 400, wire.CodeBadRequest},
-		{fmt.Errorf("%w: big", hub.ErrTooLarge), 413, wire.CodeTooLarge},
-		{&http.MaxBytesError{Limit: 10}, 413, wire.CodeTooLarge},
-		{fmt.Errorf("%w: no", hub.ErrForbidden), 403, wire.CodeForbidden},
-		{hub.ErrClosed, 503, wire.CodeShuttingDown},
-		{fmt.Errorf("append: %w", hub.ErrUnavailable), 503, wire.CodeUnavailable},
-		{fmt.Errorf("append: %w", hub.ErrStorageFull), 507, wire.CodeStorageFull},
-		{context.DeadlineExceeded, 503, wire.CodeUnavailable},
-		{errors.New("boom"), 500, wire.CodeInternal},
+		{event.ValidateTopic("a..b"), 400, reason.BadTopic},
+		{fmt.Errorf("event 3: %w", event.ValidateTopic("")), 400, reason.BadTopic},
+		{cursorErr, 400, reason.BadCursor},
+		{fmt.Errorf("%w: limit", hub.ErrBadInput), 400, reason.BadRequest},
+		{fmt.Errorf("%w: big", hub.ErrTooLarge), 413, reason.TooLarge},
+		{&http.MaxBytesError{Limit: 10}, 413, reason.TooLarge},
+		{fmt.Errorf("%w: no", hub.ErrForbidden), 403, reason.Forbidden},
+		{hub.ErrClosed, 503, reason.ShuttingDown},
+		{fmt.Errorf("append: %w", hub.ErrUnavailable), 503, reason.Unavailable},
+		{fmt.Errorf("append: %w", hub.ErrStorageFull), 507, reason.StorageFull},
+		{context.DeadlineExceeded, 503, reason.Unavailable},
+		{fmt.Errorf("%w: no key", hub.ErrUnauthenticated), 401, reason.Unauthenticated},
+		{errors.New("boom"), 500, reason.Internal},
 	}
 	for _, tt := range tests {
-		status, code := wire.Classify(tt.err)
-		if status != tt.status || code != tt.code {
+		r := wire.Classify(tt.err)
+		if status, code := r.HTTP, r.Code; status != tt.status || code != tt.code {
 			t.Errorf("Classify(%v) = %d %s, want %d %s", tt.err, status, code, tt.status, tt.code)
 		}
 	}

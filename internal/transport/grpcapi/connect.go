@@ -89,7 +89,7 @@ func (st *stream) read(ctx context.Context) error {
 // errorReply is the reply to a refused command.
 func errorReply(id uint64, err error) *heraldv1.ConnectResponse {
 	_, code, msg := describe(err)
-	return &heraldv1.ConnectResponse{Id: id, Kind: &heraldv1.ConnectResponse_Error{Error: &heraldv1.Error{Code: code, Message: msg}}}
+	return &heraldv1.ConnectResponse{Id: id, Kind: &heraldv1.ConnectResponse_Error{Error: &heraldv1.Error{Code: string(code), Message: msg}}}
 }
 
 // handle runs one command on the writer. It returns an error only when

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/heraldhq/herald/internal/hub"
+	"github.com/heraldhq/herald/internal/reason"
 	"github.com/heraldhq/herald/internal/wire"
 )
 
@@ -20,45 +21,24 @@ import (
 // status herald returns; the detail's reason is herald's error code.
 const ErrorDomain = "herald"
 
-// The reasons of stream ends, beside the codes of package wire.
-const (
-	ReasonSlowConsumer = "slow_consumer"
-	ReasonShuttingDown = "shutting_down"
-)
-
 // Classify maps an error from the hub or a handler to a gRPC code and
 // herald's error code (the ErrorInfo reason). Which herald code an error
-// has is wire.Classify's decision, shared with the HTTP API; this adds the
-// errors only gRPC answers (a topic that does not exist, a deadline, a
-// cancellation) and turns herald's codes into gRPC's.
-func Classify(err error) (codes.Code, string) {
-	_, reason := wire.Classify(err)
-	if reason == wire.CodeUnavailable && !errors.Is(err, hub.ErrUnavailable) {
-		return codes.DeadlineExceeded, reason // wire's other unavailable: a context deadline
-	}
-	if code, ok := grpcCodes[reason]; ok {
-		return code, reason
-	}
+// has is wire.Classify's decision, shared with the HTTP API, and its gRPC
+// code is the reason table's; this adds only the errors gRPC alone answers
+// (a topic that does not exist, a deadline, a cancellation).
+func Classify(err error) (codes.Code, reason.Code) {
+	r := wire.Classify(err)
 	switch {
+	case r.Code == reason.Unavailable && !errors.Is(err, hub.ErrUnavailable):
+		return codes.DeadlineExceeded, r.Code // wire's other unavailable: a context deadline
+	case r.Code != reason.Internal:
+		return r.GRPC, r.Code
 	case errors.Is(err, errNotFound):
-		return codes.NotFound, wire.CodeNotFound
+		return codes.NotFound, reason.NotFound
 	case errors.Is(err, context.Canceled):
-		return codes.Canceled, wire.CodeUnavailable
+		return codes.Canceled, reason.Unavailable
 	}
-	return codes.Internal, wire.CodeInternal
-}
-
-// grpcCodes is the gRPC code of each herald error code wire.Classify
-// gives; any other is Internal.
-var grpcCodes = map[string]codes.Code{
-	wire.CodeBadTopic:     codes.InvalidArgument,
-	wire.CodeBadCursor:    codes.InvalidArgument,
-	wire.CodeBadRequest:   codes.InvalidArgument,
-	wire.CodeTooLarge:     codes.InvalidArgument,
-	wire.CodeForbidden:    codes.PermissionDenied,
-	wire.CodeShuttingDown: codes.Unavailable,
-	wire.CodeStorageFull:  codes.ResourceExhausted,
-	wire.CodeUnavailable:  codes.Unavailable,
+	return codes.Internal, reason.Internal
 }
 
 // errNotFound is wrapped by answers about topics that do not exist.
@@ -72,7 +52,7 @@ func badRequest(format string, a ...any) error {
 // describe returns the code, reason and message a call answers err with.
 // The message of an internal error points to the server log instead of
 // exposing the error.
-func describe(err error) (codes.Code, string, string) {
+func describe(err error) (codes.Code, reason.Code, string) {
 	code, reason := Classify(err)
 	msg := err.Error()
 	if code == codes.Internal {
@@ -92,9 +72,9 @@ func statusError(err error) error {
 
 // newStatus builds a status error carrying an ErrorInfo (reason, metadata)
 // and, when retry is positive, a RetryInfo.
-func newStatus(code codes.Code, reason, msg string, meta map[string]string, retry time.Duration) error {
+func newStatus(code codes.Code, why reason.Code, msg string, meta map[string]string, retry time.Duration) error {
 	st := status.New(code, msg)
-	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain, Metadata: meta}}
+	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: string(why), Domain: ErrorDomain, Metadata: meta}}
 	if retry > 0 {
 		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(retry)})
 	}

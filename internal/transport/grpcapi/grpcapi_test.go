@@ -24,6 +24,7 @@ import (
 	"github.com/heraldhq/herald/internal/engine/memory"
 	"github.com/heraldhq/herald/internal/event"
 	"github.com/heraldhq/herald/internal/hub"
+	"github.com/heraldhq/herald/internal/reason"
 	"github.com/heraldhq/herald/internal/transport/grpcapi"
 )
 
@@ -757,7 +758,7 @@ func TestSlowConsumer(t *testing.T) {
 	for err2 == nil {
 		_, err2 = slow.Recv()
 	}
-	st := wantStatus(t, err2, codes.ResourceExhausted, grpcapi.ReasonSlowConsumer)
+	st := wantStatus(t, err2, codes.ResourceExhausted, string(reason.SlowConsumer))
 	if !strings.Contains(st.Message(), "resume") {
 		t.Errorf("message %q does not say what to do", st.Message())
 	}
@@ -785,7 +786,7 @@ func TestDrain(t *testing.T) {
 	stopped := make(chan struct{})
 	go func() { hs.stop(); close(stopped) }()
 	_, err = s.Recv()
-	st := wantStatus(t, err, codes.Unavailable, grpcapi.ReasonShuttingDown)
+	st := wantStatus(t, err, codes.Unavailable, string(reason.ShuttingDown))
 	var retry *errdetails.RetryInfo
 	for _, d := range st.Details() {
 		if r, ok := d.(*errdetails.RetryInfo); ok {
@@ -799,7 +800,7 @@ func TestDrain(t *testing.T) {
 		t.Error("no cursor in the end status")
 	}
 	_, err = c.s.Recv()
-	wantStatus(t, err, codes.Unavailable, grpcapi.ReasonShuttingDown)
+	wantStatus(t, err, codes.Unavailable, string(reason.ShuttingDown))
 	<-stopped
 	_, err = hs.c.Publish(ctx, &heraldv1.PublishRequest{Topic: "d", Events: []*heraldv1.PublishEvent{{Data: []byte("1")}}})
 	if status.Code(err) != codes.Unavailable {

@@ -8,6 +8,7 @@ import (
 	heraldv1 "github.com/heraldhq/herald/api/herald/v1"
 	"github.com/heraldhq/herald/internal/cursor"
 	"github.com/heraldhq/herald/internal/event"
+	"github.com/heraldhq/herald/internal/reason"
 )
 
 // Publish and PublishStream are the ingest hot path: their requests are
@@ -281,14 +282,14 @@ func publishResponseSize(out *publishOut) int {
 }
 
 // appendPublishError appends a PublishResponse refusing request id.
-func appendPublishError(b []byte, id uint64, code, msg string) []byte {
+func appendPublishError(b []byte, id uint64, code reason.Code, msg string) []byte {
 	if id != 0 {
 		b = protowire.AppendTag(b, 2, protowire.VarintType)
 		b = protowire.AppendVarint(b, id)
 	}
 	b = protowire.AppendTag(b, 3, protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(fieldSize(len(code))+fieldSize(len(msg))))
-	b = appendString(b, 1, code)
+	b = appendString(b, 1, string(code))
 	return appendString(b, 2, msg)
 }
 

@@ -3,16 +3,16 @@ package grpcapi
 import (
 	"context"
 	"math"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 
 	"github.com/heraldhq/herald/internal/cursor"
 	"github.com/heraldhq/herald/internal/hub"
+	"github.com/heraldhq/herald/internal/reason"
+	"github.com/heraldhq/herald/internal/transport/push"
 )
 
 // Limits of the delivery path.
@@ -321,25 +321,21 @@ func (st *stream) endOf(reason hub.CloseReason) error {
 }
 
 // endStatus is the status of a stream the hub ended, with its cursor (when
-// known) in the ErrorInfo metadata and a resume hint.
-func endStatus(reason hub.CloseReason, token string, retry time.Duration) error {
+// known) in the ErrorInfo metadata and, when it may be resumed, a resume
+// hint: after a drain, spread over a few retry periods so that the herd of
+// reconnects does not come back at once.
+func endStatus(why hub.CloseReason, token string, retry time.Duration) error {
 	var meta map[string]string
 	if token != "" {
 		meta = map[string]string{"cursor": token}
 	}
-	switch reason {
-	case hub.CloseSlow:
-		return newStatus(codes.ResourceExhausted, ReasonSlowConsumer,
-			"the stream fell too far behind (limits.max_queue_bytes); subscribe again with the last cursor to resume", meta, 0)
+	r := reason.MustOf(why.Code())
+	var hint time.Duration
+	switch why {
 	case hub.CloseShutdown:
-		// Spread the herd of reconnects over a few retry periods.
-		hint := retry + time.Duration(rand.Int64N(3*int64(retry)+1))
-		return newStatus(codes.Unavailable, ReasonShuttingDown,
-			"the server is shutting down; subscribe again (to another node, or later) with the last cursor to resume", meta, hint)
+		hint = push.Jitter(retry)
 	case hub.CloseError:
-		return newStatus(codes.Unavailable, "internal_error",
-			"the server could not read history; subscribe again with the last cursor to resume", meta, retry)
-	default:
-		return newStatus(codes.Canceled, "client_closed", "the stream was closed", meta, 0)
+		hint = retry
 	}
+	return newStatus(r.GRPC, r.Code, r.Message, meta, hint)
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/heraldhq/herald/internal/cursor"
 	"github.com/heraldhq/herald/internal/event"
 	"github.com/heraldhq/herald/internal/hub"
+	"github.com/heraldhq/herald/internal/reason"
 	"github.com/heraldhq/herald/internal/wire"
 )
 
@@ -99,7 +100,7 @@ func (h *Handler) methods(m map[string]http.HandlerFunc) http.HandlerFunc {
 			}
 		}
 		w.Header().Set("Allow", allowed)
-		wire.WriteErrorCode(w, http.StatusMethodNotAllowed, wire.CodeMethodNotAllowed,
+		wire.WriteErrorCode(w, reason.MethodNotAllowed,
 			fmt.Sprintf("%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, allowed))
 	}
 }
@@ -198,8 +199,8 @@ func (h *Handler) MaxEventBytes() int { return h.opts.MaxEventBytes }
 
 // errorAnswer appends err's API error JSON to dst.
 func errorAnswer(dst []byte, err error) (int, []byte) {
-	status, code, msg := wire.Describe(err)
-	return status, wire.AppendError(dst, code, msg)
+	r, msg := wire.Describe(err)
+	return r.HTTP, wire.AppendError(dst, r.Code, msg)
 }
 
 func (h *Handler) putBuf(b *bytes.Buffer) {
@@ -303,7 +304,7 @@ func (h *Handler) publishBatch(w http.ResponseWriter, r *http.Request) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		// curl -d sends the form type by default; the body is JSON regardless.
 		if mt, _, _ := mime.ParseMediaType(ct); mt != "application/json" && mt != "application/x-www-form-urlencoded" {
-			wire.WriteErrorCode(w, http.StatusUnsupportedMediaType, wire.CodeUnsupportedMedia,
+			wire.WriteErrorCode(w, reason.UnsupportedMediaType,
 				"the batch endpoint takes Content-Type application/json")
 			return
 		}
@@ -538,7 +539,7 @@ func (h *Handler) topicInfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !ok {
-		wire.WriteErrorCode(w, http.StatusNotFound, wire.CodeNotFound,
+		wire.WriteErrorCode(w, reason.NotFound,
 			fmt.Sprintf("topic %s does not exist; it is created by its first publish", r.PathValue("topic")))
 		return
 	}

@@ -38,6 +38,7 @@ import (
 	"github.com/heraldhq/herald/internal/cursor"
 	"github.com/heraldhq/herald/internal/event"
 	"github.com/heraldhq/herald/internal/hub"
+	"github.com/heraldhq/herald/internal/reason"
 	"github.com/heraldhq/herald/internal/transport/netio"
 	"github.com/heraldhq/herald/internal/wire"
 )
@@ -178,17 +179,17 @@ func (s *Handler) untrack(c *conn) {
 func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", "GET")
-		wire.WriteErrorCode(w, http.StatusMethodNotAllowed, wire.CodeMethodNotAllowed, "SSE streams are opened with GET")
+		wire.WriteErrorCode(w, reason.MethodNotAllowed, "SSE streams are opened with GET")
 		return
 	}
 	q := r.URL.Query()
 	topics := q["topic"]
 	if len(topics) == 0 {
-		wire.WriteErrorCode(w, http.StatusBadRequest, wire.CodeBadRequest, "give at least one topic: /v1/sse?topic=name (repeatable)")
+		wire.WriteErrorCode(w, reason.BadRequest, "give at least one topic: /v1/sse?topic=name (repeatable)")
 		return
 	}
 	if len(topics) > cursor.MaxTopics {
-		wire.WriteErrorCode(w, http.StatusBadRequest, wire.CodeBadRequest, "too many topics in one stream; the limit is "+strconv.Itoa(cursor.MaxTopics))
+		wire.WriteErrorCode(w, reason.BadRequest, "too many topics in one stream; the limit is "+strconv.Itoa(cursor.MaxTopics))
 		return
 	}
 	token := r.Header.Get("Last-Event-ID")
@@ -206,7 +207,7 @@ func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "earliest":
 		earliest = true
 	default:
-		wire.WriteErrorCode(w, http.StatusBadRequest, wire.CodeBadRequest, "from="+strconv.Quote(from)+": use earliest or latest")
+		wire.WriteErrorCode(w, reason.BadRequest, "from="+strconv.Quote(from)+": use earliest or latest")
 		return
 	}
 	for _, t := range topics {

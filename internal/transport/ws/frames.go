@@ -8,6 +8,7 @@ import (
 	"github.com/heraldhq/herald/internal/cursor"
 	"github.com/heraldhq/herald/internal/event"
 	"github.com/heraldhq/herald/internal/hub"
+	"github.com/heraldhq/herald/internal/reason"
 	"github.com/heraldhq/herald/internal/wire"
 )
 
@@ -217,16 +218,12 @@ func reply(op string, id []byte, fields func([]byte) []byte) []byte {
 
 // errorReply builds an error frame with the API's error code for err.
 func errorReply(id []byte, err error) []byte {
-	_, code := wire.Classify(err)
-	msg := err.Error()
-	if code == wire.CodeInternal {
-		msg = "internal error; see the server log"
-	}
-	return errorFrame(id, code, msg)
+	r, msg := wire.Describe(err)
+	return errorFrame(id, r.Code, msg)
 }
 
 // errorFrame builds an error frame.
-func errorFrame(id []byte, code, msg string) []byte {
+func errorFrame(id []byte, code reason.Code, msg string) []byte {
 	return reply("error", id, func(b []byte) []byte {
 		b = append(b, `,"code":"`...)
 		b = append(b, code...)

@@ -58,6 +58,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/heraldhq/herald/internal/hub"
+	"github.com/heraldhq/herald/internal/reason"
 	"github.com/heraldhq/herald/internal/transport/netio"
 	"github.com/heraldhq/herald/internal/wire"
 )
@@ -210,16 +211,16 @@ const shutdownText = "shutting_down: the server is draining; reconnect and resum
 func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", "GET")
-		wire.WriteErrorCode(w, http.StatusMethodNotAllowed, wire.CodeMethodNotAllowed, "WebSocket connections are opened with GET")
+		wire.WriteErrorCode(w, reason.MethodNotAllowed, "WebSocket connections are opened with GET")
 		return
 	}
 	if !headerHas(r.Header, "Upgrade", "websocket") || !headerHas(r.Header, "Connection", "upgrade") {
-		wire.WriteErrorCode(w, http.StatusBadRequest, wire.CodeBadRequest,
+		wire.WriteErrorCode(w, reason.BadRequest,
 			"this endpoint takes WebSocket connections (Upgrade: websocket); docs/protocol.md describes the protocol")
 		return
 	}
 	if o := r.Header.Get("Origin"); o != "" && !sameOrigin(o, r.Host) && s.opts.AllowOrigin(o) == "" {
-		wire.WriteErrorCode(w, http.StatusForbidden, wire.CodeForbidden,
+		wire.WriteErrorCode(w, reason.Forbidden,
 			"origin "+strconv.Quote(o)+" may not open WebSocket connections here (http.cors_origins)")
 		return
 	}
