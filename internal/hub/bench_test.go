@@ -51,7 +51,7 @@ func newFanoutRig(tb testing.TB, n int) *fanoutRig {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		if _, err := s.Subscribe(ctx, fanoutTopic, hub.Start{}); err != nil {
+		if _, err := s.SubscribeTopic(ctx, fanoutTopic, hub.Start{}); err != nil {
 			tb.Fatal(err)
 		}
 		s.Next(ctx, nil) // ends recovery: from now on events are queued as they come

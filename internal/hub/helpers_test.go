@@ -90,7 +90,7 @@ func newSub(t testing.TB, h *hub.Hub, opts hub.SubscriberOptions) *sub {
 
 func (s *sub) subscribe(t testing.TB, topic string, start hub.Start) event.Position {
 	t.Helper()
-	p, err := s.Subscribe(context.Background(), topic, start)
+	p, err := s.SubscribeTopic(context.Background(), topic, start)
 	if err != nil {
 		t.Fatalf("Subscribe(%s, %+v): %v", topic, start, err)
 	}

@@ -63,7 +63,7 @@ func TestPresenceJoinLeave(t *testing.T) {
 	}
 	// Bad info refuses the subscription.
 	for _, bad := range []string{`[1]`, `"x"`, `{`, `{"a":"` + string(make([]byte, hub.MaxPresenceInfo)) + `"}`} {
-		if _, err := ann.Subscribe(context.Background(), "room.2", hub.Start{Info: []byte(bad)}); !errors.Is(err, hub.ErrBadInput) {
+		if _, err := ann.SubscribeTopic(context.Background(), "room.2", hub.Start{Info: []byte(bad)}); !errors.Is(err, hub.ErrBadInput) {
 			t.Errorf("info %.20q: %v, want ErrBadInput", bad, err)
 		}
 	}
@@ -100,7 +100,7 @@ func TestPresenceConcurrent(t *testing.T) {
 		stay[i] = newSub(t, h, hub.SubscriberOptions{})
 		wg.Go(func() {
 			for j := range 20 {
-				if _, err := stay[i].Subscribe(context.Background(), "room.c", hub.Start{}); err != nil {
+				if _, err := stay[i].SubscribeTopic(context.Background(), "room.c", hub.Start{}); err != nil {
 					t.Error(err)
 					return
 				}

@@ -14,10 +14,10 @@ import (
 // consumer's pace: the REST pull API, long polling and gRPC Pull share it.
 type PullRequest struct {
 	Topics   []string
-	Cursor   cursor.Cursor // positions to continue after; topics missing from it start per Earliest
-	Earliest bool          // without a position, start at the earliest retained event (else after the newest)
-	Limit    int           // most events returned; 0 means 100
-	Wait     time.Duration // long poll: wait up to this long for an event when none is ready
+	Cursor cursor.Cursor // positions to continue after; topics missing from it start at From
+	From   From
+	Limit  int           // most events returned; 0 means 100
+	Wait   time.Duration // long poll: wait up to this long for an event when none is ready
 }
 
 // PullResult is the answer to a pull: the events, the cursor to continue
@@ -36,8 +36,8 @@ const MaxPullLimit = 10000
 // end, or for the hub to close, then answers with what is there (maybe
 // nothing, with the same cursor).
 func (h *Hub) Pull(ctx context.Context, req PullRequest) (PullResult, error) {
-	if len(req.Topics) == 0 {
-		return PullResult{}, fmt.Errorf("%w: at least one topic is required", ErrBadInput)
+	if err := checkTopics(req.Topics); err != nil {
+		return PullResult{}, err
 	}
 	if req.Limit <= 0 {
 		req.Limit = 100
@@ -45,18 +45,7 @@ func (h *Hub) Pull(ctx context.Context, req PullRequest) (PullResult, error) {
 	if req.Limit > MaxPullLimit {
 		return PullResult{}, fmt.Errorf("%w: limit %d is over the maximum %d", ErrBadInput, req.Limit, MaxPullLimit)
 	}
-	if len(req.Topics) > cursor.MaxTopics {
-		return PullResult{}, fmt.Errorf("%w: %d topics, the limit is %d per request", ErrBadInput, len(req.Topics), cursor.MaxTopics)
-	}
-	seen := make(map[string]bool, len(req.Topics))
 	for _, t := range req.Topics {
-		if err := event.ValidateTopic(t); err != nil {
-			return PullResult{}, err
-		}
-		if seen[t] {
-			return PullResult{}, fmt.Errorf("%w: topic %s is listed twice", ErrBadInput, t)
-		}
-		seen[t] = true
 		if err := h.opts.Gate.Allow(ctx, ActionHistory, t); err != nil {
 			return PullResult{}, err
 		}
@@ -117,7 +106,7 @@ func (h *Hub) pullOnce(ctx context.Context, req PullRequest) (PullResult, error)
 		info := b.Info
 		var gap *Gap
 		switch {
-		case !have && !req.Earliest:
+		case !have && req.From != FromEarliest:
 			out.Cursor.Set(t, event.Position{Epoch: info.Epoch, Offset: info.Last})
 			continue
 		case !have:

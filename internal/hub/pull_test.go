@@ -58,7 +58,7 @@ func TestPullLimitAndContinuation(t *testing.T) {
 	h := newHub(t, hub.Options{}, memory.Options{})
 	publish(t, h, "a", 10)
 	e := epochOf(t, h, "a")
-	req := hub.PullRequest{Topics: []string{"a"}, Earliest: true, Limit: 3}
+	req := hub.PullRequest{Topics: []string{"a"}, From: hub.FromEarliest, Limit: 3}
 	var got []string
 	for i := 0; i < 10; i++ {
 		res := pull(t, h, req)
@@ -93,10 +93,10 @@ func TestPullLimitAndContinuation(t *testing.T) {
 func TestPullDefaultAndMaxLimit(t *testing.T) {
 	h := newHub(t, hub.Options{}, memory.Options{})
 	publish(t, h, "a", 150)
-	if res := pull(t, h, hub.PullRequest{Topics: []string{"a"}, Earliest: true}); len(res.Events) != 100 {
+	if res := pull(t, h, hub.PullRequest{Topics: []string{"a"}, From: hub.FromEarliest}); len(res.Events) != 100 {
 		t.Errorf("default limit: %d events, want 100", len(res.Events))
 	}
-	if res := pull(t, h, hub.PullRequest{Topics: []string{"a"}, Earliest: true, Limit: hub.MaxPullLimit}); len(res.Events) != 150 {
+	if res := pull(t, h, hub.PullRequest{Topics: []string{"a"}, From: hub.FromEarliest, Limit: hub.MaxPullLimit}); len(res.Events) != 150 {
 		t.Errorf("limit MaxPullLimit: %d events, want 150", len(res.Events))
 	}
 }
@@ -115,7 +115,7 @@ func TestPullStart(t *testing.T) {
 		{"earliest", true, events("a", 4, 8), at(e, 8)},
 	}
 	for _, tt := range tests {
-		res := pull(t, h, hub.PullRequest{Topics: []string{"a"}, Earliest: tt.earliest})
+		res := pull(t, h, hub.PullRequest{Topics: []string{"a"}, From: fromOf(tt.earliest)})
 		if got := eventNames(res.Events); !equal(got, tt.want) {
 			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
 		}
@@ -137,7 +137,7 @@ func TestPullStart(t *testing.T) {
 func TestPullNewTopic(t *testing.T) {
 	h := newHub(t, hub.Options{}, memory.Options{})
 	for _, earliest := range []bool{false, true} {
-		res := pull(t, h, hub.PullRequest{Topics: []string{"fresh"}, Earliest: earliest})
+		res := pull(t, h, hub.PullRequest{Topics: []string{"fresh"}, From: fromOf(earliest)})
 		p, ok := res.Cursor.Get("fresh")
 		if len(res.Events) != 0 || !ok || p.Offset != 0 || p.Epoch == 0 {
 			t.Errorf("earliest=%v: %d events, cursor %+v %v; want none and offset 0 of a real epoch", earliest, len(res.Events), p, ok)
@@ -152,7 +152,7 @@ func TestPullMergesByTime(t *testing.T) {
 		clk.Advance(time.Millisecond)
 		publish(t, h, topic, 1)
 	}
-	req := hub.PullRequest{Topics: []string{"c", "b", "a"}, Earliest: true, Limit: 4}
+	req := hub.PullRequest{Topics: []string{"c", "b", "a"}, From: hub.FromEarliest, Limit: 4}
 	res := pull(t, h, req)
 	if got, want := eventNames(res.Events), []string{"a/1", "b/1", "a/2", "c/1"}; !equal(got, want) {
 		t.Fatalf("first page: got %v, want %v", got, want)
@@ -187,7 +187,7 @@ func TestPullMergeKeepsTopicOrder(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	req := hub.PullRequest{Topics: topics, Earliest: true, Limit: 7}
+	req := hub.PullRequest{Topics: topics, From: hub.FromEarliest, Limit: 7}
 	last := map[string]uint64{}
 	for n := 0; n < 1000; n++ {
 		res := pull(t, h, req)
@@ -213,7 +213,7 @@ func TestPullKeepsOtherCursorEntries(t *testing.T) {
 	h := newHub(t, hub.Options{}, memory.Options{})
 	publish(t, h, "a", 2)
 	other := entry("elsewhere", at(7, 42))
-	res := pull(t, h, hub.PullRequest{Topics: []string{"a"}, Earliest: true, Cursor: cursorOf(other)})
+	res := pull(t, h, hub.PullRequest{Topics: []string{"a"}, From: hub.FromEarliest, Cursor: cursorOf(other)})
 	if p, ok := res.Cursor.Get("elsewhere"); !ok || p != other.Position {
 		t.Errorf("cursor entry of an unrequested topic became %+v, %v", p, ok)
 	}
@@ -372,7 +372,7 @@ func TestLongPollReturnsOnEvent(t *testing.T) {
 func TestLongPollReadyAtOnce(t *testing.T) {
 	h, waiting := newWaitHub(t, memory.Options{})
 	publish(t, h, "a", 3)
-	done := startPull(context.Background(), h, hub.PullRequest{Topics: []string{"a"}, Earliest: true, Wait: time.Hour})
+	done := startPull(context.Background(), h, hub.PullRequest{Topics: []string{"a"}, From: hub.FromEarliest, Wait: time.Hour})
 	if got := waitAnswer(t, done, "with events ready").String(); got != "a/1,a/2,a/3" {
 		t.Errorf("got %s", got)
 	}
@@ -490,11 +490,18 @@ func TestLongPollWaitsThroughStaleWakes(t *testing.T) {
 	var cur cursor.Cursor
 	for got := 0; got < total; {
 		start := time.Now()
-		res := pull(t, h, hub.PullRequest{Topics: []string{"a"}, Cursor: cur, Earliest: true, Wait: wait})
+		res := pull(t, h, hub.PullRequest{Topics: []string{"a"}, Cursor: cur, From: hub.FromEarliest, Wait: wait})
 		if len(res.Events) == 0 && len(res.Gaps) == 0 && time.Since(start) < wait {
 			t.Fatalf("a long poll answered empty after %v while events were being published (after %d)", time.Since(start), got)
 		}
 		got += len(res.Events)
 		cur = res.Cursor
 	}
+}
+
+func fromOf(earliest bool) hub.From {
+	if earliest {
+		return hub.FromEarliest
+	}
+	return hub.FromLatest
 }

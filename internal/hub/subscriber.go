@@ -3,8 +3,10 @@ package hub
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
+	"github.com/heraldhq/herald/internal/cursor"
 	"github.com/heraldhq/herald/internal/event"
 	"github.com/heraldhq/herald/internal/reason"
 )
@@ -114,6 +116,9 @@ type SubscriberOptions struct {
 	Kick func(CloseReason)
 	// MaxQueueBytes overrides the hub's per-subscriber queue cap.
 	MaxQueueBytes int
+	// MaxTopics caps the topics the subscriber follows at once; default
+	// cursor.MaxTopics.
+	MaxTopics int
 }
 
 // Subscriber is one push consumer (an SSE stream, a WebSocket, a gRPC
@@ -135,6 +140,7 @@ type Subscriber struct {
 	catchups []*subscription // subscriptions with history to read, in order of need
 	reason   CloseReason
 	kicked   bool
+	hold     int // Subscribe calls with a reply in progress: Next hands out nothing meanwhile
 }
 
 // subscription is one topic of one subscriber. Its fields are guarded by
@@ -160,6 +166,9 @@ func (h *Hub) NewSubscriber(opts SubscriberOptions) (*Subscriber, error) {
 	if opts.Wake == nil {
 		opts.Wake = func() {}
 	}
+	if opts.MaxTopics <= 0 {
+		opts.MaxTopics = cursor.MaxTopics
+	}
 	s := &Subscriber{h: h, opts: opts, client: newClientID(), subs: make(map[string]*subscription)}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -174,14 +183,119 @@ func (h *Hub) NewSubscriber(opts SubscriberOptions) (*Subscriber, error) {
 // fixed overhead for the event and its frames.
 func itemSize(ev *event.Event) int { return len(ev.Data) + len(ev.Topic) + 128 }
 
-// Subscribe adds topic to s, starting at start. It checks the Gate, and the
-// recovery of history then happens in the writer's calls to Next. A topic
-// already subscribed is an error. It returns the position delivery starts
+// Reply builds a transport's answer to a Subscribe (a confirmation with
+// the starting positions, or the refusal), which Subscribe queues ahead of
+// everything the new subscriptions queue: gaps, presence and events of a
+// topic never reach the client before the answer that confirms it. size
+// counts against the queue cap.
+type Reply func(starts []event.Position, err error) (note any, size int)
+
+// Subscribe adds every topic of req to s, or none: when one topic is
+// refused, those added before it are removed again and whatever they
+// queued is dropped. It checks req (topics, the subscriber's topic cap)
+// and, per topic, the Gate; recovery of history then happens in the
+// writer's calls to Next. It returns each topic's starting position (see
+// SubscribeTopic).
+//
+// With reply set, the reply's note is queued at the place in the queue
+// the request reached it, and Next hands out nothing until it is built.
+func (s *Subscriber) Subscribe(ctx context.Context, req *SubscribeRequest, reply Reply) ([]event.Position, error) {
+	err := checkTopics(req.Topics)
+	slot := -1
+	s.mu.Lock()
+	if s.reason != CloseNone {
+		s.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if n := len(s.subs) + len(req.Topics); err == nil && n > s.opts.MaxTopics {
+		err = fmt.Errorf("%w: a connection follows at most %d topics; this one would follow %d: unsubscribe some first", ErrLimit, s.opts.MaxTopics, n)
+	}
+	if reply != nil {
+		s.hold++
+		slot = len(s.queue)
+		s.push(Item{}, 0) // the reply's place, filled below
+	}
+	s.mu.Unlock()
+
+	var starts []event.Position
+	if err == nil {
+		starts = make([]event.Position, 0, len(req.Topics))
+		for i, t := range req.Topics {
+			got, e := s.SubscribeTopic(ctx, t, req.start(t))
+			if e != nil {
+				for _, u := range req.Topics[:i] {
+					s.Unsubscribe(u)
+				}
+				starts, err = nil, fmt.Errorf("subscribe to %s: %w", t, e)
+				break
+			}
+			starts = append(starts, got)
+		}
+	}
+	if reply == nil {
+		return starts, err
+	}
+	s.mu.Lock()
+	s.hold--
+	ok := true
+	if s.reason == CloseNone {
+		if err != nil {
+			s.dropQueued(slot+1, req.Topics)
+		}
+		note, size := reply(starts, err)
+		s.queue[slot].Note = note
+		if s.bytes+size > s.opts.MaxQueueBytes {
+			s.endLocked(CloseSlow)
+			ok = false
+		} else {
+			s.bytes += size
+		}
+	}
+	s.mu.Unlock()
+	if !ok {
+		s.afterEnd(CloseSlow)
+	} else {
+		s.opts.Wake()
+	}
+	return starts, err
+}
+
+// dropQueued removes from the queue, from index from on, the items of
+// topics. (Their bytes stay counted until Next empties the queue.) s.mu
+// must be held.
+func (s *Subscriber) dropQueued(from int, topics []string) {
+	kept := s.queue[:from]
+	for _, it := range s.queue[from:] {
+		if !slices.Contains(topics, it.topic()) {
+			kept = append(kept, it)
+		}
+	}
+	clear(s.queue[len(kept):])
+	s.queue = kept
+}
+
+// topic returns the topic an item is about; "" for a transport's note.
+func (it *Item) topic() string {
+	switch {
+	case it.Event != nil:
+		return it.Event.Topic
+	case it.Gap != nil:
+		return it.Gap.Topic
+	case it.Presence != nil:
+		return it.Presence.Topic
+	}
+	return ""
+}
+
+// SubscribeTopic adds one topic to s, starting at start. Transports call
+// Subscribe, which checks a whole request; this is its step per topic. It
+// checks the Gate, and the recovery of history then happens in the
+// writer's calls to Next. A topic already subscribed is an error. It returns the position delivery starts
 // after: a transport's cursor for the topic until its first event or gap.
 // When start asks for a position that cannot be served, a Gap item is
 // queued first and the returned position is the gap's Requested one, so
 // that a cursor taken before the gap is delivered still shows the gap again.
-func (s *Subscriber) Subscribe(ctx context.Context, topic string, start Start) (event.Position, error) {
+func (s *Subscriber) SubscribeTopic(ctx context.Context, topic string, start Start) (event.Position, error) {
 	if err := event.ValidateTopic(topic); err != nil {
 		return event.Position{}, err
 	}
@@ -408,6 +522,10 @@ func (s *Subscriber) Next(ctx context.Context, buf []Item) ([]Item, CloseReason)
 			r := s.reason
 			s.mu.Unlock()
 			return buf[:0], r
+		}
+		if s.hold > 0 {
+			s.mu.Unlock() // a Subscribe is building its reply; it wakes the writer once done
+			return buf[:0], CloseNone
 		}
 		if len(s.catchups) == 0 || s.bytes >= s.opts.MaxQueueBytes/2 {
 			out := append(buf[:0], s.queue...)

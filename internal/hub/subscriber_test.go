@@ -339,7 +339,7 @@ func TestCloseClient(t *testing.T) {
 	if _, r := s.Next(context.Background(), nil); r != hub.CloseClient {
 		t.Errorf("Next = %v, want client_closed", r)
 	}
-	if _, err := s.Subscribe(context.Background(), "c", hub.Start{}); !errors.Is(err, hub.ErrClosed) {
+	if _, err := s.SubscribeTopic(context.Background(), "c", hub.Start{}); !errors.Is(err, hub.ErrClosed) {
 		t.Errorf("Subscribe after Close = %v, want ErrClosed", err)
 	}
 	if h.Subscribers("c") != 0 {
@@ -411,7 +411,7 @@ func TestSubscribeErrors(t *testing.T) {
 		{"long topic", strings.Repeat("a", 201), event.ErrBadTopic},
 	}
 	for _, tt := range tests {
-		if _, err := s.Subscribe(context.Background(), tt.topic, hub.Start{}); !errors.Is(err, tt.want) {
+		if _, err := s.SubscribeTopic(context.Background(), tt.topic, hub.Start{}); !errors.Is(err, tt.want) {
 			t.Errorf("%s: Subscribe = %v, want %v", tt.name, err, tt.want)
 		}
 	}
@@ -432,8 +432,8 @@ func TestGateRefuses(t *testing.T) {
 			h := newHub(t, hub.Options{Gate: g}, memory.Options{})
 			_, pubErr := h.Publish(ctx, "secret", []event.Record{{Data: []byte("1")}})
 			s := newSub(t, h, hub.SubscriberOptions{})
-			_, subErr := s.Subscribe(ctx, "secret", hub.Start{})
-			_, pullErr := h.Pull(ctx, hub.PullRequest{Topics: []string{"secret"}, Earliest: true})
+			_, subErr := s.SubscribeTopic(ctx, "secret", hub.Start{})
+			_, pullErr := h.Pull(ctx, hub.PullRequest{Topics: []string{"secret"}, From: hub.FromEarliest})
 			errs := map[hub.Action]error{hub.ActionPublish: pubErr, hub.ActionSubscribe: subErr, hub.ActionHistory: pullErr}
 			for b, err := range errs {
 				if b == a && !errors.Is(err, errRefused) {
@@ -463,7 +463,7 @@ func TestGateRefusesEverythingStoresNothing(t *testing.T) {
 	ctx := context.Background()
 	h.Publish(ctx, "a", []event.Record{{Data: []byte("1")}})
 	s := newSub(t, h, hub.SubscriberOptions{})
-	s.Subscribe(ctx, "b", hub.Start{})
+	s.SubscribeTopic(ctx, "b", hub.Start{})
 	h.Pull(ctx, hub.PullRequest{Topics: []string{"c"}})
 	if topics, _ := h.Topics(ctx); len(topics) != 0 {
 		t.Errorf("refused calls created topics: %v", topics)
@@ -553,7 +553,7 @@ func TestStaleDeliveryAfterResubscribe(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer first.Close(hub.CloseClient)
-	if _, err := first.Subscribe(ctx, "a", hub.Start{}); err != nil {
+	if _, err := first.SubscribeTopic(ctx, "a", hub.Start{}); err != nil {
 		t.Fatal(err)
 	}
 	first.Next(ctx, nil)
@@ -628,7 +628,7 @@ func TestUnsubscribeDuringSubscribe(t *testing.T) {
 				}
 			}
 			publish(t, h, "a", 3)
-			_, err := s.Subscribe(context.Background(), "a", hub.Start{Earliest: true})
+			_, err := s.SubscribeTopic(context.Background(), "a", hub.Start{Earliest: true})
 			eng.onWatch = nil
 			if err == nil {
 				t.Error("Subscribe reported success for a subscription ended while it ran")
@@ -672,7 +672,7 @@ func TestSubscribeCloseRace(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for _, topic := range []string{"a", "b", "c", "d"} {
-				s.Subscribe(ctx, topic, hub.Start{})
+				s.SubscribeTopic(ctx, topic, hub.Start{})
 			}
 		}()
 		go func() {

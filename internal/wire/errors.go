@@ -27,6 +27,8 @@ func Classify(err error) reason.Reason {
 		code = reason.BadRequest
 	case errors.Is(err, hub.ErrTooLarge), errors.As(err, &mbe):
 		code = reason.TooLarge
+	case errors.Is(err, hub.ErrLimit):
+		code = reason.LimitReached
 	case errors.Is(err, hub.ErrUnauthenticated):
 		code = reason.Unauthenticated
 	case errors.Is(err, hub.ErrForbidden):

@@ -94,7 +94,7 @@ func TestHubRecoversAcrossRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close(hub.CloseClient)
-	if _, err := s.Subscribe(context.Background(), "room", hub.Start{Position: cursor, Set: true}); err != nil {
+	if _, err := s.SubscribeTopic(context.Background(), "room", hub.Start{Position: cursor, Set: true}); err != nil {
 		t.Fatal(err)
 	}
 	got := take(t, s, wake, 5) // 4..8 from history

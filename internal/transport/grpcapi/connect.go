@@ -7,7 +7,6 @@ import (
 	"slices"
 
 	heraldv1 "github.com/heraldhq/herald/api/herald/v1"
-	"github.com/heraldhq/herald/internal/cursor"
 	"github.com/heraldhq/herald/internal/hub"
 )
 
@@ -119,21 +118,18 @@ func (st *stream) handle(c command) error {
 
 // connectSubscribe runs a subscribe command and returns its reply.
 func (st *stream) connectSubscribe(ctx context.Context, id uint64, cmd *heraldv1.SubscribeCommand) *heraldv1.ConnectResponse {
-	sel, err := parseSelection(cmd.Topics, cmd.Cursor, cmd.From, false)
-	if err == nil && st.sub.Topics()+len(sel.topics) > cursor.MaxTopics {
-		err = badRequest("a stream follows at most %d topics; it follows %d", cursor.MaxTopics, st.sub.Topics())
-	}
+	sel, err := parseSelection(cmd.Topics, cmd.Cursor, cmd.From, hub.FromLatest)
 	if err != nil {
 		return errorReply(id, err)
 	}
-	if err := st.subscribe(ctx, sel); err != nil {
-		// subscribe took the topics it added out again; drop anything of
+	if err := st.subscribe(ctx, &sel); err != nil {
+		// The hub took the topics it added out again; drop anything of
 		// theirs already queued (a gap signal).
-		st.forget(sel.topics)
+		st.forget(sel.Topics)
 		return errorReply(id, err)
 	}
 	return &heraldv1.ConnectResponse{Id: id, Kind: &heraldv1.ConnectResponse_Subscribed{
-		Subscribed: &heraldv1.Subscribed{Topics: sel.topics, Cursor: st.cur.String()},
+		Subscribed: &heraldv1.Subscribed{Topics: sel.Topics, Cursor: st.cur.String()},
 	}}
 }
 

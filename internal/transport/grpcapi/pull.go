@@ -26,7 +26,7 @@ func (v *service) Pull(ctx context.Context, req *heraldv1.PullRequest) (*heraldv
 }
 
 func (s *Server) pull(ctx context.Context, req *heraldv1.PullRequest) (*heraldv1.PullResponse, error) {
-	sel, err := parseSelection(req.Topics, req.Cursor, req.From, true)
+	sel, err := parseSelection(req.Topics, req.Cursor, req.From, hub.FromEarliest)
 	if err != nil {
 		return nil, err
 	}
@@ -51,11 +51,11 @@ func (s *Server) pull(ctx context.Context, req *heraldv1.PullRequest) (*heraldv1
 		wait = max(wait, 0)
 	}
 	res, err := s.hub.Pull(ctx, hub.PullRequest{
-		Topics:   sel.topics,
-		Cursor:   sel.cur,
-		Earliest: sel.earliest,
-		Limit:    int(req.Limit),
-		Wait:     wait,
+		Topics: sel.Topics,
+		Cursor: sel.Cursor,
+		From:   sel.From,
+		Limit:  int(req.Limit),
+		Wait:   wait,
 	})
 	if err != nil {
 		return nil, err

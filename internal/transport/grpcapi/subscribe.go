@@ -5,7 +5,6 @@ import (
 
 	heraldv1 "github.com/heraldhq/herald/api/herald/v1"
 	"github.com/heraldhq/herald/internal/cursor"
-	"github.com/heraldhq/herald/internal/event"
 	"github.com/heraldhq/herald/internal/hub"
 )
 
@@ -14,7 +13,7 @@ import (
 // the hub ends the subscriber.
 func (v *service) Subscribe(req *heraldv1.SubscribeRequest, ss heraldv1.Herald_SubscribeServer) error {
 	ctx := ss.Context()
-	sel, err := parseSelection(req.Topics, req.Cursor, req.From, false)
+	sel, err := parseSelection(req.Topics, req.Cursor, req.From, hub.FromLatest)
 	if err != nil {
 		return statusError(err)
 	}
@@ -22,71 +21,44 @@ func (v *service) Subscribe(req *heraldv1.SubscribeRequest, ss heraldv1.Herald_S
 	if err != nil {
 		return statusError(err)
 	}
-	if err := st.subscribe(ctx, sel); err != nil {
+	if err := st.subscribe(ctx, &sel); err != nil {
 		st.sub.Close(hub.CloseClient)
 		return statusError(err)
 	}
 	return v.s.serve(ctx, st, nil)
 }
 
-// selection is a validated set of topics and where each starts.
-type selection struct {
-	topics   []string
-	cur      cursor.Cursor
-	earliest bool
-}
-
-// parseSelection checks topics (1 to 64, valid, no repeats), the cursor
-// and from. defaultEarliest is what FROM_UNSPECIFIED means.
-func parseSelection(topics []string, token string, from heraldv1.From, defaultEarliest bool) (selection, error) {
-	sel := selection{topics: topics, earliest: defaultEarliest}
-	if len(topics) == 0 {
-		return sel, badRequest("give at least one topic in topics")
-	}
-	if len(topics) > cursor.MaxTopics {
-		return sel, badRequest("%d topics, the limit is %d", len(topics), cursor.MaxTopics)
-	}
-	for i, t := range topics {
-		if err := event.ValidateTopic(t); err != nil {
-			return sel, err
-		}
-		for _, u := range topics[:i] {
-			if u == t {
-				return sel, badRequest("topic %s is listed twice", t)
-			}
-		}
-	}
+// parseSelection reads the topics, cursor and from of a Subscribe,
+// Connect subscribe or Pull message into the hub's request, which checks
+// them. def is what FROM_UNSPECIFIED means.
+func parseSelection(topics []string, token string, from heraldv1.From, def hub.From) (hub.SubscribeRequest, error) {
+	req := hub.SubscribeRequest{Topics: topics, From: def}
 	c, err := cursor.Parse(token)
 	if err != nil {
-		return sel, err
+		return req, err
 	}
-	sel.cur = c
+	req.Cursor = c
 	switch from {
 	case heraldv1.From_FROM_UNSPECIFIED:
 	case heraldv1.From_FROM_LATEST:
-		sel.earliest = false
+		req.From = hub.FromLatest
 	case heraldv1.From_FROM_EARLIEST:
-		sel.earliest = true
+		req.From = hub.FromEarliest
 	default:
-		return sel, badRequest("unknown from %d: use FROM_LATEST or FROM_EARLIEST", from)
+		return req, badRequest("unknown from %d: use FROM_LATEST or FROM_EARLIEST", from)
 	}
-	return sel, nil
+	return req, nil
 }
 
-// subscribe adds sel's topics to st's subscriber and sets their starting
-// positions in st's cursor. On an error, the topics it added are removed.
-func (st *stream) subscribe(ctx context.Context, sel selection) error {
-	for i, t := range sel.topics {
-		pos, have := sel.cur.Get(t)
-		got, err := st.sub.Subscribe(ctx, t, hub.Start{Position: pos, Set: have, Earliest: sel.earliest})
-		if err != nil {
-			for _, u := range sel.topics[:i] {
-				st.sub.Unsubscribe(u)
-				st.cur.Retain(func(x string) bool { return x != u })
-			}
-			return err
-		}
-		st.cur.Set(t, got)
+// subscribe adds req's topics to st's subscriber (all or none) and sets
+// their starting positions in st's cursor.
+func (st *stream) subscribe(ctx context.Context, req *hub.SubscribeRequest) error {
+	starts, err := st.sub.Subscribe(ctx, req, nil)
+	if err != nil {
+		return err
+	}
+	for i, t := range req.Topics {
+		st.cur.Set(t, starts[i])
 	}
 	return nil
 }

@@ -457,7 +457,7 @@ func (h *Handler) servepull(w http.ResponseWriter, r *http.Request, topics []str
 // parsePull reads the pull parameters of docs/api.md.
 func (h *Handler) parsePull(r *http.Request, topics []string) (hub.PullRequest, error) {
 	q := r.URL.Query()
-	req := hub.PullRequest{Topics: topics, Earliest: true}
+	req := hub.PullRequest{Topics: topics, From: hub.FromEarliest}
 	if len(topics) == 0 {
 		return req, badRequest("give at least one topic: ?topic=name (repeatable)")
 	}
@@ -466,12 +466,8 @@ func (h *Handler) parsePull(r *http.Request, topics []string) (hub.PullRequest, 
 		return req, err
 	}
 	req.Cursor = c
-	switch from := q.Get("from"); from {
-	case "", "earliest":
-	case "latest":
-		req.Earliest = false
-	default:
-		return req, badRequest("from=%q: use earliest or latest", from)
+	if req.From, err = hub.ParseFrom(q.Get("from"), hub.FromEarliest); err != nil {
+		return req, err
 	}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)

@@ -183,15 +183,6 @@ func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	topics := q["topic"]
-	if len(topics) == 0 {
-		wire.WriteErrorCode(w, reason.BadRequest, "give at least one topic: /v1/sse?topic=name (repeatable)")
-		return
-	}
-	if len(topics) > cursor.MaxTopics {
-		wire.WriteErrorCode(w, reason.BadRequest, "too many topics in one stream; the limit is "+strconv.Itoa(cursor.MaxTopics))
-		return
-	}
 	token := r.Header.Get("Last-Event-ID")
 	if token == "" {
 		token = q.Get("cursor")
@@ -201,24 +192,14 @@ func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		wire.WriteError(w, err)
 		return
 	}
-	earliest := false
-	switch from := q.Get("from"); from {
-	case "", "latest":
-	case "earliest":
-		earliest = true
-	default:
-		wire.WriteErrorCode(w, reason.BadRequest, "from="+strconv.Quote(from)+": use earliest or latest")
+	from, err := hub.ParseFrom(q.Get("from"), hub.FromLatest)
+	if err != nil {
+		wire.WriteError(w, err)
 		return
 	}
-	for _, t := range topics {
-		if err := event.ValidateTopic(t); err != nil {
-			wire.WriteError(w, err)
-			return
-		}
-	}
-	var info []byte
+	req := hub.SubscribeRequest{Topics: q["topic"], Cursor: cur, From: from}
 	if p := q.Get("presence"); p != "" {
-		info = []byte(p) // checked by the hub
+		req.Presence = []byte(p) // checked by the hub
 	}
 
 	c := &conn{h: s}
@@ -230,16 +211,14 @@ func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.sub = sub
-	for _, t := range topics {
-		pos, have := cur.Get(t)
-		start := hub.Start{Position: pos, Set: have, Earliest: earliest, Info: info}
-		got, err := sub.Subscribe(r.Context(), t, start)
-		if err != nil {
-			sub.Close(hub.CloseClient)
-			wire.WriteError(w, err)
-			return
-		}
-		c.cur.Set(t, got)
+	starts, err := sub.Subscribe(r.Context(), &req, nil)
+	if err != nil {
+		sub.Close(hub.CloseClient)
+		wire.WriteError(w, err)
+		return
+	}
+	for i, t := range req.Topics {
+		c.cur.Set(t, starts[i])
 	}
 
 	head := s.header(r)

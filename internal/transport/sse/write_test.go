@@ -38,7 +38,7 @@ func writeRig(tb testing.TB, topics ...string) (*hub.Hub, *conn, *countSink) {
 	}
 	c.sub = sub
 	for _, t := range topics {
-		pos, err := sub.Subscribe(context.Background(), t, hub.Start{})
+		pos, err := sub.SubscribeTopic(context.Background(), t, hub.Start{})
 		if err != nil {
 			tb.Fatal(err)
 		}

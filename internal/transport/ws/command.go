@@ -32,12 +32,6 @@ const (
 	MaxHeaders       = 32              // headers of one event
 )
 
-// CodeLimitReached is the error code of a command over one of the limits
-// (an error message, unlike the limit_reached close code).
-const CodeLimitReached = "limit_reached"
-
-// errLimit marks errors answered with CodeLimitReached.
-var errLimit = errors.New(CodeLimitReached)
 
 // command is a client message. One struct holds every op's fields; each
 // op reads its own and unknown fields are refused, so that a misspelt
@@ -174,97 +168,67 @@ func (c *conn) reply(n *note) {
 }
 
 // subscribe subscribes to every topic of cmd or, when one fails, to none.
-// Its reply is queued before the subscriptions are made and filled in
-// after, all under the gate: the writer cannot take the queue meanwhile,
-// so the reply leaves before the gaps, joins and events of the new topics.
+// The hub queues its reply ahead of the gaps, joins and events of the new
+// topics, so the client learns of a subscription before its first item.
 func (c *conn) subscribe(cmd *command) {
 	id := cmd.ID
-	var cur cursor.Cursor
+	req, err := cmd.subscribeRequest()
+	if err != nil {
+		c.reply(&note{frame: errorReply(id, err)})
+		return
+	}
+	c.sub.Subscribe(c.ctx, &req, func(starts []event.Position, err error) (any, int) {
+		if err != nil {
+			n := &note{frame: errorReply(id, err)}
+			return n, len(n.frame) + 64
+		}
+		var all cursor.Cursor
+		for i, t := range req.Topics {
+			all.Set(t, starts[i])
+		}
+		n := &note{subscribed: req.Topics}
+		n.frame = reply("subscribed", id, func(b []byte) []byte {
+			b = append(b, `,"topics":[`...)
+			for i, t := range req.Topics {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = append(b, `{"topic":`...)
+				b = wire.AppendString(b, t)
+				b = append(b, ',')
+				b = appendPosition(b, starts[i])
+				b = append(b, '}')
+			}
+			b = append(b, `],"cursor":"`...)
+			b = all.AppendEncoded(b)
+			return append(b, '"')
+		})
+		return n, len(n.frame) + 64
+	})
+}
+
+// subscribeRequest reads a subscribe command into the hub's request,
+// which checks it: the cursors (one merged cursor, or one per topic) and
+// from.
+func (cmd *command) subscribeRequest() (hub.SubscribeRequest, error) {
+	req := hub.SubscribeRequest{Topics: cmd.Topics}
 	for _, tok := range append([]string{cmd.Cursor}, cmd.Cursors...) {
 		one, err := cursor.Parse(tok)
 		if err != nil {
-			c.reply(&note{frame: errorReply(id, err)})
-			return
+			return req, err
 		}
 		for _, e := range one.Entries() {
-			cur.Set(e.Topic, e.Position)
+			req.Cursor.Set(e.Topic, e.Position)
 		}
 	}
-	earliest := false
-	switch cmd.From {
-	case "", "latest":
-	case "earliest":
-		earliest = true
-	default:
-		c.reply(&note{frame: errorReply(id, badRequest("from %q: use earliest or latest", cmd.From))})
-		return
+	var err error
+	if req.From, err = hub.ParseFrom(cmd.From, hub.FromLatest); err != nil {
+		return req, err
 	}
-	var info []byte
 	if p := bytes.TrimSpace(cmd.Presence); len(p) > 0 && !bytes.Equal(p, []byte("null")) {
-		info = p
+		req.Presence = p
 	}
-	for i, t := range cmd.Topics {
-		if err := event.ValidateTopic(t); err != nil {
-			c.reply(&note{frame: errorReply(id, err)})
-			return
-		}
-		for _, u := range cmd.Topics[:i] {
-			if u == t {
-				c.reply(&note{frame: errorReply(id, badRequest("topic %s is listed twice", t))})
-				return
-			}
-		}
-	}
-	if n := c.sub.Topics() + len(cmd.Topics); n > MaxTopicsPerConn {
-		c.reply(&note{frame: errorFrame(id, CodeLimitReached, fmt.Sprintf(
-			"a connection follows at most %d topics; this one would follow %d: unsubscribe some first", MaxTopicsPerConn, n))})
-		return
-	}
-
-	n := &note{}
-	c.gate.Lock()
-	if !c.sub.Enqueue(n, 64+len(cmd.Topics)*(event.MaxTopicLen+64)) {
-		c.gate.Unlock()
-		return // ending
-	}
-	starts := make([]event.Position, 0, len(cmd.Topics))
-	for i, t := range cmd.Topics {
-		pos, have := cur.Get(t)
-		got, err := c.sub.Subscribe(c.ctx, t, hub.Start{Position: pos, Set: have, Earliest: earliest, Info: info})
-		if err != nil {
-			for _, u := range cmd.Topics[:i] {
-				c.sub.Unsubscribe(u)
-			}
-			n.frame = errorReply(id, fmt.Errorf("subscribe to %s: %w", t, err))
-			c.gate.Unlock()
-			c.wake()
-			return
-		}
-		starts = append(starts, got)
-	}
-	var all cursor.Cursor
-	for i, t := range cmd.Topics {
-		all.Set(t, starts[i])
-	}
-	n.frame = reply("subscribed", id, func(b []byte) []byte {
-		b = append(b, `,"topics":[`...)
-		for i, t := range cmd.Topics {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, `{"topic":`...)
-			b = wire.AppendString(b, t)
-			b = append(b, ',')
-			b = appendPosition(b, starts[i])
-			b = append(b, '}')
-		}
-		b = append(b, `],"cursor":"`...)
-		b = all.AppendEncoded(b)
-		return append(b, '"')
-	})
-	n.subscribed = cmd.Topics
-	c.gate.Unlock()
-	c.wake()
+	return req, nil
 }
 
 // unsubscribe ends the subscriptions to cmd's topics. Events of them

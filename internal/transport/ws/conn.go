@@ -29,10 +29,6 @@ import (
 //     items, active, rest, restSkip, tail, pooled, deadlineSet;
 //   - the reader (one at a time: the poller starts the next only after
 //     this one re-armed the registration): fr, zbuf.
-//
-// gate is held by a subscribe command while it subscribes; the writer only
-// TryLocks it around sub.Next, so that the subscribe's reply, queued first,
-// leaves before anything the subscriptions queue (see command.go).
 type conn struct {
 	h       *Handler
 	nc      net.Conn
@@ -45,7 +41,6 @@ type conn struct {
 	pollID  uint64
 	runFn   func()             // c.run, bound once so a handoff does not allocate
 	onMsg   func(message) bool // c.handle, bound once so a read does not allocate
-	gate    sync.Mutex
 
 	running   atomic.Bool   // a writer is active (or setup is running)
 	pending   atomic.Bool   // wake was called since the writer last looked
@@ -206,16 +201,8 @@ func (c *conn) drain() (ended, handoff bool) {
 	}
 	for {
 		c.pending.Store(false)
-		var items []hub.Item
-		var reason hub.CloseReason
-		if c.gate.TryLock() {
-			items, reason = c.sub.Next(c.h.ctx, c.items)
-			c.gate.Unlock()
-			c.items = items
-		} else {
-			// A subscribe is running; it wakes the writer when done.
-			reason = c.sub.Reason()
-		}
+		items, reason := c.sub.Next(c.h.ctx, c.items)
+		c.items = items
 		if reason != hub.CloseNone {
 			c.finish(reason)
 			return true, false
@@ -589,8 +576,8 @@ func (c *conn) handle(m message) bool {
 }
 
 // note is a reply queued in the subscriber's queue, in order with events.
-// A subscribe's note is queued before its subscriptions exist and filled
-// in before the writer can see it (gate).
+// A subscribe's note is built by the hub's Subscribe once the
+// subscriptions exist, at the place the command reached the queue.
 type note struct {
 	frame        []byte
 	subscribed   []string // topics the frame confirms: their items are written from here on

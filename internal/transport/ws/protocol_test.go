@@ -22,6 +22,7 @@ import (
 	"github.com/heraldhq/herald/internal/engine/memory"
 	"github.com/heraldhq/herald/internal/event"
 	"github.com/heraldhq/herald/internal/hub"
+	"github.com/heraldhq/herald/internal/reason"
 )
 
 func TestWelcome(t *testing.T) {
@@ -242,7 +243,7 @@ func TestCommandErrors(t *testing.T) {
 		c.subscribe(100+i, `"topics":[`+strings.Join(many[i:i+60], ",")+`]`)
 	}
 	c.send(`{"id":8,"op":"subscribe","topics":[%s]}`, strings.Join(many[240:256], ","))
-	if e := c.expect("error"); e.str("code") != CodeLimitReached {
+	if e := c.expect("error"); e.str("code") != string(reason.LimitReached) {
 		t.Errorf("over %d topics: %v", MaxTopicsPerConn, e)
 	}
 	// Still serving.

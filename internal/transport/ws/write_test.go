@@ -21,13 +21,13 @@ func TestQueuedEventsLeaveInOneWrite(t *testing.T) {
 	cl.subscribe(1, `"topics":["w.a","w.b"]`)
 	c := f.connOf(cl.welcome.str("client"))
 	waitFor(t, "the writer to settle", func() bool { return !c.running.Load() })
-	c.gate.Lock() // the writer skips the queue while a subscribe holds the gate
+	c.running.Store(true) // hold the writer role: wakes start no writer meanwhile
 	for i := range 10 {
 		f.publish([]string{"w.a", "w.b"}[i%2], `{"i":1}`)
 	}
 	waitFor(t, "10 events queued", func() bool { return c.sub.Pending() >= 10*(7+3+128) })
 	before := c.writes.Load()
-	c.gate.Unlock()
+	c.running.Store(false)
 	c.wake()
 	for range 10 {
 		cl.expect("event")

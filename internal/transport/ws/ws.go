@@ -273,7 +273,7 @@ func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := newConn(s, nc, ctx, deflate != nil && deflate(), expires)
-	sub, err := s.hub.NewSubscriber(hub.SubscriberOptions{Wake: c.wake, Kick: c.kick, MaxQueueBytes: s.opts.MaxQueueBytes})
+	sub, err := s.hub.NewSubscriber(hub.SubscriberOptions{Wake: c.wake, Kick: c.kick, MaxQueueBytes: s.opts.MaxQueueBytes, MaxTopics: MaxTopicsPerConn})
 	if err != nil {
 		closeNow(nc, CloseShuttingDown, shutdownText)
 		return
