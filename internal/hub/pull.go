@@ -13,7 +13,7 @@ import (
 // PullRequest is a read of one or more topics from a cursor, at the
 // consumer's pace: the REST pull API, long polling and gRPC Pull share it.
 type PullRequest struct {
-	Topics   []string
+	Topics []string
 	Cursor cursor.Cursor // positions to continue after; topics missing from it start at From
 	From   From
 	Limit  int           // most events returned; 0 means 100

@@ -32,7 +32,6 @@ const (
 	MaxHeaders       = 32              // headers of one event
 )
 
-
 // command is a client message. One struct holds every op's fields; each
 // op reads its own and unknown fields are refused, so that a misspelt
 // field is an error rather than silently ignored.
