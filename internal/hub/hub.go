@@ -136,8 +136,9 @@ func (h *Hub) shard(topic string) *shard {
 	return &h.shards[maphash.String(h.seed, topic)%numShards]
 }
 
-// Publish validates recs, checks the Gate and appends them to topic. The
-// answer comes after the engine has stored the events.
+// Publish checks recs (checkRecords: every transport's events pass the
+// same rules here) and the Gate, and appends them to topic. The answer
+// comes after the engine has stored the events.
 func (h *Hub) Publish(ctx context.Context, topic string, recs []event.Record) ([]event.Ack, error) {
 	if err := h.CheckPublish(ctx, topic, recs); err != nil {
 		return nil, err
@@ -163,10 +164,8 @@ func (h *Hub) CheckPublish(ctx context.Context, topic string, recs []event.Recor
 	if err := event.ValidateTopic(topic); err != nil {
 		return err
 	}
-	for i := range recs {
-		if n := len(recs[i].Data); n > h.opts.MaxEventBytes {
-			return fmt.Errorf("%w: payload is %d bytes, the limit is %d", ErrTooLarge, n, h.opts.MaxEventBytes)
-		}
+	if err := h.checkRecords(recs); err != nil {
+		return err
 	}
 	if err := h.checkOrigin(ctx, topic); err != nil {
 		return err

@@ -13,8 +13,6 @@ import (
 
 	heraldv1 "github.com/heraldhq/herald/api/herald/v1"
 	"github.com/heraldhq/herald/internal/event"
-	"github.com/heraldhq/herald/internal/hub"
-	"github.com/heraldhq/herald/internal/wire"
 )
 
 // publishHandler is the Publish method's handler (it replaces the
@@ -162,9 +160,6 @@ func (s *Server) record(rec *event.Record, topic string, e *publishEvent) error 
 	if err := event.ValidateTopic(topic); err != nil {
 		return err
 	}
-	if len(e.data) > s.opts.MaxEventBytes {
-		return fmt.Errorf("%w: payload is %d bytes, the limit is %d (limits.max_event_bytes)", hub.ErrTooLarge, len(e.data), s.opts.MaxEventBytes)
-	}
 	enc, err := payloadEncoding(e.enc, e.data)
 	if err != nil {
 		return err
@@ -176,7 +171,7 @@ func (s *Server) record(rec *event.Record, topic string, e *publishEvent) error 
 			rec.Headers[strings.ToLower(k)] = v
 		}
 	}
-	return wire.CheckRecord(rec)
+	return nil // the hub checks the rest
 }
 
 // payloadEncoding checks data against the encoding asked for, or detects

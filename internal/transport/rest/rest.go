@@ -36,9 +36,9 @@ type Options struct {
 
 // Limits on request metadata.
 const (
-	MaxTypeLen    = wire.MaxTypeLen
-	MaxKeyLen     = wire.MaxKeyLen
-	MaxHeaders    = wire.MaxHeaders
+	MaxTypeLen    = hub.MaxTypeLen
+	MaxKeyLen     = hub.MaxKeyLen
+	MaxHeaders    = hub.MaxHeaders
 	headerPrefix  = "Herald-Header-"
 	typeHeader    = "Herald-Event-Type"
 	idempotencyKV = "Idempotency-Key"
@@ -170,9 +170,6 @@ func (h *Handler) PublishSingle(ctx context.Context, in *Single, dst []byte) (in
 		return errorAnswer(dst, err)
 	}
 	rec := event.Record{Key: in.Key, Type: in.Type, Encoding: enc, Headers: in.Headers}
-	if err := wire.CheckRecord(&rec); err != nil {
-		return errorAnswer(dst, err)
-	}
 	rec.Data = bytes.Clone(in.Body)
 	if rec.Data == nil {
 		rec.Data = []byte{}
@@ -342,9 +339,6 @@ func (h *Handler) publishBatch(w http.ResponseWriter, r *http.Request) {
 		if err == nil {
 			err = event.ValidateTopic(be.Topic)
 		}
-		if err == nil && len(rec.Data) > h.opts.MaxEventBytes {
-			err = fmt.Errorf("%w: payload is %d bytes, the limit is %d (limits.max_event_bytes)", hub.ErrTooLarge, len(rec.Data), h.opts.MaxEventBytes)
-		}
 		if err != nil {
 			wire.WriteError(w, fmt.Errorf("event %d: %w", i, err))
 			return
@@ -360,6 +354,12 @@ func (h *Handler) publishBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, t := range order {
 		if err := h.hub.CheckPublish(r.Context(), t, groups[t].recs); err != nil {
+			var re *hub.RecordError
+			if errors.As(err, &re) {
+				err = fmt.Errorf("event %d: %w", groups[t].idx[re.Index], re.Err)
+			} else if len(groups[t].recs) == 1 && (errors.Is(err, hub.ErrBadInput) || errors.Is(err, hub.ErrTooLarge)) {
+				err = fmt.Errorf("event %d: %w", groups[t].idx[0], err)
+			}
 			wire.WriteError(w, err)
 			return
 		}
@@ -394,13 +394,12 @@ func (h *Handler) publishBatch(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, b)
 }
 
-// record turns a batch entry into a record, checking its payload fields.
+// record turns a batch entry into a record, checking its payload fields
+// (the hub checks the rest).
 func (be *batchEvent) record() (event.Record, error) {
 	rec := event.Record{Type: be.Type, Key: be.Key, Headers: be.Headers}
-	if err := wire.SetPayload(&rec, be.Data, be.Text, be.DataBase64); err != nil {
-		return rec, err
-	}
-	return rec, wire.CheckRecord(&rec)
+	err := wire.SetPayload(&rec, be.Data, be.Text, be.DataBase64)
+	return rec, err
 }
 
 // pull handles GET /v1/events.

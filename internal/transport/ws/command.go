@@ -25,11 +25,11 @@ const (
 
 // Limits of the protocol (docs/protocol.md, "Limits").
 const (
-	MaxTopicsPerConn = 256             // topics one connection follows
-	MaxIDBytes       = 64              // the JSON text of a command's id
-	MaxTypeLen       = wire.MaxTypeLen // an event type, as in the HTTP API
-	MaxKeyLen        = wire.MaxKeyLen  // an idempotency key
-	MaxHeaders       = 32              // headers of one event
+	MaxTopicsPerConn = 256            // topics one connection follows
+	MaxIDBytes       = 64             // the JSON text of a command's id
+	MaxTypeLen       = hub.MaxTypeLen // an event type, as in the HTTP API
+	MaxKeyLen        = hub.MaxKeyLen  // an idempotency key
+	MaxHeaders       = 32             // headers of one event
 )
 
 // command is a client message. One struct holds every op's fields; each
@@ -300,10 +300,8 @@ func (c *conn) presence(cmd *command) {
 // JSON value), text or data_base64, as in the HTTP batch API.
 func (cmd *command) record() (event.Record, error) {
 	rec := event.Record{Type: cmd.Type, Key: cmd.Key, Headers: cmd.Headers}
-	if err := wire.SetPayload(&rec, cmd.Data, cmd.Text, cmd.DataBase64); err != nil {
-		return rec, err
-	}
-	return rec, wire.CheckRecord(&rec)
+	err := wire.SetPayload(&rec, cmd.Data, cmd.Text, cmd.DataBase64)
+	return rec, err
 }
 
 func validUTF8(b []byte) bool { return utf8.Valid(b) }
