@@ -152,8 +152,9 @@ func TestParseEventStream(t *testing.T) {
 	}
 }
 
-func TestFrameRest(t *testing.T) {
+func TestFrameEnd(t *testing.T) {
 	b := []byte("id: 1\ndata: a\n\nid: 2\ndata: bb\n\n: hb\n\n")
+	rest := func(skip, n int) string { return string(b[n:frameEnd(b, skip, n)]) }
 	tests := []struct {
 		n    int
 		want string
@@ -169,16 +170,26 @@ func TestFrameRest(t *testing.T) {
 		{32, " hb\n\n"},
 	}
 	for _, tt := range tests {
-		if got := string(frameRest(b, tt.n)); got != tt.want {
-			t.Errorf("frameRest(n=%d) = %q, want %q", tt.n, got, tt.want)
+		if got := rest(0, tt.n); got != tt.want {
+			t.Errorf("cut at %d leaves %q, want %q", tt.n, got, tt.want)
 		}
 	}
 	// Wherever a write stops, what was sent and the rest end together at
 	// a frame boundary.
 	for n := 1; n < len(b); n++ {
-		whole := append(append([]byte{}, b[:n]...), frameRest(b, n)...)
-		if !bytes.Equal(whole, b[:len(whole)]) || !bytes.HasSuffix(whole, []byte("\n\n")) {
+		whole := b[:frameEnd(b, 0, n)]
+		if !bytes.HasSuffix(whole, []byte("\n\n")) {
 			t.Errorf("cut at %d: %q", n, whole)
+		}
+	}
+	// b starting inside a frame cut before (skip): a cut before skip ends
+	// at skip, even a cut at 0.
+	tail := []byte("a\n\nid: 2\ndata: bb\n\n")
+	for _, tt := range []struct{ skip, n, want int }{
+		{3, 0, 3}, {3, 1, 3}, {3, 3, 3}, {3, 4, len(tail)}, {3, len(tail), len(tail)},
+	} {
+		if got := frameEnd(tail, tt.skip, tt.n); got != tt.want {
+			t.Errorf("frameEnd(skip %d, n %d) = %d, want %d", tt.skip, tt.n, got, tt.want)
 		}
 	}
 }

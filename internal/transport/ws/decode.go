@@ -5,6 +5,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/gobwas/ws"
+
+	"github.com/heraldhq/herald/internal/reason"
 )
 
 // The WebSocket opcodes (RFC 6455, section 5.2).
@@ -222,7 +224,7 @@ func checkClosePayload(p []byte) error {
 		return protocolError("a close frame with an invalid status code")
 	}
 	if !utf8.Valid(p[2:]) {
-		return &closeError{code: CloseInvalidData, text: "invalid_payload: the close reason is not valid UTF-8"}
+		return closeFor(reason.InvalidPayload, "the close reason is not valid UTF-8")
 	}
 	return nil
 }

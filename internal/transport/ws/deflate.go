@@ -9,6 +9,8 @@ import (
 
 	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws/wsflate"
+
+	"github.com/heraldhq/herald/internal/reason"
 )
 
 // permessage-deflate (RFC 7692), when ws.compression is on and the client
@@ -94,14 +96,14 @@ func inflate(dst, p []byte, limit int) ([]byte, error) {
 		n, err := in.fr.Read(dst[len(dst):cap(dst)])
 		dst = dst[:len(dst)+n]
 		if len(dst) > limit {
-			return dst, &closeError{code: CloseTooLarge, text: "too_large: a compressed message inflates to more than " +
-				strconv.Itoa(limit) + " bytes (ws.max_message_bytes)"}
+			return dst, closeFor(reason.TooLarge, "a compressed message inflates to more than "+
+				strconv.Itoa(limit)+" bytes (ws.max_message_bytes)")
 		}
 		if err == io.EOF {
 			return dst, nil
 		}
 		if err != nil {
-			return dst, &closeError{code: CloseInvalidData, text: "invalid_payload: corrupt permessage-deflate data"}
+			return dst, closeFor(reason.InvalidPayload, "corrupt permessage-deflate data")
 		}
 	}
 }

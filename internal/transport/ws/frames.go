@@ -12,19 +12,13 @@ import (
 	"github.com/heraldhq/herald/internal/wire"
 )
 
-// Close codes (docs/protocol.md, "Close codes"). The close reason starts
-// with the code's name, then ": " and a sentence for people.
+// Close codes are the reason table's (package reason, docs/protocol.md
+// "Close codes"): 1001 shutting_down, 1002 protocol_error, 1007
+// invalid_payload, 1009 too_large, 1011 internal_error, 4000 idle_timeout,
+// 4001 token_expired, 4008 slow_consumer, 4029 limit_reached. The close
+// reason starts with the code's name, then ": " and a sentence for people.
 const (
-	CloseNormal         = 1000 // the client closed; echoed
-	CloseShuttingDown   = 1001 // shutting_down: the server is draining
-	CloseProtocolError  = 1002 // protocol_error: a WebSocket protocol violation
-	CloseInvalidData    = 1007 // invalid_payload: a text message that is not UTF-8
-	CloseTooLarge       = 1009 // too_large: a message over ws.max_message_bytes
-	CloseInternalError  = 1011 // internal_error: the server failed (history unreadable)
-	CloseIdleTimeout    = 4000 // idle_timeout: nothing from the client for ws.idle_timeout
-	CloseTokenExpired   = 4001 // token_expired: the connection's credentials expired
-	CloseSlowConsumer   = 4008 // slow_consumer: the client did not read fast enough
-	CloseLimitReached   = 4029 // limit_reached: the server's connection limit
+	closeNormal         = 1000 // the client closed; echoed
 	maxCloseReasonBytes = 123
 )
 
@@ -36,13 +30,17 @@ type closeError struct {
 
 func (e *closeError) Error() string { return e.text }
 
-func protocolError(what string) error {
-	return &closeError{code: CloseProtocolError, text: "protocol_error: " + what}
+// closeFor returns the close of why, with detail (a sentence for people)
+// after the code's name.
+func closeFor(why reason.Code, detail string) *closeError {
+	return &closeError{code: reason.MustOf(why).WSClose, text: string(why) + ": " + detail}
 }
 
+func protocolError(what string) error { return closeFor(reason.ProtocolError, what) }
+
 func tooLarge(n int64, limit int) error {
-	return &closeError{code: CloseTooLarge, text: "too_large: a message of " + strconv.FormatInt(n, 10) +
-		" bytes, over the limit of " + strconv.Itoa(limit) + " (ws.max_message_bytes)"}
+	return closeFor(reason.TooLarge, "a message of "+strconv.FormatInt(n, 10)+
+		" bytes, over the limit of "+strconv.Itoa(limit)+" (ws.max_message_bytes)")
 }
 
 // appendHeader appends a server frame header (FIN set, unmasked).

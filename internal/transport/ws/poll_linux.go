@@ -63,7 +63,7 @@ const pollEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
 
 // add registers c; its reader starts when it has something to read.
 func (p *poller) add(c *conn) error {
-	if c.sock == nil {
+	if c.out.Sock == nil {
 		return errors.New("no raw socket")
 	}
 	p.mu.Lock()
@@ -73,7 +73,7 @@ func (p *poller) add(c *conn) error {
 	p.conns[id] = c
 	p.mu.Unlock()
 	var ctlErr error
-	err := c.sock.Control(func(fd uintptr) {
+	err := c.out.Sock.Control(func(fd uintptr) {
 		ev := syscall.EpollEvent{Events: pollEvents, Fd: int32(id), Pad: int32(id >> 32)}
 		ctlErr = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
 	})
@@ -96,7 +96,7 @@ func (p *poller) add(c *conn) error {
 func (p *poller) rearm(c *conn) error {
 	c.readTurn.Add(1)
 	var ctlErr error
-	err := c.sock.Control(func(fd uintptr) {
+	err := c.out.Sock.Control(func(fd uintptr) {
 		ev := syscall.EpollEvent{Events: pollEvents, Fd: int32(c.pollID), Pad: int32(c.pollID >> 32)}
 		ctlErr = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_MOD, int(fd), &ev)
 	})
@@ -108,7 +108,7 @@ func (p *poller) rearm(c *conn) error {
 
 // remove unregisters c. Call it before closing c's socket.
 func (p *poller) remove(c *conn) {
-	c.sock.Control(func(fd uintptr) {
+	c.out.Sock.Control(func(fd uintptr) {
 		syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
 	})
 	p.mu.Lock()

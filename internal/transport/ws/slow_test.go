@@ -132,7 +132,7 @@ func TestSlowConsumer(t *testing.T) {
 		}
 		if fr.h.OpCode == ws.OpClose {
 			code, reason := ws.ParseCloseFrameData(fr.payload)
-			if code != CloseSlowConsumer || !strings.HasPrefix(reason, "slow_consumer: ") {
+			if code != 4008 || !strings.HasPrefix(reason, "slow_consumer: ") {
 				t.Fatalf("close %d %q, want 4008 slow_consumer", code, reason)
 			}
 			break

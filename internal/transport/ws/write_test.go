@@ -11,6 +11,7 @@ import (
 	"github.com/heraldhq/herald/internal/event"
 	"github.com/heraldhq/herald/internal/hub"
 	"github.com/heraldhq/herald/internal/transport/netio"
+	"github.com/heraldhq/herald/internal/transport/push"
 )
 
 // TestQueuedEventsLeaveInOneWrite: events queued for a connection while
@@ -20,22 +21,19 @@ func TestQueuedEventsLeaveInOneWrite(t *testing.T) {
 	cl := f.dial(t)
 	cl.subscribe(1, `"topics":["w.a","w.b"]`)
 	c := f.connOf(cl.welcome.str("client"))
-	waitFor(t, "the writer to settle", func() bool { return !c.running.Load() })
-	c.running.Store(true) // hold the writer role: wakes start no writer meanwhile
+	waitFor(t, "the writer to settle", func() bool { return c.Hold() }) // wakes start no writer meanwhile
 	for i := range 10 {
 		f.publish([]string{"w.a", "w.b"}[i%2], `{"i":1}`)
 	}
 	waitFor(t, "10 events queued", func() bool { return c.sub.Pending() >= 10*(7+3+128) })
-	before := c.writes.Load()
-	c.running.Store(false)
-	c.wake()
+	before := c.Writes()
+	c.Run()
 	for range 10 {
 		cl.expect("event")
 	}
 	// The writer counts a write after the system call returns, which can
 	// be after the client has read it.
-	waitFor(t, "the write to be counted", func() bool { return c.writes.Load() > before })
-	if got := c.writes.Load() - before; got != 1 {
+	if got := c.Writes() - before; got != 1 {
 		t.Errorf("10 queued events took %d writes, want 1", got)
 	}
 }
@@ -88,16 +86,17 @@ func writeRig(tb testing.TB, topics ...string) *conn {
 	drained := make(chan struct{})
 	go func() { io.Copy(io.Discard, peer); close(drained) }()
 	tb.Cleanup(func() { nc.Close(); peer.Close(); <-drained })
-	c := &conn{h: &Handler{opts: Options{WriteTimeout: 10 * time.Second}}, nc: nc, sock: netio.NewSocket(nc), pooled: true}
+	c := &conn{h: &Handler{opts: Options{WriteTimeout: 10 * time.Second}}, out: push.NewConnSink(nc, false)}
 	for _, t := range topics {
 		c.active.add(t)
 	}
 	return c
 }
 
-// BenchmarkWriteItems measures the WebSocket write path per delivered
-// event, from the queue to the socket (a real loopback write), with the
-// shared frame. The goal is 0 allocations per delivery.
+// BenchmarkWriteItems measures the WebSocket framing per delivered event,
+// from the queued item to the socket (a real loopback write), with the
+// shared frame. The goal is 0 allocations per delivery. (The writer loop
+// around it is measured by package push's BenchmarkDrain.)
 func BenchmarkWriteItems(b *testing.B) {
 	for _, batch := range []int{1, 16} {
 		b.Run(fmt.Sprint("batch=", batch), func(b *testing.B) {
@@ -111,20 +110,14 @@ func BenchmarkWriteItems(b *testing.B) {
 				evs[i].Encoding = event.EncodingText
 			}
 			items := make([]hub.Item, batch)
+			buf := make([]byte, 0, 4096)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i += batch {
 				for j := range items {
 					items[j] = hub.Item{Event: evs[(i+j)%len(evs)]}
 				}
-				if err := c.writeItems(items); err == errHandoff {
-					c.pooled = false
-					err = c.send(c.rest, c.restSkip)
-					c.rest, c.pooled = nil, true
-					if err != nil {
-						b.Fatal(err)
-					}
-				} else if err != nil {
+				if err := c.write(&buf, items); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -139,12 +132,24 @@ func TestWriteItemsAllocs(t *testing.T) {
 	c := writeRig(t, "w.a")
 	ev := &event.Event{Topic: "w.a", Offset: 1, Epoch: 1, Record: event.Record{Data: []byte("x")}}
 	items := []hub.Item{{Event: ev}, {Event: ev}}
-	c.writeItems(items) // builds the cached frame
+	buf := make([]byte, 0, 4096)
+	c.write(&buf, items) // builds the cached frame
 	if n := testing.AllocsPerRun(200, func() {
-		if err := c.writeItems(items); err != nil {
+		if err := c.write(&buf, items); err != nil {
 			t.Fatal(err)
 		}
 	}); n != 0 {
 		t.Errorf("%v allocations per write of 2 events, want 0", n)
 	}
+}
+
+// write frames items into *buf and writes them as the writer does: without
+// blocking, then the rest blocking.
+func (c *conn) write(buf *[]byte, items []hub.Item) error {
+	*buf = c.AppendItems((*buf)[:0], items)
+	n, err := c.out.TryWrite(*buf)
+	if err == netio.ErrWouldBlock {
+		_, err = c.out.Write((*buf)[n:])
+	}
+	return err
 }

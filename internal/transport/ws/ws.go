@@ -43,7 +43,6 @@ package ws
 import (
 	"bytes"
 	"context"
-	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -60,6 +59,7 @@ import (
 	"github.com/heraldhq/herald/internal/hub"
 	"github.com/heraldhq/herald/internal/reason"
 	"github.com/heraldhq/herald/internal/transport/netio"
+	"github.com/heraldhq/herald/internal/transport/push"
 	"github.com/heraldhq/herald/internal/wire"
 )
 
@@ -105,7 +105,7 @@ type Handler struct {
 	ctx       context.Context // for history reads during catch-up
 	clientCtx context.Context // commands of connections without Accept run in it
 
-	pool  *netio.Pool[*conn] // runs the connections' writers (pool.go)
+	group *push.Group        // the connections' writers (package push)
 	rpool *netio.Pool[*conn] // runs the readers of connections the poller found readable
 	poll  *poller            // nil: every connection has a reading goroutine
 
@@ -114,7 +114,6 @@ type Handler struct {
 	closed bool
 	count  atomic.Int64 // open connections, for MaxConns
 
-	open    sync.WaitGroup // connections not yet finished by their writer
 	readers sync.WaitGroup // reading goroutines
 	stop    chan struct{}  // closed by Close: ends the wheel
 	wheel   sync.WaitGroup // the wheel goroutine
@@ -149,7 +148,7 @@ func New(h *hub.Hub, opts Options) *Handler {
 	}
 	s := &Handler{
 		hub: h, opts: opts, ctx: context.Background(), clientCtx: hub.WithOrigin(context.Background(), hub.OriginClient),
-		pool: newWriterPool(opts.Writers), rpool: newReaderPool(), conns: make(map[*conn]struct{}), stop: make(chan struct{}),
+		group: push.NewGroup(opts.Writers, opts.WriteTimeout), rpool: newReaderPool(), conns: make(map[*conn]struct{}), stop: make(chan struct{}),
 	}
 	if p, err := newPoller(s); err == nil {
 		s.poll = p
@@ -173,14 +172,15 @@ func (s *Handler) Close() {
 			conns = append(conns, c)
 		}
 		s.mu.Unlock()
+		s.group.Close() // close frames a stalled client does not take at once are given up
 		close(s.stop)
 		s.wheel.Wait()
 		if s.poll != nil {
 			s.poll.close()
 		}
 		for _, c := range conns {
-			c.end(CloseShuttingDown, shutdownText)
-			c.kick(hub.CloseShutdown) // a final write waiting on a stalled client gives up now
+			c.endWith(shutdown)
+			c.Kick(hub.CloseShutdown) // a final write waiting on a stalled client gives up now
 		}
 	})
 }
@@ -190,7 +190,7 @@ func (s *Handler) Close() {
 func (s *Handler) Wait(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
-		s.open.Wait()
+		s.group.Wait(context.Background())
 		s.readers.Wait()
 		close(done)
 	}()
@@ -205,7 +205,8 @@ func (s *Handler) Wait(ctx context.Context) error {
 // Conns returns the number of open connections.
 func (s *Handler) Conns() int { return int(s.count.Load()) }
 
-const shutdownText = "shutting_down: the server is draining; reconnect and resume from your cursors"
+// shutdown is the close of a connection the handler ends as it closes.
+var shutdown = closeFor(reason.ShuttingDown, "the server is draining; reconnect and resume from your cursors")
 
 // ServeHTTP upgrades GET /v1/ws to a WebSocket connection.
 func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -269,33 +270,28 @@ func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	early = drainWrapper(nc, early)
 
 	if m := s.opts.MaxConns; m > 0 && s.count.Load() >= int64(m) {
-		closeNow(nc, CloseLimitReached, "limit_reached: the server has as many WebSocket connections as it takes; retry later or elsewhere")
+		closeNow(nc, closeFor(reason.LimitReached, "the server has as many WebSocket connections as it takes; retry later or elsewhere"))
 		return
 	}
 	c := newConn(s, nc, ctx, deflate != nil && deflate(), expires)
-	sub, err := s.hub.NewSubscriber(hub.SubscriberOptions{Wake: c.wake, Kick: c.kick, MaxQueueBytes: s.opts.MaxQueueBytes, MaxTopics: MaxTopicsPerConn})
+	sub, err := s.hub.NewSubscriber(hub.SubscriberOptions{Wake: c.Wake, Kick: c.Kick, MaxQueueBytes: s.opts.MaxQueueBytes, MaxTopics: MaxTopicsPerConn})
 	if err != nil {
-		closeNow(nc, CloseShuttingDown, shutdownText)
+		closeNow(nc, shutdown)
 		return
 	}
 	c.sub = sub
 	if !s.track(c) {
 		sub.Close(hub.CloseShutdown)
-		closeNow(nc, CloseShuttingDown, shutdownText)
+		closeNow(nc, shutdown)
 		return
 	}
-	c.running.Store(true) // setup owns the writer role until the welcome is out
-	// Written like a pool worker writes (the fresh socket takes it at
-	// once), so that no write deadline, and no timer, is left behind.
-	c.pooled = true
-	if err := c.send(c.welcome(), 0); err != nil && err != errHandoff {
-		sub.Close(hub.CloseClient)
-	} else if early != nil {
+	c.Attach(sub, &c.out, c.release)
+	// The setup holds the writer role until the welcome is out.
+	if c.SendNow(c.welcome()) && early != nil {
 		c.lastRead.Store(time.Now().UnixNano())
 		c.feed(early)
 	}
-	c.pooled = false
-	c.run() // write what the early commands queued; later writes run on demand
+	c.Run() // write what the early commands queued; later writes run on demand
 	c.startReading()
 }
 
@@ -323,9 +319,9 @@ func drainWrapper(nc net.Conn, early []byte) []byte {
 }
 
 // closeNow sends a close frame on a connection that never became a conn.
-func closeNow(nc net.Conn, code uint16, text string) {
+func closeNow(nc net.Conn, ce *closeError) {
 	nc.SetWriteDeadline(time.Now().Add(time.Second))
-	nc.Write(appendClose(nil, code, text))
+	nc.Write(appendClose(nil, ce.code, ce.text))
 	nc.Close()
 }
 
@@ -337,7 +333,6 @@ func (s *Handler) track(c *conn) bool {
 		return false
 	}
 	s.conns[c] = struct{}{}
-	s.open.Add(1)
 	s.count.Add(1)
 	s.mu.Unlock()
 	s.opts.OnConn(1)
@@ -351,7 +346,6 @@ func (s *Handler) untrack(c *conn) {
 	s.count.Add(-1)
 	s.mu.Unlock()
 	s.opts.OnConn(-1)
-	s.open.Done()
 }
 
 // wheelTick is how often the wheel looks at every connection.
@@ -395,13 +389,12 @@ func (s *Handler) turn() {
 			switch acts[i] {
 			case wheelPing:
 				c.lastPing.Store(now)
-				c.ping.Store(true)
-				c.wake()
+				c.AskIdle()
 			case wheelIdle:
-				c.end(CloseIdleTimeout, "idle_timeout: nothing received for "+s.opts.IdleTimeout.String()+
-					" (ws.idle_timeout), not even a pong; reconnect and resume")
+				c.endWith(closeFor(reason.IdleTimeout, "nothing received for "+s.opts.IdleTimeout.String()+
+					" (ws.idle_timeout), not even a pong; reconnect and resume"))
 			case wheelExpired:
-				c.end(CloseTokenExpired, "token_expired: the connection's credentials expired; reconnect with fresh ones")
+				c.endWith(closeFor(reason.TokenExpired, "the connection's credentials expired; reconnect with fresh ones"))
 			}
 		}
 		clear(due)
@@ -452,6 +445,3 @@ func headerHas(h http.Header, name, token string) bool {
 	}
 	return false
 }
-
-// errHandoff reports a pooled write that did not finish at once.
-var errHandoff = errors.New("write handed off")
