@@ -12,6 +12,7 @@ import (
 
 	"github.com/heraldhq/herald/client"
 	"github.com/heraldhq/herald/internal/config"
+	"github.com/heraldhq/herald/internal/hub"
 	"github.com/heraldhq/herald/internal/server"
 )
 
@@ -58,7 +59,7 @@ func startCLIServer(t *testing.T, opts ...func(*config.Config)) *cliServer {
 // pull returns every event of topic.
 func (s *cliServer) pull(t *testing.T, topic string) []client.Event {
 	t.Helper()
-	res, err := s.c.Pull(context.Background(), client.PullRequest{Topics: []string{topic}, Limit: 10000})
+	res, err := s.c.Pull(hub.Internal(context.Background()), client.PullRequest{Topics: []string{topic}, Limit: 10000})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/heraldhq/herald/client"
 	"github.com/heraldhq/herald/internal/config"
+	"github.com/heraldhq/herald/internal/hub"
 )
 
 // outLine is a line printed by herald subscribe: an event or a gap.
@@ -105,7 +106,7 @@ func TestSubscribeCommandGap(t *testing.T) {
 	})
 	var first client.Ack
 	for i := range 5 {
-		ack, err := s.c.Publish(context.Background(), "tiny.a", []byte("1"), client.PublishOptions{})
+		ack, err := s.c.Publish(hub.Internal(context.Background()), "tiny.a", []byte("1"), client.PublishOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -131,7 +132,7 @@ func TestSubscribeCommandGap(t *testing.T) {
 // cleanly (exit status 0), as does canceling its context.
 func TestSubscribeCommandInterrupt(t *testing.T) {
 	s := startCLIServer(t)
-	if _, err := s.c.Publish(context.Background(), "cli.int", []byte("1"), client.PublishOptions{}); err != nil {
+	if _, err := s.c.Publish(hub.Internal(context.Background()), "cli.int", []byte("1"), client.PublishOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	for _, how := range []string{"signal", "context"} {

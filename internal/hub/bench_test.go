@@ -1,7 +1,6 @@
 package hub_test
 
 import (
-	"context"
 	"fmt"
 	"runtime"
 	"sync/atomic"
@@ -44,7 +43,7 @@ func newFanoutRig(tb testing.TB, n int) *fanoutRig {
 		r.h.Close()
 		eng.Close()
 	})
-	ctx := context.Background()
+	ctx := bg
 	r.subs = make([]*hub.Subscriber, n)
 	for i := range r.subs {
 		s, err := r.h.NewSubscriber(hub.SubscriberOptions{})
@@ -64,7 +63,7 @@ func newFanoutRig(tb testing.TB, n int) *fanoutRig {
 func (r *fanoutRig) publish(tb testing.TB, k int) {
 	r.target.Store(r.fanned.Load() + int64(k))
 	for i := 0; i < k; i++ {
-		if _, err := r.h.Publish(context.Background(), fanoutTopic, r.recs); err != nil {
+		if _, err := r.h.Publish(bg, fanoutTopic, r.recs); err != nil {
 			tb.Fatal(err)
 		}
 	}
@@ -79,7 +78,7 @@ func (r *fanoutRig) publish(tb testing.TB, k int) {
 func (r *fanoutRig) drain(tb testing.TB, k int) {
 	for i, s := range r.subs {
 		var reason hub.CloseReason
-		r.buf, reason = s.Next(context.Background(), r.buf)
+		r.buf, reason = s.Next(bg, r.buf)
 		if reason != hub.CloseNone || len(r.buf) != k {
 			tb.Fatalf("subscriber %d: %d items, reason %v; want %d", i, len(r.buf), reason, k)
 		}
@@ -172,7 +171,7 @@ func BenchmarkPublish(b *testing.B) {
 				if !shared {
 					topic = fmt.Sprintf("bench.publish-%d", ids.Add(1))
 				}
-				ctx := context.Background()
+				ctx := bg
 				for pb.Next() {
 					if _, err := h.Publish(ctx, topic, recs); err != nil {
 						b.Error(err)

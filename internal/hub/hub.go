@@ -170,7 +170,7 @@ func (h *Hub) CheckPublish(ctx context.Context, topic string, recs []event.Recor
 	if err := h.checkOrigin(ctx, topic); err != nil {
 		return err
 	}
-	return h.opts.Gate.Allow(ctx, ActionPublish, topic)
+	return h.allow(ctx, ActionPublish, topic)
 }
 
 // deliver is the engine's callback. It queues ev for its topic's fan-out
@@ -356,6 +356,9 @@ func (h *Hub) Info(ctx context.Context, topic string) (event.TopicInfo, bool, er
 	if err := event.ValidateTopic(topic); err != nil {
 		return event.TopicInfo{}, false, err
 	}
+	if err := h.allow(ctx, ActionAdmin, topic); err != nil {
+		return event.TopicInfo{}, false, err
+	}
 	info, ok, err := h.eng.Info(ctx, topic)
 	if err == nil && !ok && h.Subscribers(topic) > 0 {
 		var b event.Batch
@@ -372,6 +375,9 @@ func (h *Hub) Info(ctx context.Context, topic string) (event.TopicInfo, bool, er
 // Topics lists the topics with history, and those with subscribers on
 // this node, sorted by name.
 func (h *Hub) Topics(ctx context.Context) ([]event.TopicInfo, error) {
+	if err := h.allow(ctx, ActionAdmin, ""); err != nil {
+		return nil, err
+	}
 	infos, err := h.eng.Topics(ctx)
 	if err != nil {
 		return nil, err

@@ -63,7 +63,7 @@ func (h *Hub) Presence(ctx context.Context, topic string) (event.Presence, error
 	if !h.presenceOn(topic) {
 		return event.Presence{}, fmt.Errorf("%w: %s (presence, namespaces.%s.presence)", ErrPresenceOff, topic, event.Namespace(topic))
 	}
-	if err := h.opts.Gate.Allow(ctx, ActionPresence, topic); err != nil {
+	if err := h.allow(ctx, ActionPresence, topic); err != nil {
 		return event.Presence{}, err
 	}
 	return h.presence(topic), nil

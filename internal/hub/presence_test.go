@@ -1,7 +1,6 @@
 package hub_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -31,12 +30,12 @@ func TestPresenceJoinLeave(t *testing.T) {
 	bob.expect(t, []string{want})
 	ann.expect(t, []string{want})
 
-	p, err := h.Presence(context.Background(), "room.1")
+	p, err := h.Presence(bg, "room.1")
 	if err != nil || p.Count != 2 || len(p.Members) != 2 || p.Members[0].Client != a || string(p.Members[0].Info) != `{"name":"ann"}` ||
 		p.Members[1].Info != nil || p.Members[0].Since == 0 {
 		t.Fatalf("Presence: %+v %v", p, err)
 	}
-	info, ok, err := h.Info(context.Background(), "room.1")
+	info, ok, err := h.Info(bg, "room.1")
 	if err != nil || !ok || info.Presence == nil || info.Presence.Count != 2 || info.Last != 0 {
 		t.Fatalf("Info: %+v %v %v (presence must consume no offsets)", info, ok, err)
 	}
@@ -48,22 +47,22 @@ func TestPresenceJoinLeave(t *testing.T) {
 	ann.expect(t, []string{"join room.1 " + b})
 	bob.Close(hub.CloseClient) // ending leaves every topic
 	ann.expect(t, []string{"leave room.1 " + b})
-	if p, _ := h.Presence(context.Background(), "room.1"); p.Count != 1 {
+	if p, _ := h.Presence(bg, "room.1"); p.Count != 1 {
 		t.Errorf("presence after bob left: %+v", p)
 	}
 
 	// Topics without presence: no notices, no list.
 	ann.subscribe(t, "other", hub.Start{})
 	ann.expect(t, nil)
-	if _, err := h.Presence(context.Background(), "other"); !errors.Is(err, hub.ErrPresenceOff) || !errors.Is(err, hub.ErrBadInput) {
+	if _, err := h.Presence(bg, "other"); !errors.Is(err, hub.ErrPresenceOff) || !errors.Is(err, hub.ErrBadInput) {
 		t.Errorf("Presence of a topic without presence: %v", err)
 	}
-	if info, _, _ := h.Info(context.Background(), "other"); info.Presence != nil {
+	if info, _, _ := h.Info(bg, "other"); info.Presence != nil {
 		t.Errorf("Info of a topic without presence has %+v", info.Presence)
 	}
 	// Bad info refuses the subscription.
 	for _, bad := range []string{`[1]`, `"x"`, `{`, `{"a":"` + string(make([]byte, hub.MaxPresenceInfo)) + `"}`} {
-		if _, err := ann.SubscribeTopic(context.Background(), "room.2", hub.Start{Info: []byte(bad)}); !errors.Is(err, hub.ErrBadInput) {
+		if _, err := ann.SubscribeTopic(bg, "room.2", hub.Start{Info: []byte(bad)}); !errors.Is(err, hub.ErrBadInput) {
 			t.Errorf("info %.20q: %v, want ErrBadInput", bad, err)
 		}
 	}
@@ -100,7 +99,7 @@ func TestPresenceConcurrent(t *testing.T) {
 		stay[i] = newSub(t, h, hub.SubscriberOptions{})
 		wg.Go(func() {
 			for j := range 20 {
-				if _, err := stay[i].SubscribeTopic(context.Background(), "room.c", hub.Start{}); err != nil {
+				if _, err := stay[i].SubscribeTopic(bg, "room.c", hub.Start{}); err != nil {
 					t.Error(err)
 					return
 				}
@@ -124,7 +123,7 @@ func TestPresenceConcurrent(t *testing.T) {
 		}
 		state[p.Member.Client] = !p.Leave
 	}
-	pr, _ := h.Presence(context.Background(), "room.c")
+	pr, _ := h.Presence(bg, "room.c")
 	if pr.Count != 9 {
 		t.Errorf("presence count %d, want 9", pr.Count)
 	}
@@ -170,8 +169,8 @@ func waitQueued(t *testing.T, s *sub, n int) {
 func TestClientPublishPolicy(t *testing.T) {
 	h := newHub(t, hub.Options{ClientPublish: func(topic string) bool { return event.Namespace(topic) != "ro" }}, memory.Options{})
 	rec := []event.Record{{Data: []byte("1")}}
-	client := hub.WithOrigin(context.Background(), hub.OriginClient)
-	if hub.OriginOf(context.Background()) != hub.OriginService || hub.OriginOf(client) != hub.OriginClient {
+	client := hub.WithOrigin(bg, hub.OriginClient)
+	if hub.OriginOf(bg) != hub.OriginService || hub.OriginOf(client) != hub.OriginClient {
 		t.Fatal("OriginOf")
 	}
 	if _, err := h.Publish(client, "ro.a", rec); !errors.Is(err, hub.ErrForbidden) {
@@ -183,7 +182,7 @@ func TestClientPublishPolicy(t *testing.T) {
 	if _, err := h.Publish(client, "rw.a", rec); err != nil {
 		t.Errorf("client publish to rw.a: %v", err)
 	}
-	if _, err := h.Publish(context.Background(), "ro.a", rec); err != nil {
+	if _, err := h.Publish(bg, "ro.a", rec); err != nil {
 		t.Errorf("service publish to ro.a: %v", err)
 	}
 }

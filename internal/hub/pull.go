@@ -46,7 +46,7 @@ func (h *Hub) Pull(ctx context.Context, req PullRequest) (PullResult, error) {
 		return PullResult{}, fmt.Errorf("%w: limit %d is over the maximum %d", ErrBadInput, req.Limit, MaxPullLimit)
 	}
 	for _, t := range req.Topics {
-		if err := h.opts.Gate.Allow(ctx, ActionHistory, t); err != nil {
+		if err := h.allow(ctx, ActionHistory, t); err != nil {
 			return PullResult{}, err
 		}
 	}

@@ -17,7 +17,7 @@ import (
 
 func pull(t testing.TB, h *hub.Hub, req hub.PullRequest) hub.PullResult {
 	t.Helper()
-	res, err := h.Pull(context.Background(), req)
+	res, err := h.Pull(bg, req)
 	if err != nil {
 		t.Fatalf("Pull(%+v): %v", req, err)
 	}
@@ -179,7 +179,7 @@ func TestPullMergeKeepsTopicOrder(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < 100; i++ {
-				if _, err := h.Publish(context.Background(), topic, []event.Record{{Data: []byte("1")}, {Data: []byte("2")}}); err != nil {
+				if _, err := h.Publish(bg, topic, []event.Record{{Data: []byte("1")}, {Data: []byte("2")}}); err != nil {
 					t.Error(err)
 					return
 				}
@@ -290,11 +290,11 @@ func TestPullErrors(t *testing.T) {
 		{"long topic", hub.PullRequest{Topics: []string{strings.Repeat("x", 201)}}, event.ErrBadTopic},
 	}
 	for _, tt := range tests {
-		if _, err := h.Pull(context.Background(), tt.req); !errors.Is(err, tt.want) {
+		if _, err := h.Pull(bg, tt.req); !errors.Is(err, tt.want) {
 			t.Errorf("%s: Pull = %v, want %v", tt.name, err, tt.want)
 		}
 	}
-	if topics, _ := h.Topics(context.Background()); len(topics) != 0 {
+	if topics, _ := h.Topics(bg); len(topics) != 0 {
 		t.Errorf("refused pulls created topics: %v", topics)
 	}
 }
@@ -354,7 +354,7 @@ func TestLongPollReturnsOnEvent(t *testing.T) {
 		t.Run(topic, func(t *testing.T) {
 			h, waiting := newWaitHub(t, memory.Options{})
 			publish(t, h, "a", 3)
-			done := startPull(context.Background(), h, hub.PullRequest{Topics: []string{"a", "b"}, Wait: time.Hour})
+			done := startPull(bg, h, hub.PullRequest{Topics: []string{"a", "b"}, Wait: time.Hour})
 			waiting.wait(t, "the long poll to wait")
 			publish(t, h, topic, 1)
 			a := waitAnswer(t, done, "after an event")
@@ -372,7 +372,7 @@ func TestLongPollReturnsOnEvent(t *testing.T) {
 func TestLongPollReadyAtOnce(t *testing.T) {
 	h, waiting := newWaitHub(t, memory.Options{})
 	publish(t, h, "a", 3)
-	done := startPull(context.Background(), h, hub.PullRequest{Topics: []string{"a"}, From: hub.FromEarliest, Wait: time.Hour})
+	done := startPull(bg, h, hub.PullRequest{Topics: []string{"a"}, From: hub.FromEarliest, Wait: time.Hour})
 	if got := waitAnswer(t, done, "with events ready").String(); got != "a/1,a/2,a/3" {
 		t.Errorf("got %s", got)
 	}
@@ -388,7 +388,7 @@ func TestLongPollTimesOut(t *testing.T) {
 	publish(t, h, "a", 3)
 	e := epochOf(t, h, "a")
 	req := hub.PullRequest{Topics: []string{"a"}, Cursor: cursorOf(entry("a", at(e, 3))), Wait: 20 * time.Millisecond}
-	a := waitAnswer(t, startPull(context.Background(), h, req), "after Wait")
+	a := waitAnswer(t, startPull(bg, h, req), "after Wait")
 	if len(a.res.Events) != 0 || len(a.res.Gaps) != 0 {
 		t.Errorf("got %s and %d gaps, want nothing", a, len(a.res.Gaps))
 	}
@@ -402,7 +402,7 @@ func TestLongPollTimesOut(t *testing.T) {
 
 func TestLongPollContextCancelled(t *testing.T) {
 	h, waiting := newWaitHub(t, memory.Options{})
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(bg)
 	done := startPull(ctx, h, hub.PullRequest{Topics: []string{"a"}, Wait: time.Hour})
 	waiting.wait(t, "the long poll to wait")
 	cancel()
@@ -421,7 +421,7 @@ func TestLongPollContextCancelled(t *testing.T) {
 
 func TestLongPollHubClose(t *testing.T) {
 	h, waiting := newWaitHub(t, memory.Options{})
-	done := startPull(context.Background(), h, hub.PullRequest{Topics: []string{"a", "b"}, Wait: time.Hour})
+	done := startPull(bg, h, hub.PullRequest{Topics: []string{"a", "b"}, Wait: time.Hour})
 	waiting.wait(t, "the long poll to wait")
 	h.Close()
 	if a := waitAnswer(t, done, "after hub.Close"); len(a.res.Events) != 0 {
@@ -431,7 +431,7 @@ func TestLongPollHubClose(t *testing.T) {
 		t.Error("the long poll left a subscription")
 	}
 	// A long poll on a closed hub does not wait.
-	waitAnswer(t, startPull(context.Background(), h, hub.PullRequest{Topics: []string{"a"}, Wait: time.Hour}), "on a closed hub")
+	waitAnswer(t, startPull(bg, h, hub.PullRequest{Topics: []string{"a"}, Wait: time.Hour}), "on a closed hub")
 }
 
 func TestLongPollGapAnswersAtOnce(t *testing.T) {
@@ -439,7 +439,7 @@ func TestLongPollGapAnswersAtOnce(t *testing.T) {
 	publish(t, h, "a", 5)
 	e := epochOf(t, h, "a")
 	req := hub.PullRequest{Topics: []string{"a"}, Cursor: cursorOf(entry("a", at(e, 50))), Wait: time.Hour}
-	a := waitAnswer(t, startPull(context.Background(), h, req), "with a gap")
+	a := waitAnswer(t, startPull(bg, h, req), "with a gap")
 	if got := gapNames(a.res.Gaps); !equal(got, []string{"gap a ahead 50>5 (4)"}) {
 		t.Errorf("gaps %v", got)
 	}
@@ -478,7 +478,7 @@ func TestLongPollWaitsThroughStaleWakes(t *testing.T) {
 	go func() { // slower than the poller, so that polls catch up and wait
 		defer close(done)
 		for i := 0; i < total; i++ {
-			if _, err := h.Publish(context.Background(), "a", []event.Record{{Data: []byte(`{}`)}}); err != nil {
+			if _, err := h.Publish(bg, "a", []event.Record{{Data: []byte(`{}`)}}); err != nil {
 				t.Error(err)
 				return
 			}

@@ -1,7 +1,6 @@
 package hub_test
 
 import (
-	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -40,7 +39,7 @@ func TestPublishChecksRecords(t *testing.T) {
 		{"empty header name", event.Record{Headers: map[string]string{"": "v"}}, false},
 		{"header value not UTF-8", event.Record{Headers: map[string]string{"a": "\xff"}}, false},
 	} {
-		_, err := h.Publish(context.Background(), "r.a", []event.Record{tt.rec})
+		_, err := h.Publish(bg, "r.a", []event.Record{tt.rec})
 		if tt.ok != (err == nil) || err != nil && !errors.Is(err, hub.ErrBadInput) && !errors.Is(err, hub.ErrTooLarge) {
 			t.Errorf("%s: Publish = %v, want ok %v (errors wrapping ErrBadInput or ErrTooLarge)", tt.name, err, tt.ok)
 		}
@@ -51,12 +50,12 @@ func TestPublishChecksRecords(t *testing.T) {
 // its index, so that a batch can say which of its events was refused.
 func TestRecordErrorNamesTheRecord(t *testing.T) {
 	h := newHub(t, hub.Options{}, memory.Options{})
-	_, err := h.Publish(context.Background(), "r.b", []event.Record{{Data: []byte("1")}, {Data: []byte("2"), Type: "gap"}})
+	_, err := h.Publish(bg, "r.b", []event.Record{{Data: []byte("1")}, {Data: []byte("2"), Type: "gap"}})
 	var re *hub.RecordError
 	if !errors.As(err, &re) || re.Index != 1 || !errors.Is(err, hub.ErrBadInput) {
 		t.Fatalf("Publish = %v, want a RecordError for event 1 wrapping ErrBadInput", err)
 	}
-	if info, ok, _ := h.Info(context.Background(), "r.b"); ok && info.Last != 0 {
+	if info, ok, _ := h.Info(bg, "r.b"); ok && info.Last != 0 {
 		t.Errorf("a refused batch stored events: %+v", info)
 	}
 }

@@ -45,7 +45,7 @@ func TestSubscribeRequestChecks(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHub(t, hub.Options{Gate: topicGate("secret")}, memory.Options{})
 			s := newSub(t, h, hub.SubscriberOptions{MaxTopics: 3})
-			_, err := s.Subscribe(context.Background(), &hub.SubscribeRequest{Topics: tt.topics}, nil)
+			_, err := s.Subscribe(bg, &hub.SubscribeRequest{Topics: tt.topics}, nil)
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("Subscribe(%v) = %v, want %v", tt.topics, err, tt.want)
 			}
@@ -77,7 +77,7 @@ func TestSubscribeReplyComesFirst(t *testing.T) {
 	}
 	req := &hub.SubscribeRequest{Topics: []string{"a"}}
 	req.Cursor.Set("a", at(e, 1)) // trimmed: a gap is queued
-	if _, err := s.Subscribe(context.Background(), req, reply); err != nil {
+	if _, err := s.Subscribe(bg, req, reply); err != nil {
 		t.Fatal(err)
 	}
 	got := describe(s.take(t, 4))
@@ -89,7 +89,7 @@ func TestSubscribeReplyComesFirst(t *testing.T) {
 	// own), then secret is refused; b is taken out again and its gap goes.
 	req = &hub.SubscribeRequest{Topics: []string{"b", "secret"}}
 	req.Cursor.Set("b", at(e+1, 9))
-	if _, err := s.Subscribe(context.Background(), req, reply); !errors.Is(err, hub.ErrForbidden) {
+	if _, err := s.Subscribe(bg, req, reply); !errors.Is(err, hub.ErrForbidden) {
 		t.Fatalf("Subscribe = %v, want forbidden", err)
 	}
 	publish(t, h, "a", 1)

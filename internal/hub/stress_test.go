@@ -1,7 +1,6 @@
 package hub_test
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -29,7 +28,7 @@ func TestRecoveryStress(t *testing.T) {
 	// CatchupBatch is small so recovery takes many steps and overlaps with
 	// live deliveries; the queue cap is high so nobody is cut off as slow.
 	h := newHub(t, hub.Options{CatchupBatch: 8, MaxQueueBytes: 64 << 20}, retain(1<<20))
-	ctx := context.Background()
+	ctx := bg
 	publish(t, h, topic, 20)
 	epoch := epochOf(t, h, topic)
 

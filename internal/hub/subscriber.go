@@ -303,8 +303,14 @@ func (s *Subscriber) SubscribeTopic(ctx context.Context, topic string, start Sta
 	if err != nil {
 		return event.Position{}, err
 	}
-	if err := s.h.opts.Gate.Allow(ctx, ActionSubscribe, topic); err != nil {
+	if err := s.h.allow(ctx, ActionSubscribe, topic); err != nil {
 		return event.Position{}, err
+	}
+	if start.Set || start.Earliest {
+		// Starting before now reads history (a cursor, earliest).
+		if err := s.h.allow(ctx, ActionHistory, topic); err != nil {
+			return event.Position{}, err
+		}
 	}
 	sub := &subscription{owner: s, topic: topic, catchup: true}
 	s.mu.Lock()

@@ -61,7 +61,7 @@ func TestSubscribeCatchupInBatches(t *testing.T) {
 
 func epochLast(t testing.TB, h *hub.Hub, topic string) uint64 {
 	t.Helper()
-	in, _, err := h.Info(context.Background(), topic)
+	in, _, err := h.Info(bg, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +230,7 @@ func TestSlowConsumer(t *testing.T) {
 	const size = 200 + 1 + 128 // what an item counts against the cap: payload, topic, overhead
 	payload := strings.Repeat("x", 200)
 	for i := 1; i <= 50; i++ {
-		if _, err := h.Publish(context.Background(), "a", []event.Record{{Data: []byte(payload)}}); err != nil {
+		if _, err := h.Publish(bg, "a", []event.Record{{Data: []byte(payload)}}); err != nil {
 			t.Fatal(err)
 		}
 		fast.expect(t, events("a", uint64(i), uint64(i)))
@@ -259,7 +259,7 @@ func TestSlowConsumer(t *testing.T) {
 	if len(stuck.kicks) != 0 {
 		t.Error("Kick called more than once")
 	}
-	if items, r := stuck.Next(context.Background(), nil); r != hub.CloseSlow || len(items) != 0 {
+	if items, r := stuck.Next(bg, nil); r != hub.CloseSlow || len(items) != 0 {
 		t.Errorf("Next after the close = %d items, %v; want none, CloseSlow", len(items), r)
 	}
 	if got := h.Subscribers("a"); got != 2 {
@@ -336,10 +336,10 @@ func TestCloseClient(t *testing.T) {
 	if len(s.kicks) != 0 {
 		t.Error("Kick called for a client close")
 	}
-	if _, r := s.Next(context.Background(), nil); r != hub.CloseClient {
+	if _, r := s.Next(bg, nil); r != hub.CloseClient {
 		t.Errorf("Next = %v, want client_closed", r)
 	}
-	if _, err := s.SubscribeTopic(context.Background(), "c", hub.Start{}); !errors.Is(err, hub.ErrClosed) {
+	if _, err := s.SubscribeTopic(bg, "c", hub.Start{}); !errors.Is(err, hub.ErrClosed) {
 		t.Errorf("Subscribe after Close = %v, want ErrClosed", err)
 	}
 	if h.Subscribers("c") != 0 {
@@ -378,7 +378,7 @@ func TestHubClose(t *testing.T) {
 		default:
 			t.Errorf("subscriber %d: no Kick", i)
 		}
-		if _, r := s.Next(context.Background(), nil); r != hub.CloseShutdown {
+		if _, r := s.Next(bg, nil); r != hub.CloseShutdown {
 			t.Errorf("subscriber %d: Next = %v", i, r)
 		}
 	}
@@ -411,21 +411,21 @@ func TestSubscribeErrors(t *testing.T) {
 		{"long topic", strings.Repeat("a", 201), event.ErrBadTopic},
 	}
 	for _, tt := range tests {
-		if _, err := s.SubscribeTopic(context.Background(), tt.topic, hub.Start{}); !errors.Is(err, tt.want) {
+		if _, err := s.SubscribeTopic(bg, tt.topic, hub.Start{}); !errors.Is(err, tt.want) {
 			t.Errorf("%s: Subscribe = %v, want %v", tt.name, err, tt.want)
 		}
 	}
 	if h.Subscribers("a") != 1 || s.Topics() != 1 {
 		t.Errorf("failed Subscribes changed the state: Subscribers %d, Topics %d", h.Subscribers("a"), s.Topics())
 	}
-	topics, _ := h.Topics(context.Background())
+	topics, _ := h.Topics(bg)
 	if len(topics) != 1 || topics[0].Name != "a" {
 		t.Errorf("Topics = %v, want only a (which has a subscriber)", topics)
 	}
 }
 
 func TestGateRefuses(t *testing.T) {
-	ctx := context.Background()
+	ctx := bg
 	for _, a := range []hub.Action{hub.ActionPublish, hub.ActionSubscribe, hub.ActionHistory} {
 		t.Run(a.String(), func(t *testing.T) {
 			g := &gate{refuse: map[hub.Action]bool{a: true}}
@@ -460,7 +460,7 @@ func TestGateRefuses(t *testing.T) {
 func TestGateRefusesEverythingStoresNothing(t *testing.T) {
 	g := &gate{refuse: map[hub.Action]bool{hub.ActionPublish: true, hub.ActionSubscribe: true, hub.ActionHistory: true}}
 	h := newHub(t, hub.Options{Gate: g}, memory.Options{})
-	ctx := context.Background()
+	ctx := bg
 	h.Publish(ctx, "a", []event.Record{{Data: []byte("1")}})
 	s := newSub(t, h, hub.SubscriberOptions{})
 	s.SubscribeTopic(ctx, "b", hub.Start{})
@@ -473,14 +473,14 @@ func TestGateRefusesEverythingStoresNothing(t *testing.T) {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if want := []string{"publish a", "subscribe b", "history c"}; !equal(g.asked, want) {
+	if want := []string{"publish a", "subscribe b", "history c", "admin "}; !equal(g.asked, want) {
 		t.Errorf("gate asked %v, want %v", g.asked, want)
 	}
 }
 
 func TestPublishErrors(t *testing.T) {
 	h := newHub(t, hub.Options{MaxEventBytes: 10}, memory.Options{})
-	ctx := context.Background()
+	ctx := bg
 	tests := []struct {
 		name  string
 		topic string
@@ -511,7 +511,7 @@ func TestPublishErrors(t *testing.T) {
 
 func TestInfoAndTopics(t *testing.T) {
 	h := newHub(t, hub.Options{}, memory.Options{})
-	ctx := context.Background()
+	ctx := bg
 	publish(t, h, "b", 2)
 	publish(t, h, "a", 1)
 	if _, _, err := h.Info(ctx, "a..b"); !errors.Is(err, event.ErrBadTopic) {
@@ -538,7 +538,7 @@ func TestInfoAndTopics(t *testing.T) {
 // once from its recovery.
 func TestStaleDeliveryAfterResubscribe(t *testing.T) {
 	h := newHub(t, hub.Options{}, memory.Options{})
-	ctx := context.Background()
+	ctx := bg
 	inWake, release := make(chan struct{}), make(chan struct{})
 	var releaseOnce sync.Once
 	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) }) // before the hub's cleanup
@@ -628,7 +628,7 @@ func TestUnsubscribeDuringSubscribe(t *testing.T) {
 				}
 			}
 			publish(t, h, "a", 3)
-			_, err := s.SubscribeTopic(context.Background(), "a", hub.Start{Earliest: true})
+			_, err := s.SubscribeTopic(bg, "a", hub.Start{Earliest: true})
 			eng.onWatch = nil
 			if err == nil {
 				t.Error("Subscribe reported success for a subscription ended while it ran")
@@ -642,7 +642,7 @@ func TestUnsubscribeDuringSubscribe(t *testing.T) {
 			// Next must not spin on a subscription that is gone.
 			done := make(chan []hub.Item, 1)
 			go func() {
-				items, _ := s.Next(context.Background(), nil)
+				items, _ := s.Next(bg, nil)
 				done <- items
 			}()
 			select {
@@ -661,7 +661,7 @@ func TestUnsubscribeDuringSubscribe(t *testing.T) {
 // checks that no subscription outlives its subscriber.
 func TestSubscribeCloseRace(t *testing.T) {
 	h := newHub(t, hub.Options{}, memory.Options{})
-	ctx := context.Background()
+	ctx := bg
 	for i := 0; i < 300; i++ {
 		s, err := h.NewSubscriber(hub.SubscriberOptions{})
 		if err != nil {

@@ -26,6 +26,7 @@ import (
 	"github.com/heraldhq/herald/internal/cursor"
 	"github.com/heraldhq/herald/internal/engine/memory"
 	"github.com/heraldhq/herald/internal/event"
+	"github.com/heraldhq/herald/internal/hub"
 	"github.com/heraldhq/herald/internal/server"
 )
 
@@ -91,7 +92,7 @@ func TestBrowserSSEReconnect(t *testing.T) {
 	b := browserNewServer(t, cfg, eng)
 	for n := 6; n <= 8; n++ {
 		rec := event.Record{Data: []byte(strconv.Itoa(n)), Encoding: event.EncodingText}
-		acks, err := b.srv.Hub().Publish(context.Background(), topic, []event.Record{rec})
+		acks, err := b.srv.Hub().Publish(hub.Internal(context.Background()), topic, []event.Record{rec})
 		if err != nil {
 			t.Fatalf("publish %d through server B's hub: %v", n, err)
 		}

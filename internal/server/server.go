@@ -41,7 +41,9 @@ type Server struct {
 	cfg       config.Config
 	log       *slog.Logger
 	eng       Engine
-	ownEngine bool // close eng on Shutdown
+	ownEngine bool              // close eng on Shutdown
+	authn     hub.Authenticator // nil: anonymous callers
+	gate      hub.Gate          // nil: everything allowed
 
 	hub     *hub.Hub
 	rest    *rest.Handler
@@ -100,6 +102,13 @@ func WithEngine(eng Engine) Option {
 	return func(s *Server) { s.eng = eng }
 }
 
+// WithAccess makes the server establish callers' identities with authn
+// and decide what they may do with gate (either may be nil: anonymous
+// callers, everything allowed).
+func WithAccess(authn hub.Authenticator, gate hub.Gate) Option {
+	return func(s *Server) { s.authn, s.gate = authn, gate }
+}
+
 // New builds a server from cfg. It does not listen yet; see Start.
 func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
@@ -132,6 +141,8 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 		s.ownEngine = true
 	}
 	s.hub = hub.New(s.eng, hub.Options{
+		Authenticator: s.authn,
+		Gate:          s.gate,
 		MaxEventBytes: cfg.Limits.MaxEventBytes,
 		MaxQueueBytes: cfg.Limits.MaxQueueBytes,
 		Observer:      s.metrics.HubObserver(),

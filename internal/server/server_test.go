@@ -43,13 +43,19 @@ type testServer struct {
 // adjusted by opts, and shuts it down when the test ends.
 func startServer(t *testing.T, opts ...func(*config.Config)) *testServer {
 	t.Helper()
+	return startServerWith(t, nil, opts...)
+}
+
+// startServerWith is startServer with server options.
+func startServerWith(t *testing.T, sopts []server.Option, opts ...func(*config.Config)) *testServer {
+	t.Helper()
 	cfg := config.Default()
 	cfg.HTTP.Addr = "127.0.0.1:0"
 	cfg.GRPC.Addr = "127.0.0.1:0" // never the fixed default port
 	for _, o := range opts {
 		o(&cfg)
 	}
-	srv, err := server.New(cfg, nil)
+	srv, err := server.New(cfg, nil, sopts...)
 	if err != nil {
 		t.Fatalf("server.New: %v", err)
 	}

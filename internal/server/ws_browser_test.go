@@ -21,6 +21,7 @@ import (
 	"github.com/heraldhq/herald/internal/cursor"
 	"github.com/heraldhq/herald/internal/engine/memory"
 	"github.com/heraldhq/herald/internal/event"
+	"github.com/heraldhq/herald/internal/hub"
 )
 
 // TestBrowserWebSocket drives a page in headless chromium that speaks the
@@ -72,7 +73,7 @@ func TestBrowserWebSocket(t *testing.T) {
 	b := browserNewServer(t, cfg, eng)
 	for n := 6; n <= 8; n++ {
 		rec := event.Record{Data: []byte(strconv.Itoa(n)), Encoding: event.EncodingText}
-		if _, err := b.srv.Hub().Publish(context.Background(), topic, []event.Record{rec}); err != nil {
+		if _, err := b.srv.Hub().Publish(hub.Internal(context.Background()), topic, []event.Record{rec}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/engine/memory"
 	"github.com/heraldhq/herald/internal/event"
+	"github.com/heraldhq/herald/internal/hub"
 )
 
 // nodeDir holds the Node test client and its pinned dependencies
@@ -114,7 +115,7 @@ func TestNodeWebSocketClient(t *testing.T) {
 	}
 
 	step("published")
-	if info, ok, err := a.srv.Hub().Info(context.Background(), topic); err != nil || !ok || info.Last != 5 {
+	if info, ok, err := a.srv.Hub().Info(hub.Internal(context.Background()), topic); err != nil || !ok || info.Last != 5 {
 		t.Fatalf("after the node client published: %+v %v %v", info, ok, err)
 	}
 	a.shutdown()
@@ -122,7 +123,7 @@ func TestNodeWebSocketClient(t *testing.T) {
 	b := browserNewServer(t, cfg, eng)
 	for n := 6; n <= 8; n++ {
 		rec := event.Record{Data: []byte(strconv.Itoa(n)), Encoding: event.EncodingText}
-		if _, err := b.srv.Hub().Publish(context.Background(), topic, []event.Record{rec}); err != nil {
+		if _, err := b.srv.Hub().Publish(hub.Internal(context.Background()), topic, []event.Record{rec}); err != nil {
 			t.Fatal(err)
 		}
 	}

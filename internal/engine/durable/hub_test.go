@@ -37,7 +37,7 @@ func (n *node) stop(t *testing.T) {
 func (n *node) publish(t *testing.T, topic string, from, to int) {
 	t.Helper()
 	for i := from; i <= to; i++ {
-		if _, err := n.h.Publish(context.Background(), topic, []event.Record{{Data: []byte(fmt.Sprintf(`{"i":%d}`, i))}}); err != nil {
+		if _, err := n.h.Publish(hub.Internal(context.Background()), topic, []event.Record{{Data: []byte(fmt.Sprintf(`{"i":%d}`, i))}}); err != nil {
 			t.Fatalf("Publish: %v", err)
 		}
 	}
@@ -94,7 +94,7 @@ func TestHubRecoversAcrossRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close(hub.CloseClient)
-	if _, err := s.SubscribeTopic(context.Background(), "room", hub.Start{Position: cursor, Set: true}); err != nil {
+	if _, err := s.SubscribeTopic(hub.Internal(context.Background()), "room", hub.Start{Position: cursor, Set: true}); err != nil {
 		t.Fatal(err)
 	}
 	got := take(t, s, wake, 5) // 4..8 from history

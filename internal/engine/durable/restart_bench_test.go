@@ -11,6 +11,7 @@ import (
 
 	"github.com/heraldhq/herald/internal/engine/durable"
 	"github.com/heraldhq/herald/internal/event"
+	"github.com/heraldhq/herald/internal/hub"
 )
 
 // restartDirs are the stores built by BenchmarkRestart, by event count,
@@ -106,7 +107,7 @@ func BenchmarkRestart(b *testing.B) {
 		}
 		for t := 0; t < restartTopics; t++ {
 			topic := "restart.t" + strconv.Itoa(t)
-			info, ok, err := e.Info(context.Background(), topic)
+			info, ok, err := e.Info(hub.Internal(context.Background()), topic)
 			if err != nil || !ok || info.Retained != int(per) {
 				b.Fatalf("Info(%s) = %+v, %v, %v; want %d retained", topic, info, ok, err, per)
 			}

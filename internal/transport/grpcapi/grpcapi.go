@@ -128,6 +128,10 @@ func New(h *hub.Hub, opts Options) (*Server, error) {
 		// worker while it waits for its request message, and a stream for
 		// its life; when all are taken, a call gets a goroutine of its own.
 		grpc.NumStreamWorkers(uint32(streamWorkers())),
+		// Every call of herald's service carries its caller's identity to
+		// the hub (auth.go).
+		grpc.UnaryInterceptor(s.unaryAuth),
+		grpc.StreamInterceptor(s.streamAuth),
 	)
 	s.gs.RegisterService(s.serviceDesc(), &service{s: s})
 	healthpb.RegisterHealthServer(s.gs, s.health)

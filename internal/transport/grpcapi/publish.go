@@ -17,12 +17,25 @@ import (
 
 // publishHandler is the Publish method's handler (it replaces the
 // generated one in the service description): the request is decoded and
-// the answer encoded by hand (publishwire.go).
-func (s *Server) publishHandler(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+// the answer encoded by hand (publishwire.go). Like the generated
+// handlers, it runs the call through the server's interceptor, which
+// authenticates it.
+func (s *Server) publishHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
 	in := new(publishIn)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
+	if interceptor == nil {
+		return s.publishDecoded(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: servicePrefix + "Publish"}
+	return interceptor(ctx, in, info, func(ctx context.Context, req any) (any, error) {
+		return s.publishDecoded(ctx, req.(*publishIn))
+	})
+}
+
+// publishDecoded publishes a decoded request and encodes the answer.
+func (s *Server) publishDecoded(ctx context.Context, in *publishIn) (any, error) {
 	out, err := s.publish(ctx, in)
 	if err != nil {
 		return nil, statusError(err)

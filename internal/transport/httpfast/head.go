@@ -151,7 +151,9 @@ func parseHead(b []byte, maxHead int, h *head) parseResult {
 			}
 		case equalFold(name, "transfer-encoding"), equalFold(name, "expect"), equalFold(name, "origin"),
 			equalFold(name, "upgrade"), equalFold(name, "te"), equalFold(name, "trailer"),
-			equalFold(name, "access-control-request-method"):
+			equalFold(name, "access-control-request-method"),
+			// Credentials: net/http authenticates them (decision 0008).
+			equalFold(name, "authorization"), equalFold(name, "cookie"):
 			return handoff
 		case len(name) > len(headerPrefix) && equalFold(name[:len(headerPrefix)], headerPrefix):
 			h.headers = append(h.headers, [2][]byte{name[len(headerPrefix):], value})

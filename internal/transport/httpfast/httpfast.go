@@ -38,6 +38,11 @@ import (
 type Publisher interface {
 	PublishSingle(ctx context.Context, in *rest.Single, dst []byte) (int, []byte)
 	MaxEventBytes() int
+	// Anonymous returns ctx carrying the identity of a caller that
+	// presented no credentials. Requests that present some (an
+	// Authorization header, a cookie) are handed to net/http, which
+	// authenticates each.
+	Anonymous(ctx context.Context, remoteAddr string) (context.Context, error)
 }
 
 // Options configure a Server. Zero fields take the defaults noted.
@@ -235,6 +240,11 @@ const bufSize = 4 << 10
 func (c *conn) serve() {
 	defer c.srv.forget(c)
 	s := c.srv
+	ctx, err := s.pub.Anonymous(s.ctx, c.nc.RemoteAddr().String())
+	if err != nil {
+		c.handoff(nil) // net/http answers with the refusal
+		return
+	}
 	buf := make([]byte, 0, bufSize)
 	var out, body []byte
 	var h head
@@ -310,7 +320,7 @@ func (c *conn) serve() {
 			}
 		}
 		var status int
-		status, body = s.pub.PublishSingle(s.ctx, &in, body[:0])
+		status, body = s.pub.PublishSingle(ctx, &in, body[:0])
 		closeAfter := h.close || s.closing.Load()
 		out = appendAnswer(out, status, body, closeAfter)
 		if closeAfter {

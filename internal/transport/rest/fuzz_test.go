@@ -11,6 +11,7 @@ import (
 
 	"github.com/heraldhq/herald/internal/cursor"
 	"github.com/heraldhq/herald/internal/event"
+	"github.com/heraldhq/herald/internal/hub"
 	"github.com/heraldhq/herald/internal/wire"
 )
 
@@ -187,7 +188,7 @@ func FuzzBatch(f *testing.F) {
 	f.Add([]byte(`{"events":[{"topic":"a","data":1},{"topic":"a..b","data":1}]}`), "")
 	fx := newFixture(f, fuzzOpts)
 	stored := func(t *testing.T) uint64 {
-		infos, err := fx.hub.Topics(t.Context())
+		infos, err := fx.hub.Topics(hub.Internal(t.Context()))
 		if err != nil {
 			t.Fatal(err)
 		}

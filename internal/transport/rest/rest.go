@@ -32,6 +32,7 @@ type Options struct {
 	MaxEventBytes int           // single-event body cap; default 1 MiB
 	MaxBodyBytes  int64         // batch body cap; default 16 MiB
 	MaxWait       time.Duration // longest long poll; default 120s
+	Tokens        wire.TokenSources
 }
 
 // Limits on request metadata.
@@ -80,7 +81,8 @@ func (h *Handler) Register(mux *http.ServeMux) {
 }
 
 // methods dispatches on the request method, answering 405 in the API's
-// error format with an Allow header.
+// error format with an Allow header, and authenticates the request: the
+// handler's request context carries the caller's identity to the hub.
 func (h *Handler) methods(m map[string]http.HandlerFunc) http.HandlerFunc {
 	var allow []string
 	for k := range m {
@@ -89,15 +91,18 @@ func (h *Handler) methods(m map[string]http.HandlerFunc) http.HandlerFunc {
 	slices.Sort(allow) // a stable Allow header, not map order
 	allowed := strings.Join(allow, ", ")
 	return func(w http.ResponseWriter, r *http.Request) {
-		if f, ok := m[r.Method]; ok {
-			f(w, r)
-			return
+		f, ok := m[r.Method]
+		if !ok && r.Method == http.MethodHead {
+			f, ok = m[http.MethodGet]
 		}
-		if r.Method == http.MethodHead {
-			if f, ok := m[http.MethodGet]; ok {
-				f(w, r)
+		if ok {
+			ctx, _, err := h.hub.Authenticate(r.Context(), h.opts.Tokens.Credentials(r, "rest"))
+			if err != nil {
+				wire.WriteError(w, err)
 				return
 			}
+			f(w, r.WithContext(ctx))
+			return
 		}
 		w.Header().Set("Allow", allowed)
 		wire.WriteErrorCode(w, reason.MethodNotAllowed,
@@ -189,6 +194,14 @@ func (h *Handler) PublishSingle(ctx context.Context, in *Single, dst []byte) (in
 		return http.StatusOK, b
 	}
 	return http.StatusCreated, b
+}
+
+// Anonymous returns ctx carrying the identity of a caller at remoteAddr
+// that presented no credentials: the fast path's, for a connection whose
+// requests carry none (it hands those with credentials to net/http).
+func (h *Handler) Anonymous(ctx context.Context, remoteAddr string) (context.Context, error) {
+	ctx, _, err := h.hub.Authenticate(ctx, hub.Credentials{RemoteAddr: remoteAddr, Transport: "rest"})
+	return ctx, err
 }
 
 // MaxEventBytes is the largest single-event body the handler accepts.

@@ -153,7 +153,7 @@ func TestPublishHeadersLimits(t *testing.T) {
 	if rec := f.do(http.MethodPost, "/v1/topics/h.a/events", []byte("x"), "Idempotency-Key", strings.Repeat("k", MaxKeyLen)); rec.Code != http.StatusCreated {
 		t.Errorf("a key of %d bytes: %d %s", MaxKeyLen, rec.Code, rec.Body)
 	}
-	if info, _, _ := f.hub.Info(t.Context(), "h.a"); info.Last != 3 {
+	if info, _, _ := f.hub.Info(hub.Internal(t.Context()), "h.a"); info.Last != 3 {
 		t.Errorf("stored %d events, want 3", info.Last)
 	}
 }

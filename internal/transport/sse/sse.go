@@ -52,6 +52,9 @@ type Options struct {
 	// OnConn is told of streams opening (+1) and ending (-1).
 	OnConn func(delta int)
 	Log    *slog.Logger
+	// Tokens says where a stream's credentials are looked for (EventSource
+	// cannot set headers: the query parameter or a cookie).
+	Tokens wire.TokenSources
 }
 
 // Handler serves SSE streams. Create it with New, stop its heartbeat wheel
@@ -168,6 +171,11 @@ func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		wire.WriteErrorCode(w, reason.MethodNotAllowed, "SSE streams are opened with GET")
 		return
 	}
+	ctx, _, err := s.hub.Authenticate(r.Context(), s.opts.Tokens.Credentials(r, "sse"))
+	if err != nil {
+		wire.WriteError(w, err)
+		return
+	}
 	q := r.URL.Query()
 	token := r.Header.Get("Last-Event-ID")
 	if token == "" {
@@ -195,7 +203,7 @@ func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		wire.WriteError(w, err)
 		return
 	}
-	starts, err := sub.Subscribe(r.Context(), &req, nil)
+	starts, err := sub.Subscribe(ctx, &req, nil)
 	if err != nil {
 		sub.Close(hub.CloseClient)
 		wire.WriteError(w, err)

@@ -113,7 +113,7 @@ func readBlock(t *testing.T, br *bufio.Reader) string {
 
 func (f *fixture) publish(t *testing.T, topic string, data string) {
 	t.Helper()
-	if _, err := f.hub.Publish(context.Background(), topic, []event.Record{{Data: []byte(data), Encoding: event.EncodingText}}); err != nil {
+	if _, err := f.hub.Publish(hub.Internal(context.Background()), topic, []event.Record{{Data: []byte(data), Encoding: event.EncodingText}}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -37,7 +37,7 @@ func writeRig(tb testing.TB, topics ...string) (*hub.Hub, *conn, *countSink) {
 	c.Attach(sub, sink, func() {})
 	tb.Cleanup(func() { sub.Close(hub.CloseClient) })
 	for _, t := range topics {
-		pos, err := sub.SubscribeTopic(context.Background(), t, hub.Start{})
+		pos, err := sub.SubscribeTopic(hub.Internal(context.Background()), t, hub.Start{})
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -57,7 +57,7 @@ func TestQueuedEventsLeaveInOneWrite(t *testing.T) {
 		t.Run(fmt.Sprint(len(topics), " topics"), func(t *testing.T) {
 			h, c, sink := writeRig(t, topics...)
 			for i := 0; i < 10; i++ {
-				if _, err := h.Publish(context.Background(), topics[i%len(topics)], []event.Record{{Data: []byte(`{"i":1}`)}}); err != nil {
+				if _, err := h.Publish(hub.Internal(context.Background()), topics[i%len(topics)], []event.Record{{Data: []byte(`{"i":1}`)}}); err != nil {
 					t.Fatal(err)
 				}
 			}

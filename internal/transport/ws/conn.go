@@ -60,11 +60,6 @@ type conn struct {
 }
 
 func newConn(h *Handler, nc net.Conn, ctx context.Context, deflate bool, expires time.Time) *conn {
-	if ctx == nil {
-		ctx = h.clientCtx // shared: nothing per connection to carry
-	} else {
-		ctx = hub.WithOrigin(ctx, hub.OriginClient)
-	}
 	c := &conn{
 		h: h, out: push.NewConnSink(nc, false), ctx: ctx, deflate: deflate,
 		jitter: pingJitter(h.opts.PingInterval),

@@ -115,7 +115,7 @@ func (f *fixture) publish(topic string, data ...string) []event.Ack {
 	f.t.Helper()
 	var acks []event.Ack
 	for _, d := range data {
-		a, err := f.hub.Publish(context.Background(), topic, []event.Record{{Data: []byte(d), Encoding: event.EncodingText}})
+		a, err := f.hub.Publish(hub.Internal(context.Background()), topic, []event.Record{{Data: []byte(d), Encoding: event.EncodingText}})
 		if err != nil {
 			f.t.Fatalf("publish to %s: %v", topic, err)
 		}

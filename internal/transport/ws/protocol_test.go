@@ -54,7 +54,7 @@ func TestSubscribeAndEvents(t *testing.T) {
 	}
 
 	h := map[string]string{"k": "v"}
-	acks, err := f.hub.Publish(context.Background(), "a", []event.Record{{Type: "note", Data: []byte(`{"x":1}`), Headers: h}})
+	acks, err := f.hub.Publish(hub.Internal(context.Background()), "a", []event.Record{{Type: "note", Data: []byte(`{"x":1}`), Headers: h}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestClientPublish(t *testing.T) {
 		}
 	}
 	// The service-side API is not held to client_publish.
-	if _, err := f.hub.Publish(context.Background(), "ro.a", []event.Record{{Data: []byte("1")}}); err != nil {
+	if _, err := f.hub.Publish(hub.Internal(context.Background()), "ro.a", []event.Record{{Data: []byte("1")}}); err != nil {
 		t.Errorf("a service publish to ro.a: %v", err)
 	}
 }
@@ -284,7 +284,7 @@ func TestPresence(t *testing.T) {
 	if p.num("count") != 2 || len(members) != 2 || members[0].(map[string]any)["client"] != ann.welcome.str("client") {
 		t.Errorf("presence %v", p)
 	}
-	info, ok, err := f.hub.Info(context.Background(), "room.1")
+	info, ok, err := f.hub.Info(hub.Internal(context.Background()), "room.1")
 	if err != nil || !ok || info.Presence == nil || info.Presence.Count != 2 {
 		t.Errorf("hub.Info: %+v %v %v", info, ok, err)
 	}
@@ -416,16 +416,11 @@ func TestCloseCodes(t *testing.T) {
 		}
 	})
 	t.Run("4001 token_expired", func(t *testing.T) {
-		f := newFixture(t, fixtureOpts{ws: Options{Accept: func(r *http.Request) (context.Context, time.Time, error) {
-			if r.Header.Get("Authorization") != "Bearer ok" {
-				return nil, time.Time{}, fmt.Errorf("%w: bad token", hub.ErrForbidden)
-			}
-			return context.Background(), time.Now().Add(300 * time.Millisecond), nil
-		}}})
+		f := newFixture(t, fixtureOpts{hub: hub.Options{Authenticator: expiringAuth{}}})
 		var status int
 		f.dialRawErr(t, ws.Dialer{OnStatusError: func(s int, _ []byte, _ io.Reader) { status = s }})
-		if status != http.StatusForbidden {
-			t.Errorf("refused upgrade: status %d, want 403", status)
+		if status != http.StatusUnauthorized {
+			t.Errorf("refused upgrade: status %d, want 401", status)
 		}
 		c := f.dial(t, "Authorization", "Bearer ok")
 		if r := c.expectClose(4001); !strings.HasPrefix(r, "token_expired: ") {
@@ -630,4 +625,14 @@ func TestRefusals(t *testing.T) {
 	if n := f.conns.Load(); n != 2 {
 		t.Errorf("connections %d, want 2", n)
 	}
+}
+
+// expiringAuth accepts the token "ok", for 300 ms.
+type expiringAuth struct{}
+
+func (expiringAuth) Authenticate(_ context.Context, c hub.Credentials) (*hub.Identity, error) {
+	if c.Token != "ok" {
+		return nil, fmt.Errorf("%w: bad token", hub.ErrUnauthenticated)
+	}
+	return &hub.Identity{Subject: "ok", Method: "test", Expires: time.Now().Add(300 * time.Millisecond)}, nil
 }

@@ -86,7 +86,7 @@ func TestSlowConsumer(t *testing.T) {
 	publish := func() {
 		seq++
 		body := fmt.Sprintf(`{"i":%d,"t":%d,"pad":%q}`, seq, time.Now().UnixNano(), pad)
-		if _, err := f.hub.Publish(context.Background(), topic, []event.Record{{Data: []byte(body)}}); err != nil {
+		if _, err := f.hub.Publish(hub.Internal(context.Background()), topic, []event.Record{{Data: []byte(body)}}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -83,13 +83,11 @@ type Options struct {
 	// to connect (the CORS setting). Pages of the server's own origin are
 	// always allowed; requests without Origin (not from a browser) too.
 	AllowOrigin func(origin string) string
-	// Accept, if set, is called before each upgrade. It returns the
-	// context the connection's commands run in (which carries the
-	// caller's identity to the hub's Gate) and when the connection's
-	// credentials expire (the zero time: never; then the connection is
-	// closed with token_expired). An error refuses the upgrade with the
-	// API's error answer.
-	Accept func(r *http.Request) (context.Context, time.Time, error)
+	// Tokens says where the handshake's credentials are looked for; the
+	// hub's Authenticator decides what they are worth before the upgrade
+	// (a refusal is the API's error answer), and when they expire the
+	// connection is closed with token_expired.
+	Tokens wire.TokenSources
 	// OnConn is told of connections opening (+1) and ending (-1).
 	OnConn func(delta int)
 	Log    *slog.Logger
@@ -100,10 +98,9 @@ type Options struct {
 // Handler serves WebSocket connections. Create it with New; end it with
 // Close, then Wait for its connections to finish.
 type Handler struct {
-	hub       *hub.Hub
-	opts      Options         // static after New
-	ctx       context.Context // for history reads during catch-up
-	clientCtx context.Context // commands of connections without Accept run in it
+	hub  *hub.Hub
+	opts Options         // static after New
+	ctx  context.Context // for history reads during catch-up
 
 	group *push.Group        // the connections' writers (package push)
 	rpool *netio.Pool[*conn] // runs the readers of connections the poller found readable
@@ -147,7 +144,7 @@ func New(h *hub.Hub, opts Options) *Handler {
 		opts.tick = wheelTick
 	}
 	s := &Handler{
-		hub: h, opts: opts, ctx: context.Background(), clientCtx: hub.WithOrigin(context.Background(), hub.OriginClient),
+		hub: h, opts: opts, ctx: context.Background(),
 		group: push.NewGroup(opts.Writers, opts.WriteTimeout), rpool: newReaderPool(), conns: make(map[*conn]struct{}), stop: make(chan struct{}),
 	}
 	if p, err := newPoller(s); err == nil {
@@ -232,18 +229,15 @@ func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		wire.WriteError(w, hub.ErrClosed)
 		return
 	}
-	var ctx context.Context // nil: the shared client context
-	var expires time.Time
-	if s.opts.Accept != nil {
-		var err error
-		if ctx, expires, err = s.opts.Accept(r); err != nil {
-			wire.WriteError(w, err)
-			return
-		}
-		if ctx == nil {
-			ctx = context.Background()
-		}
+	// The connection's commands run in a context carrying the request's
+	// values and the caller's identity, for as long as the connection
+	// lives (not cancelled with the handshake's request).
+	ctx, id, err := s.hub.Authenticate(context.WithoutCancel(r.Context()), s.opts.Tokens.Credentials(r, "ws"))
+	if err != nil {
+		wire.WriteError(w, err)
+		return
 	}
+	ctx = hub.WithOrigin(ctx, hub.OriginClient)
 
 	u := ws.HTTPUpgrader{Timeout: s.opts.WriteTimeout}
 	var deflate func() bool
@@ -273,7 +267,7 @@ func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		closeNow(nc, closeFor(reason.LimitReached, "the server has as many WebSocket connections as it takes; retry later or elsewhere"))
 		return
 	}
-	c := newConn(s, nc, ctx, deflate != nil && deflate(), expires)
+	c := newConn(s, nc, ctx, deflate != nil && deflate(), id.Expires)
 	sub, err := s.hub.NewSubscriber(hub.SubscriberOptions{Wake: c.Wake, Kick: c.Kick, MaxQueueBytes: s.opts.MaxQueueBytes, MaxTopics: MaxTopicsPerConn})
 	if err != nil {
 		closeNow(nc, shutdown)
