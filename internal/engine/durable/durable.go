@@ -109,13 +109,15 @@ var (
 // Options configure an Engine. Zero fields take the defaults noted.
 type Options struct {
 	// Retention returns the history bounds of a topic; it is asked once
-	// per topic, when the topic is created or loaded. Default: 10,000
-	// events, 24 h, 64 MiB.
+	// per topic, when the topic is created or loaded. Default:
+	// event.DefaultRetention.
 	Retention func(topic string) event.Retention
-	// DedupeWindow is how long an idempotency key is remembered. Default 5m.
+	// DedupeWindow is how long an idempotency key is remembered.
+	// Default: event.DefaultDedupeWindow.
 	DedupeWindow time.Duration
 	// MaxKeysPerTopic caps the remembered idempotency keys of one topic;
-	// past it the oldest are forgotten first. Default 100,000.
+	// past it the oldest are forgotten first. Default:
+	// event.DefaultMaxKeysPerTopic.
 	MaxKeysPerTopic int
 	// SweepInterval is how often topics are trimmed by age and expired
 	// idempotency keys are deleted. Default 1s.
@@ -130,9 +132,6 @@ type Options struct {
 	// wrap it to simulate a small disk.
 	FS vfs.FS
 }
-
-// DefaultRetention is the history bound used when Options.Retention is nil.
-var DefaultRetention = event.Retention{MaxEvents: 10000, MaxAge: 24 * time.Hour, MaxBytes: 64 << 20}
 
 // pointDeleteMax is the largest trim done with point deletes; larger trims
 // (a retention bound lowered, a long idle topic expiring) use one range
@@ -216,16 +215,16 @@ type pending struct {
 // Open opens or creates the store in dir and returns a running engine.
 func Open(dir string, opts Options) (*Engine, error) {
 	if opts.Retention == nil {
-		opts.Retention = func(string) event.Retention { return DefaultRetention }
+		opts.Retention = func(string) event.Retention { return event.DefaultRetention() }
 	}
 	if opts.DedupeWindow <= 0 {
-		opts.DedupeWindow = 5 * time.Minute
+		opts.DedupeWindow = event.DefaultDedupeWindow
 	}
 	if opts.SweepInterval <= 0 {
 		opts.SweepInterval = time.Second
 	}
 	if opts.MaxKeysPerTopic <= 0 {
-		opts.MaxKeysPerTopic = 100000
+		opts.MaxKeysPerTopic = event.DefaultMaxKeysPerTopic
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
