@@ -166,7 +166,7 @@ type Engine struct {
 
 // topic is one topic's commit queue and in-memory state.
 //
-// Locks: qmu is never held with another lock. A commit round holds
+// Locks: queue's lock is never held with another lock. A commit round holds
 // Engine.closeMu shared across the commit and takes mu (briefly) inside it;
 // no other lock is held across I/O. Lock order: closeMu, then mu.
 type topic struct {
@@ -177,9 +177,7 @@ type topic struct {
 	keyPrefix []byte          // static: kindKey, length-prefixed name
 	logPrefix []byte          // static: kindLog, length-prefixed name
 
-	qmu    sync.Mutex // guards queue and leader
-	queue  []*pending // appends waiting for the next commit round
-	leader bool       // a goroutine is running a commit round for this topic
+	queue commitQueue // appends and sweeps waiting for a commit round
 
 	// The fields below are written only by the current leader, under mu,
 	// after its batch is committed; readers take mu shared.
@@ -197,19 +195,6 @@ type topic struct {
 	// stored is set once the topic's meta is in the store: a topic whose
 	// first append failed (a full disk) is not listed.
 	stored bool
-}
-
-// pending is one Append (or one sweep request) waiting in a topic's queue.
-type pending struct {
-	recs  []event.Record
-	sweep bool // a sweeper request: trim by age and expire keys
-
-	// Set by the leader that commits it, before wake is signalled.
-	acks []event.Ack
-	err  error
-	lead bool // the receiver becomes the next leader instead of getting a result
-
-	wake chan struct{} // buffered 1
 }
 
 // Open opens or creates the store in dir and returns a running engine.
@@ -401,45 +386,12 @@ func (e *Engine) Append(ctx context.Context, name string, recs []event.Record) (
 		return []event.Ack{}, nil
 	}
 	p := &pending{recs: recs, wake: make(chan struct{}, 1)}
-	e.submit(e.getOrCreate(name), p)
+	t := e.getOrCreate(name)
+	t.queue.submit(p, func(round []*pending) { e.commitRound(t, round) })
 	if p.err != nil {
 		return nil, fmt.Errorf("durable append to %s: %w", name, p.err)
 	}
 	return p.acks, nil
-}
-
-// submit queues p on t and returns once p is committed (or failed). The
-// caller that finds no leader becomes one and commits rounds until it has
-// committed p.
-func (e *Engine) submit(t *topic, p *pending) {
-	t.qmu.Lock()
-	t.queue = append(t.queue, p)
-	if t.leader {
-		t.qmu.Unlock()
-		<-p.wake
-		if !p.lead {
-			return
-		}
-		t.qmu.Lock()
-	}
-	t.leader = true
-	round := t.queue
-	t.queue = nil
-	t.qmu.Unlock()
-
-	e.commitRound(t, round)
-
-	// Hand leadership to the oldest waiter, which commits everything
-	// queued meanwhile.
-	t.qmu.Lock()
-	if len(t.queue) > 0 {
-		next := t.queue[0]
-		next.lead = true
-		next.wake <- struct{}{}
-	} else {
-		t.leader = false
-	}
-	t.qmu.Unlock()
 }
 
 // commitRound writes the appends of round in one synced batch, updates t's
@@ -831,7 +783,7 @@ func (e *Engine) sweep() {
 				return
 			default:
 			}
-			e.submit(t, &pending{sweep: true, wake: make(chan struct{}, 1)})
+			t.queue.submit(&pending{sweep: true, wake: make(chan struct{}, 1)}, func(round []*pending) { e.commitRound(t, round) })
 		}
 	}
 }
