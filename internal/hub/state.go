@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -80,6 +81,19 @@ type StateOp struct {
 	Value []byte
 	// Delete removes Key. Deleting an absent key is not an error.
 	Delete bool
+}
+
+// Holds reports whether op's check holds for a key whose value is v, or
+// which is absent when present is false. An op without Check always holds.
+func (op *StateOp) Holds(v []byte, present bool) bool {
+	switch {
+	case !op.Check:
+		return true
+	case op.Expect == nil:
+		return !present
+	default:
+		return present && bytes.Equal(v, op.Expect)
+	}
 }
 
 // The limits of a StateStore, the same on every engine. They keep one call
@@ -162,6 +176,39 @@ func validateStateOp(op *StateOp) error {
 		return fmt.Errorf("%w: key %q: value of %d bytes, the limit is %d", ErrBadInput, op.Key, max(len(op.Value), len(op.Expect)), MaxStateValue)
 	}
 	return nil
+}
+
+// StateEntry is a key of a state space and its value.
+type StateEntry struct {
+	Key   string
+	Value []byte
+}
+
+// ScanStatePages implements ScanState for an engine that reads a space a
+// page at a time: page returns, in key order, entries whose keys start
+// with the scan's prefix and are greater than after (all of them when after
+// is empty, as keys are never empty), and whether more may follow. An
+// engine holds its locks only within page, so fn may call the store.
+func ScanStatePages(ctx context.Context, page func(after string) ([]StateEntry, bool, error), fn func(key string, value []byte) bool) error {
+	after := ""
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		entries, more, err := page(after)
+		if err != nil {
+			return err
+		}
+		for _, en := range entries {
+			if !fn(en.Key, en.Value) {
+				return nil
+			}
+		}
+		if !more || len(entries) == 0 {
+			return nil
+		}
+		after = entries[len(entries)-1].Key
+	}
 }
 
 // State returns the engine's StateStore, and false if the engine keeps no

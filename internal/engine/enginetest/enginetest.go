@@ -1,8 +1,9 @@
 // Package enginetest is the conformance suite of hub.Engine: the behaviour
 // every engine (memory, the embedded durable log, and the networked
 // engines to come) must share so that consumers can move between them and
-// the hub's recovery stays gap-free. An engine's tests call Run with a
-// factory.
+// the hub's recovery stays gap-free, and of hub.StateStore, which the
+// engines that keep consumer state implement. An engine's tests call Run
+// with a factory.
 package enginetest
 
 import (
@@ -51,6 +52,7 @@ func Run(t *testing.T, newEngine Factory) {
 		{"RetentionByAge", testRetentionAge},
 		{"TopicsAndInfo", testTopics},
 		{"RecordFields", testRecordFields},
+		{"State", runState},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newEngine) })

@@ -43,6 +43,7 @@ type Engine struct {
 	deliver func(*event.Event) // set once by Attach, before use
 
 	topics *topics.Table[topic]
+	state  stateStore
 
 	stop chan struct{}  // closed by Close: ends the sweeper
 	done sync.WaitGroup // the sweeper
