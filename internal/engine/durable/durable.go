@@ -16,6 +16,7 @@
 //	'e' len(topic) topic offset        -> event value (see encodeEvent)
 //	'k' len(topic) topic idemKey       -> idempotency key: offset, unix ms when stored (2 x uint64)
 //	'x' len(topic) topic seq           -> key log: unix ms, offset (2 x uint64), idemKey
+//	's' len(space) space key           -> consumer state: the value (see state.go)
 //
 // The key log lists a topic's idempotency keys in the order they were
 // stored, numbered keyHead (the oldest kept) to keyTail (the next number):
@@ -27,6 +28,10 @@
 // An event value is: time ms (uint64), size (uint32, event.Record.Size),
 // encoding (1 byte), then uvarint-prefixed type, key and headers (a uvarint
 // count of uvarint-prefixed name/value pairs), then the payload to the end.
+//
+// Format history: 1 had no key log; 2 added it; 3 added consumer state.
+// Open migrates a format-2 directory to 3 by rewriting the version (it has
+// no state to convert) and refuses any other version.
 //
 // Besides pebble's files the directory holds HERALD.LOCK, locked while an
 // Engine has the directory open.
@@ -57,8 +62,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -81,15 +86,20 @@ const maxTopicLen = 1<<16 - 1
 // uses the directory.
 const lockFile = "HERALD.LOCK"
 
-// formatVersion is the version of the key layout and value encodings. A
-// directory written with another version is refused.
-const formatVersion uint32 = 2
+// formatVersion is the version of the key layout and value encodings.
+// A directory at oldestFormat or later is migrated to it when opened; one
+// at another version is refused.
+const (
+	formatVersion uint32 = 3
+	oldestFormat  uint32 = 2
+)
 
 const (
 	kindMeta  byte = 'm'
 	kindEvent byte = 'e'
 	kindKey   byte = 'k'
 	kindLog   byte = 'x'
+	kindState byte = 's'
 )
 
 const (
@@ -159,6 +169,11 @@ type Engine struct {
 	closeMu sync.RWMutex
 	closed  bool // guarded by closeMu
 
+	// stateQueues order ApplyStates; a space's queue is chosen by a hash
+	// of its name with stateSeed (static after Open).
+	stateQueues [numStateQueues]commitQueue
+	stateSeed   maphash.Seed
+
 	stop chan struct{}  // closed by Close: ends the sweeper
 	done sync.WaitGroup // the sweeper
 	once sync.Once
@@ -217,7 +232,7 @@ func Open(dir string, opts Options) (*Engine, error) {
 	if opts.FS == nil {
 		opts.FS = vfs.Default
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := opts.FS.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("durable: create data directory: %w (check that the path is a writable directory)", err)
 	}
 	// Our own lock, taken before pebble's: a pebble.Open that fails on its
@@ -235,6 +250,7 @@ func Open(dir string, opts Options) (*Engine, error) {
 		opts: opts, dir: dir, topics: topics.NewTable[topic](), db: db, lock: lock,
 		space: &spaceGuard{fs: opts.FS, dir: dir, reserve: opts.ReserveBytes},
 		stop:  make(chan struct{}), deliver: func(*event.Event) {},
+		stateSeed: maphash.MakeSeed(),
 	}
 	if err := e.load(); err != nil {
 		db.Close()
@@ -259,9 +275,14 @@ func (e *Engine) load() error {
 	if len(format) != 4 {
 		return fmt.Errorf("durable: %s: %w (malformed format key %x): use a new data directory", e.dir, ErrIncompatible, format)
 	}
-	if v := binary.BigEndian.Uint32(format); v != formatVersion {
-		return fmt.Errorf("durable: %s: %w (found version %d, this herald reads version %d): use a new data directory or a matching herald",
-			e.dir, ErrIncompatible, v, formatVersion)
+	version := binary.BigEndian.Uint32(format)
+	switch {
+	case version > formatVersion:
+		return fmt.Errorf("durable: %s: %w: format %d, written by a newer herald (this one reads formats %d to %d): run a herald at least as new as the one that wrote it",
+			e.dir, ErrIncompatible, version, oldestFormat, formatVersion)
+	case version < oldestFormat:
+		return fmt.Errorf("durable: %s: %w: format %d, from an older herald that this one cannot migrate (it reads formats %d to %d): use a new data directory",
+			e.dir, ErrIncompatible, version, oldestFormat, formatVersion)
 	}
 	epoch, err := e.get([]byte(keyEpoch))
 	if err != nil {
@@ -293,6 +314,19 @@ func (e *Engine) load() error {
 	if err := it.Error(); err != nil {
 		return fmt.Errorf("durable: scan topics in %s: %w", e.dir, err)
 	}
+	if version != formatVersion {
+		return e.migrate(version)
+	}
+	return nil
+}
+
+// migrate brings a directory at an older format to formatVersion, once it
+// has loaded. From format 2 there is nothing to convert: format 3 only
+// adds the consumer state keys, so the new version is written.
+func (e *Engine) migrate(from uint32) error {
+	if err := e.db.Set([]byte(keyFormat), binary.BigEndian.AppendUint32(nil, formatVersion), pebble.Sync); err != nil {
+		return fmt.Errorf("durable: migrate %s from format %d to %d: %w", e.dir, from, formatVersion, err)
+	}
 	return nil
 }
 
@@ -311,15 +345,22 @@ func (e *Engine) initialise() error {
 
 // get returns a copy of key's value, or nil if it is absent.
 func (e *Engine) get(key []byte) ([]byte, error) {
+	v, _, err := e.find(key)
+	return v, err
+}
+
+// find returns a copy of key's value (not nil, even if empty) and true, or
+// nil and false if key is absent.
+func (e *Engine) find(key []byte) ([]byte, bool, error) {
 	v, c, err := e.db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, nil
+		return nil, false, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer c.Close()
-	return slices.Clone(v), nil
+	return append([]byte{}, v...), true, nil
 }
 
 // Close stops the sweeper, waits for commits and reads in progress and
