@@ -427,12 +427,17 @@ func (e *Engine) Append(ctx context.Context, name string, recs []event.Record) (
 		return []event.Ack{}, nil
 	}
 	p := &pending{recs: recs, wake: make(chan struct{}, 1)}
-	t := e.getOrCreate(name)
-	t.queue.submit(p, func(round []*pending) { e.commitRound(t, round) })
+	e.submit(e.getOrCreate(name), p)
 	if p.err != nil {
 		return nil, fmt.Errorf("durable append to %s: %w", name, p.err)
 	}
 	return p.acks, nil
+}
+
+// submit queues p on t's commit queue and returns once it is committed
+// (or failed).
+func (e *Engine) submit(t *topic, p *pending) {
+	t.queue.submit(p, func(round []*pending) { e.commitRound(t, round) })
 }
 
 // commitRound writes the appends of round in one synced batch, updates t's
@@ -805,9 +810,7 @@ func (e *Engine) Topics(context.Context) ([]event.TopicInfo, error) {
 func (e *Engine) allTopics() []*topic { return e.topics.Snapshot() }
 
 // sweep trims topics by age and deletes expired idempotency keys, so disk
-// use falls even when nobody publishes. It queues a request on each topic's
-// commit queue, so it never races with an append and a publish waits at
-// most one housekeeping round; housekeeping commits without fsync.
+// use falls even when nobody publishes, every SweepInterval until Close.
 func (e *Engine) sweep() {
 	defer e.done.Done()
 	tick := time.NewTicker(e.opts.SweepInterval)
@@ -818,14 +821,22 @@ func (e *Engine) sweep() {
 			return
 		case <-tick.C:
 		}
-		for _, t := range e.allTopics() {
-			select {
-			case <-e.stop:
-				return
-			default:
-			}
-			t.queue.submit(&pending{sweep: true, wake: make(chan struct{}, 1)}, func(round []*pending) { e.commitRound(t, round) })
+		e.sweepOnce()
+	}
+}
+
+// sweepOnce queues a housekeeping request on each topic's commit queue, so
+// it never races with an append and a publish waits at most one
+// housekeeping round (which commits without fsync), and returns once they
+// are done or the engine is closing.
+func (e *Engine) sweepOnce() {
+	for _, t := range e.allTopics() {
+		select {
+		case <-e.stop:
+			return
+		default:
 		}
+		e.submit(t, &pending{sweep: true, wake: make(chan struct{}, 1)})
 	}
 }
 
