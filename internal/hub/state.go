@@ -110,38 +110,32 @@ const (
 // caller reads the state again and retries, or gives up.
 var ErrStateConflict = errors.New("state changed meanwhile")
 
-// ValidateStateSpace returns an error wrapping ErrBadInput (and
-// event.ErrBadTopic) if space is not a valid space name: space names follow
-// the rules of topic names.
-func ValidateStateSpace(space string) error {
-	if err := event.ValidateTopic(space); err != nil {
-		return fmt.Errorf("%w: state space: %w", ErrBadInput, err)
+// CheckLoadState returns why a LoadState call must fail before it reads:
+// ctx is done, or an error wrapping ErrBadInput for a space that is not a
+// valid space name (space names follow the rules of topic names) or a key
+// beyond the limits. Engines call it first.
+func CheckLoadState(ctx context.Context, space, key string) error {
+	if err := checkStateSpace(ctx, space); err != nil {
+		return err
 	}
-	return nil
+	return checkStateKey(key)
 }
 
-// ValidateStateKey returns an error wrapping ErrBadInput if key is empty or
-// longer than MaxStateKey.
-func ValidateStateKey(key string) error {
-	if key == "" {
-		return fmt.Errorf("%w: empty state key", ErrBadInput)
+// CheckScanState is CheckLoadState for ScanState: a prefix may be empty.
+func CheckScanState(ctx context.Context, space, prefix string) error {
+	if err := checkStateSpace(ctx, space); err != nil {
+		return err
 	}
-	return ValidateStatePrefix(key)
+	return checkStatePrefix(prefix)
 }
 
-// ValidateStatePrefix returns an error wrapping ErrBadInput if prefix, a
-// ScanState prefix, is longer than MaxStateKey.
-func ValidateStatePrefix(prefix string) error {
-	if len(prefix) > MaxStateKey {
-		return fmt.Errorf("%w: state key of %d bytes, the limit is %d", ErrBadInput, len(prefix), MaxStateKey)
+// CheckApplyState is CheckLoadState for ApplyState: it also checks every
+// op against the limits and for a malformed op, so that an engine refuses
+// the call before it writes anything.
+func CheckApplyState(ctx context.Context, space string, ops []StateOp) error {
+	if err := checkStateSpace(ctx, space); err != nil {
+		return err
 	}
-	return nil
-}
-
-// ValidateStateOps returns an error wrapping ErrBadInput if ops break the
-// limits of StateStore or an op is malformed. Engines call it before they
-// write anything.
-func ValidateStateOps(ops []StateOp) error {
 	if len(ops) > MaxStateOps {
 		return fmt.Errorf("%w: %d state ops, the limit is %d per call", ErrBadInput, len(ops), MaxStateOps)
 	}
@@ -159,8 +153,32 @@ func ValidateStateOps(ops []StateOp) error {
 	return nil
 }
 
+func checkStateSpace(ctx context.Context, space string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := event.ValidateTopic(space); err != nil {
+		return fmt.Errorf("%w: state space: %w", ErrBadInput, err)
+	}
+	return nil
+}
+
+func checkStateKey(key string) error {
+	if key == "" {
+		return fmt.Errorf("%w: empty state key", ErrBadInput)
+	}
+	return checkStatePrefix(key)
+}
+
+func checkStatePrefix(prefix string) error {
+	if len(prefix) > MaxStateKey {
+		return fmt.Errorf("%w: state key of %d bytes, the limit is %d", ErrBadInput, len(prefix), MaxStateKey)
+	}
+	return nil
+}
+
 func validateStateOp(op *StateOp) error {
-	if err := ValidateStateKey(op.Key); err != nil {
+	if err := checkStateKey(op.Key); err != nil {
 		return err
 	}
 	switch {

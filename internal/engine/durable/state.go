@@ -47,13 +47,7 @@ func (e *Engine) stateQueue(space string) *commitQueue {
 
 // LoadState returns the value of key in space; see hub.StateStore.
 func (e *Engine) LoadState(ctx context.Context, space, key string) ([]byte, bool, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, false, err
-	}
-	if err := hub.ValidateStateSpace(space); err != nil {
-		return nil, false, err
-	}
-	if err := hub.ValidateStateKey(key); err != nil {
+	if err := hub.CheckLoadState(ctx, space, key); err != nil {
 		return nil, false, err
 	}
 	e.closeMu.RLock()
@@ -72,13 +66,7 @@ func (e *Engine) LoadState(ctx context.Context, space, key string) ([]byte, bool
 // hub.StateStore. It reads a page at a time and calls fn between pages,
 // with no lock held.
 func (e *Engine) ScanState(ctx context.Context, space, prefix string, fn func(key string, value []byte) bool) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := hub.ValidateStateSpace(space); err != nil {
-		return err
-	}
-	if err := hub.ValidateStatePrefix(prefix); err != nil {
+	if err := hub.CheckScanState(ctx, space, prefix); err != nil {
 		return err
 	}
 	base := topicKey(kindState, space)
@@ -135,13 +123,7 @@ func (e *Engine) statePage(skip int, from, upper []byte) ([]hub.StateEntry, bool
 // hub.StateStore. Once queued, it waits for its commit round even if ctx
 // ends: writes that may be on disk are never reported as failed.
 func (e *Engine) ApplyState(ctx context.Context, space string, ops []hub.StateOp) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := hub.ValidateStateSpace(space); err != nil {
-		return err
-	}
-	if err := hub.ValidateStateOps(ops); err != nil {
+	if err := hub.CheckApplyState(ctx, space, ops); err != nil {
 		return err
 	}
 	if len(ops) == 0 {

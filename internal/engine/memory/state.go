@@ -37,13 +37,7 @@ type stateSpace struct {
 
 // LoadState returns the value of key in space; see hub.StateStore.
 func (e *Engine) LoadState(ctx context.Context, space, key string) ([]byte, bool, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, false, err
-	}
-	if err := hub.ValidateStateSpace(space); err != nil {
-		return nil, false, err
-	}
-	if err := hub.ValidateStateKey(key); err != nil {
+	if err := hub.CheckLoadState(ctx, space, key); err != nil {
 		return nil, false, err
 	}
 	s := &e.state
@@ -70,13 +64,7 @@ func (s *stateStore) lookup(space, key string) ([]byte, bool) {
 // hub.StateStore. It copies a page at a time and calls fn between pages,
 // with no lock held.
 func (e *Engine) ScanState(ctx context.Context, space, prefix string, fn func(key string, value []byte) bool) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := hub.ValidateStateSpace(space); err != nil {
-		return err
-	}
-	if err := hub.ValidateStatePrefix(prefix); err != nil {
+	if err := hub.CheckScanState(ctx, space, prefix); err != nil {
 		return err
 	}
 	return hub.ScanStatePages(ctx, func(after string) ([]hub.StateEntry, bool, error) {
@@ -111,13 +99,7 @@ func (s *stateStore) page(space, prefix, after string) ([]hub.StateEntry, bool) 
 
 // ApplyState applies ops to space atomically; see hub.StateStore.
 func (e *Engine) ApplyState(ctx context.Context, space string, ops []hub.StateOp) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := hub.ValidateStateSpace(space); err != nil {
-		return err
-	}
-	if err := hub.ValidateStateOps(ops); err != nil {
+	if err := hub.CheckApplyState(ctx, space, ops); err != nil {
 		return err
 	}
 	s := &e.state
