@@ -31,8 +31,8 @@ import (
 // topic, say) and change its state publishes first, with an idempotency key
 // derived from the change (group, position, attempt), then calls
 // ApplyState. A crash between the two repeats the publish on retry, which
-// the engine dedupes, and the ApplyState's checks refuse to apply the
-// change twice.
+// the engine dedupes (the retry must come within the dedupe window), and
+// the ApplyState's checks refuse to apply the change twice.
 //
 // Limits, refused with an error wrapping ErrBadInput before anything is
 // written: a key is 1 to MaxStateKey bytes (a ScanState prefix at most
@@ -51,8 +51,9 @@ type StateStore interface {
 	// (every key when prefix is empty), in bytewise order of keys, until
 	// fn returns false. fn runs with no engine lock held and may call the
 	// store's other methods, and value is fn's to keep. Every key present
-	// and unchanged throughout the scan is visited once; a key written or
-	// deleted meanwhile may or may not be, and never twice.
+	// throughout the scan is visited once, with a value it held during the
+	// scan; a key created or deleted meanwhile may or may not be visited;
+	// none is visited twice.
 	ScanState(ctx context.Context, space, prefix string, fn func(key string, value []byte) bool) error
 	// ApplyState applies ops to space atomically: either every check holds
 	// and every write is made, or nothing is written and the error wraps
