@@ -159,10 +159,10 @@ func Default() Config {
 		Engine:           "memory",
 		DataReserveBytes: 256 << 20,
 		History: History{
-			MaxEvents:    10000,
-			MaxAge:       24 * time.Hour,
-			MaxBytes:     64 << 20,
-			DedupeWindow: 5 * time.Minute,
+			MaxEvents:    event.DefaultRetention().MaxEvents,
+			MaxAge:       event.DefaultRetention().MaxAge,
+			MaxBytes:     event.DefaultRetention().MaxBytes,
+			DedupeWindow: event.DefaultDedupeWindow,
 		},
 		Limits: Limits{MaxEventBytes: 1 << 20, MaxQueueBytes: 1 << 20},
 		SSE: SSE{

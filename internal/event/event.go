@@ -177,6 +177,24 @@ type Retention struct {
 	MaxBytes  int64         // payload bytes kept per topic
 }
 
+// The defaults of topic history and idempotency, shared by every engine
+// and by the configuration, so that a topic behaves the same whichever
+// engine keeps it and whether or not the operator set a bound.
+const (
+	// DefaultDedupeWindow is how long an engine remembers an idempotency
+	// key.
+	DefaultDedupeWindow = 5 * time.Minute
+	// DefaultMaxKeysPerTopic caps the idempotency keys an engine remembers
+	// per topic; past it the oldest are forgotten first.
+	DefaultMaxKeysPerTopic = 100000
+)
+
+// DefaultRetention returns the history bounds of a topic when none are
+// configured: 10,000 events, 24 hours, 64 MiB.
+func DefaultRetention() Retention {
+	return Retention{MaxEvents: 10000, MaxAge: 24 * time.Hour, MaxBytes: 64 << 20}
+}
+
 // Batch is an engine's answer to a history read: the events and the
 // topic's state at the time of the read.
 type Batch struct {

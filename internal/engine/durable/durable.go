@@ -16,6 +16,7 @@
 //	'e' len(topic) topic offset        -> event value (see encodeEvent)
 //	'k' len(topic) topic idemKey       -> idempotency key: offset, unix ms when stored (2 x uint64)
 //	'x' len(topic) topic seq           -> key log: unix ms, offset (2 x uint64), idemKey
+//	's' len(space) space key           -> consumer state: the value (see state.go)
 //
 // The key log lists a topic's idempotency keys in the order they were
 // stored, numbered keyHead (the oldest kept) to keyTail (the next number):
@@ -27,6 +28,10 @@
 // An event value is: time ms (uint64), size (uint32, event.Record.Size),
 // encoding (1 byte), then uvarint-prefixed type, key and headers (a uvarint
 // count of uvarint-prefixed name/value pairs), then the payload to the end.
+//
+// Format history: 1 had no key log; 2 added it; 3 added consumer state.
+// Open migrates a format-2 directory to 3 by rewriting the version (it has
+// no state to convert) and refuses any other version.
 //
 // Besides pebble's files the directory holds HERALD.LOCK, locked while an
 // Engine has the directory open.
@@ -57,8 +62,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -81,15 +86,20 @@ const maxTopicLen = 1<<16 - 1
 // uses the directory.
 const lockFile = "HERALD.LOCK"
 
-// formatVersion is the version of the key layout and value encodings. A
-// directory written with another version is refused.
-const formatVersion uint32 = 2
+// formatVersion is the version of the key layout and value encodings.
+// A directory at oldestFormat or later is migrated to it when opened; one
+// at another version is refused.
+const (
+	formatVersion uint32 = 3
+	oldestFormat  uint32 = 2
+)
 
 const (
 	kindMeta  byte = 'm'
 	kindEvent byte = 'e'
 	kindKey   byte = 'k'
 	kindLog   byte = 'x'
+	kindState byte = 's'
 )
 
 const (
@@ -109,13 +119,15 @@ var (
 // Options configure an Engine. Zero fields take the defaults noted.
 type Options struct {
 	// Retention returns the history bounds of a topic; it is asked once
-	// per topic, when the topic is created or loaded. Default: 10,000
-	// events, 24 h, 64 MiB.
+	// per topic, when the topic is created or loaded. Default:
+	// event.DefaultRetention.
 	Retention func(topic string) event.Retention
-	// DedupeWindow is how long an idempotency key is remembered. Default 5m.
+	// DedupeWindow is how long an idempotency key is remembered.
+	// Default: event.DefaultDedupeWindow.
 	DedupeWindow time.Duration
 	// MaxKeysPerTopic caps the remembered idempotency keys of one topic;
-	// past it the oldest are forgotten first. Default 100,000.
+	// past it the oldest are forgotten first. Default:
+	// event.DefaultMaxKeysPerTopic.
 	MaxKeysPerTopic int
 	// SweepInterval is how often topics are trimmed by age and expired
 	// idempotency keys are deleted. Default 1s.
@@ -130,9 +142,6 @@ type Options struct {
 	// wrap it to simulate a small disk.
 	FS vfs.FS
 }
-
-// DefaultRetention is the history bound used when Options.Retention is nil.
-var DefaultRetention = event.Retention{MaxEvents: 10000, MaxAge: 24 * time.Hour, MaxBytes: 64 << 20}
 
 // pointDeleteMax is the largest trim done with point deletes; larger trims
 // (a retention bound lowered, a long idle topic expiring) use one range
@@ -160,6 +169,11 @@ type Engine struct {
 	closeMu sync.RWMutex
 	closed  bool // guarded by closeMu
 
+	// stateQueues order ApplyStates; a space's queue is chosen by a hash
+	// of its name with stateSeed (static after Open).
+	stateQueues [numStateQueues]commitQueue
+	stateSeed   maphash.Seed
+
 	stop chan struct{}  // closed by Close: ends the sweeper
 	done sync.WaitGroup // the sweeper
 	once sync.Once
@@ -167,7 +181,7 @@ type Engine struct {
 
 // topic is one topic's commit queue and in-memory state.
 //
-// Locks: qmu is never held with another lock. A commit round holds
+// Locks: queue's lock is never held with another lock. A commit round holds
 // Engine.closeMu shared across the commit and takes mu (briefly) inside it;
 // no other lock is held across I/O. Lock order: closeMu, then mu.
 type topic struct {
@@ -178,9 +192,7 @@ type topic struct {
 	keyPrefix []byte          // static: kindKey, length-prefixed name
 	logPrefix []byte          // static: kindLog, length-prefixed name
 
-	qmu    sync.Mutex // guards queue and leader
-	queue  []*pending // appends waiting for the next commit round
-	leader bool       // a goroutine is running a commit round for this topic
+	queue commitQueue // appends and sweeps waiting for a commit round
 
 	// The fields below are written only by the current leader, under mu,
 	// after its batch is committed; readers take mu shared.
@@ -200,32 +212,19 @@ type topic struct {
 	stored bool
 }
 
-// pending is one Append (or one sweep request) waiting in a topic's queue.
-type pending struct {
-	recs  []event.Record
-	sweep bool // a sweeper request: trim by age and expire keys
-
-	// Set by the leader that commits it, before wake is signalled.
-	acks []event.Ack
-	err  error
-	lead bool // the receiver becomes the next leader instead of getting a result
-
-	wake chan struct{} // buffered 1
-}
-
 // Open opens or creates the store in dir and returns a running engine.
 func Open(dir string, opts Options) (*Engine, error) {
 	if opts.Retention == nil {
-		opts.Retention = func(string) event.Retention { return DefaultRetention }
+		opts.Retention = func(string) event.Retention { return event.DefaultRetention() }
 	}
 	if opts.DedupeWindow <= 0 {
-		opts.DedupeWindow = 5 * time.Minute
+		opts.DedupeWindow = event.DefaultDedupeWindow
 	}
 	if opts.SweepInterval <= 0 {
 		opts.SweepInterval = time.Second
 	}
 	if opts.MaxKeysPerTopic <= 0 {
-		opts.MaxKeysPerTopic = 100000
+		opts.MaxKeysPerTopic = event.DefaultMaxKeysPerTopic
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -233,7 +232,7 @@ func Open(dir string, opts Options) (*Engine, error) {
 	if opts.FS == nil {
 		opts.FS = vfs.Default
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := opts.FS.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("durable: create data directory: %w (check that the path is a writable directory)", err)
 	}
 	// Our own lock, taken before pebble's: a pebble.Open that fails on its
@@ -251,6 +250,7 @@ func Open(dir string, opts Options) (*Engine, error) {
 		opts: opts, dir: dir, topics: topics.NewTable[topic](), db: db, lock: lock,
 		space: &spaceGuard{fs: opts.FS, dir: dir, reserve: opts.ReserveBytes},
 		stop:  make(chan struct{}), deliver: func(*event.Event) {},
+		stateSeed: maphash.MakeSeed(),
 	}
 	if err := e.load(); err != nil {
 		db.Close()
@@ -275,9 +275,14 @@ func (e *Engine) load() error {
 	if len(format) != 4 {
 		return fmt.Errorf("durable: %s: %w (malformed format key %x): use a new data directory", e.dir, ErrIncompatible, format)
 	}
-	if v := binary.BigEndian.Uint32(format); v != formatVersion {
-		return fmt.Errorf("durable: %s: %w (found version %d, this herald reads version %d): use a new data directory or a matching herald",
-			e.dir, ErrIncompatible, v, formatVersion)
+	version := binary.BigEndian.Uint32(format)
+	switch {
+	case version > formatVersion:
+		return fmt.Errorf("durable: %s: %w: format %d, written by a newer herald (this one reads formats %d to %d): run a herald at least as new as the one that wrote it",
+			e.dir, ErrIncompatible, version, oldestFormat, formatVersion)
+	case version < oldestFormat:
+		return fmt.Errorf("durable: %s: %w: format %d, from an older herald that this one cannot migrate (it reads formats %d to %d): use a new data directory",
+			e.dir, ErrIncompatible, version, oldestFormat, formatVersion)
 	}
 	epoch, err := e.get([]byte(keyEpoch))
 	if err != nil {
@@ -309,6 +314,19 @@ func (e *Engine) load() error {
 	if err := it.Error(); err != nil {
 		return fmt.Errorf("durable: scan topics in %s: %w", e.dir, err)
 	}
+	if version != formatVersion {
+		return e.migrate(version)
+	}
+	return nil
+}
+
+// migrate brings a directory at an older format to formatVersion, once it
+// has loaded. From format 2 there is nothing to convert: format 3 only
+// adds the consumer state keys, so the new version is written.
+func (e *Engine) migrate(from uint32) error {
+	if err := e.db.Set([]byte(keyFormat), binary.BigEndian.AppendUint32(nil, formatVersion), pebble.Sync); err != nil {
+		return fmt.Errorf("durable: migrate %s from format %d to %d: %w", e.dir, from, formatVersion, err)
+	}
 	return nil
 }
 
@@ -327,15 +345,22 @@ func (e *Engine) initialise() error {
 
 // get returns a copy of key's value, or nil if it is absent.
 func (e *Engine) get(key []byte) ([]byte, error) {
+	v, _, err := e.find(key)
+	return v, err
+}
+
+// find returns a copy of key's value (not nil, even if empty) and true, or
+// nil and false if key is absent.
+func (e *Engine) find(key []byte) ([]byte, bool, error) {
 	v, c, err := e.db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, nil
+		return nil, false, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer c.Close()
-	return slices.Clone(v), nil
+	return append([]byte{}, v...), true, nil
 }
 
 // Close stops the sweeper, waits for commits and reads in progress and
@@ -409,38 +434,10 @@ func (e *Engine) Append(ctx context.Context, name string, recs []event.Record) (
 	return p.acks, nil
 }
 
-// submit queues p on t and returns once p is committed (or failed). The
-// caller that finds no leader becomes one and commits rounds until it has
-// committed p.
+// submit queues p on t's commit queue and returns once it is committed
+// (or failed).
 func (e *Engine) submit(t *topic, p *pending) {
-	t.qmu.Lock()
-	t.queue = append(t.queue, p)
-	if t.leader {
-		t.qmu.Unlock()
-		<-p.wake
-		if !p.lead {
-			return
-		}
-		t.qmu.Lock()
-	}
-	t.leader = true
-	round := t.queue
-	t.queue = nil
-	t.qmu.Unlock()
-
-	e.commitRound(t, round)
-
-	// Hand leadership to the oldest waiter, which commits everything
-	// queued meanwhile.
-	t.qmu.Lock()
-	if len(t.queue) > 0 {
-		next := t.queue[0]
-		next.lead = true
-		next.wake <- struct{}{}
-	} else {
-		t.leader = false
-	}
-	t.qmu.Unlock()
+	t.queue.submit(p, func(round []*pending) { e.commitRound(t, round) })
 }
 
 // commitRound writes the appends of round in one synced batch, updates t's
@@ -813,9 +810,7 @@ func (e *Engine) Topics(context.Context) ([]event.TopicInfo, error) {
 func (e *Engine) allTopics() []*topic { return e.topics.Snapshot() }
 
 // sweep trims topics by age and deletes expired idempotency keys, so disk
-// use falls even when nobody publishes. It queues a request on each topic's
-// commit queue, so it never races with an append and a publish waits at
-// most one housekeeping round; housekeeping commits without fsync.
+// use falls even when nobody publishes, every SweepInterval until Close.
 func (e *Engine) sweep() {
 	defer e.done.Done()
 	tick := time.NewTicker(e.opts.SweepInterval)
@@ -826,14 +821,22 @@ func (e *Engine) sweep() {
 			return
 		case <-tick.C:
 		}
-		for _, t := range e.allTopics() {
-			select {
-			case <-e.stop:
-				return
-			default:
-			}
-			e.submit(t, &pending{sweep: true, wake: make(chan struct{}, 1)})
+		e.sweepOnce()
+	}
+}
+
+// sweepOnce queues a housekeeping request on each topic's commit queue, so
+// it never races with an append and a publish waits at most one
+// housekeeping round (which commits without fsync), and returns once they
+// are done or the engine is closing.
+func (e *Engine) sweepOnce() {
+	for _, t := range e.allTopics() {
+		select {
+		case <-e.stop:
+			return
+		default:
 		}
+		e.submit(t, &pending{sweep: true, wake: make(chan struct{}, 1)})
 	}
 }
 

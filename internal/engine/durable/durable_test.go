@@ -2,6 +2,7 @@ package durable_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -604,7 +605,7 @@ func TestStressAppendReadSweepClose(t *testing.T) {
 func TestSweeperDeletesExpiredKeys(t *testing.T) {
 	clk := newClock()
 	dir := t.TempDir()
-	e := open(t, dir, durable.Options{Now: clk.Now, DedupeWindow: time.Minute, SweepInterval: time.Millisecond})
+	e := open(t, dir, durable.Options{Now: clk.Now, DedupeWindow: time.Minute, SweepInterval: time.Hour})
 	ctx := context.Background()
 	if _, err := e.Append(ctx, "a", []event.Record{keyed("old1"), keyed("old2")}); err != nil {
 		t.Fatal(err)
@@ -614,46 +615,54 @@ func TestSweeperDeletesExpiredKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk.Advance(20 * time.Second) // old keys are 70s old, young is 20s
-	time.Sleep(200 * time.Millisecond)
+	durable.SweepNow(e)
 	e.Close()
-
-	db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{'k'}, UpperBound: []byte{'k' + 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer it.Close()
-	var keys []string
-	for ok := it.First(); ok; ok = it.Next() {
-		keys = append(keys, string(it.Key()[3+len("a"):]))
-	}
-	if !slices.Equal(keys, []string{"young"}) {
+	if keys := diskKeys(t, dir); !slices.Equal(keys, []string{"young"}) {
 		t.Errorf("idempotency keys on disk %q, want [young]", keys)
+	}
+	if log := diskKeyLog(t, dir); !slices.Equal(log, []string{"young@3"}) {
+		t.Errorf("key log on disk %q, want [young@3]", log)
 	}
 }
 
-// diskKeys lists the idempotency keys of topic "a" stored in dir.
-func diskKeys(t *testing.T, dir string) []string {
+// diskRange returns the keys (less their first skip bytes) and values of
+// dir's store from lower to upper.
+func diskRange(t *testing.T, dir string, lower, upper []byte, skip int) (keys []string, values [][]byte) {
 	t.Helper()
 	db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{'k'}, UpperBound: []byte{'k' + 1}})
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer it.Close()
-	keys := []string{}
+	keys = []string{}
 	for ok := it.First(); ok; ok = it.Next() {
-		keys = append(keys, string(it.Key()[3+len("a"):]))
+		keys = append(keys, string(it.Key()[skip:]))
+		values = append(values, slices.Clone(it.Value()))
 	}
+	return keys, values
+}
+
+// diskKeys lists the idempotency keys of topic "a" stored in dir.
+func diskKeys(t *testing.T, dir string) []string {
+	t.Helper()
+	keys, _ := diskRange(t, dir, []byte{'k'}, []byte{'k' + 1}, 3+len("a"))
 	return keys
+}
+
+// diskKeyLog lists the key log of topic "a" stored in dir, as key@offset.
+func diskKeyLog(t *testing.T, dir string) []string {
+	t.Helper()
+	_, values := diskRange(t, dir, []byte{'x'}, []byte{'x' + 1}, 0)
+	log := []string{}
+	for _, v := range values { // unix ms, offset, key
+		log = append(log, fmt.Sprintf("%s@%d", v[16:], binary.BigEndian.Uint64(v[8:])))
+	}
+	return log
 }
 
 // TestKeyCap checks that a topic remembers at most MaxKeysPerTopic keys,
@@ -709,9 +718,12 @@ func TestKeyStoredAgainAfterExpiry(t *testing.T) {
 		t.Fatalf("k after its window: %+v, %v; want stored again at 2", acks, err)
 	}
 	e.Close()
-	// The sweep at the next open expires the first entry only.
-	e = open(t, dir, durable.Options{Now: clk.Now, DedupeWindow: time.Minute, SweepInterval: time.Millisecond})
-	time.Sleep(100 * time.Millisecond)
+	if log := diskKeyLog(t, dir); !slices.Equal(log, []string{"k@1", "k@2"}) {
+		t.Fatalf("key log on disk %q, want [k@1 k@2]", log)
+	}
+	// A sweep after a restart expires the first entry only.
+	e = open(t, dir, durable.Options{Now: clk.Now, DedupeWindow: time.Minute, SweepInterval: time.Hour})
+	durable.SweepNow(e)
 	acks, err = e.Append(ctx, "a", []event.Record{keyed("k")})
 	if err != nil || !acks[0].Duplicate || acks[0].Offset != 2 {
 		t.Fatalf("k retried within its second window: %+v, %v; want duplicate of 2", acks, err)
@@ -719,6 +731,9 @@ func TestKeyStoredAgainAfterExpiry(t *testing.T) {
 	e.Close()
 	if keys := diskKeys(t, dir); !slices.Equal(keys, []string{"k"}) {
 		t.Errorf("keys on disk %q, want [k]", keys)
+	}
+	if log := diskKeyLog(t, dir); !slices.Equal(log, []string{"k@2"}) {
+		t.Errorf("key log on disk %q, want [k@2]: the sweep did not expire the first entry", log)
 	}
 }
 

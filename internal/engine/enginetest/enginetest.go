@@ -1,8 +1,9 @@
 // Package enginetest is the conformance suite of hub.Engine: the behaviour
 // every engine (memory, the embedded durable log, and the networked
 // engines to come) must share so that consumers can move between them and
-// the hub's recovery stays gap-free. An engine's tests call Run with a
-// factory.
+// the hub's recovery stays gap-free, and of hub.StateStore, which the
+// engines that keep consumer state implement. An engine's tests call Run
+// with a factory.
 package enginetest
 
 import (
@@ -51,6 +52,7 @@ func Run(t *testing.T, newEngine Factory) {
 		{"RetentionByAge", testRetentionAge},
 		{"TopicsAndInfo", testTopics},
 		{"RecordFields", testRecordFields},
+		{"State", runState},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newEngine) })
@@ -246,6 +248,7 @@ func testRead(t *testing.T, newEngine Factory) {
 		{8, 100, []uint64{}},
 		{100, 100, []uint64{}},
 		{4, 0, []uint64{}},
+		{4, -1, []uint64{}},
 	} {
 		b := mustRead(t, e, "r", tt.after, tt.limit)
 		if !slices.Equal(offsets(b.Events), tt.want) {
@@ -297,6 +300,10 @@ func testCancelled(t *testing.T, newEngine Factory) {
 	}
 	if _, ok, _ := e.Info(context.Background(), "c"); ok {
 		t.Errorf("a cancelled append created its topic")
+	}
+	mustAppend(t, e, "c", rec("x"))
+	if _, err := e.Read(ctx, "c", 0, 10); !errors.Is(err, context.Canceled) {
+		t.Errorf("Read with a cancelled context: %v", err)
 	}
 }
 
@@ -398,13 +405,23 @@ func testRetentionAge(t *testing.T, newEngine Factory) {
 func testTopics(t *testing.T, newEngine Factory) {
 	e := newEngine(t, Config{})
 	e.Attach(func(*event.Event) {})
-	mustAppend(t, e, "b.two", rec("12345"), rec("6789"))
-	mustAppend(t, e, "a.one", rec("x"))
-	ts, err := e.Topics(context.Background())
-	if err != nil || len(ts) != 2 || ts[0].Name != "a.one" || ts[1].Name != "b.two" {
-		t.Fatalf("Topics = %+v, %v; want a.one, b.two", ts, err)
+	if ts, err := e.Topics(context.Background()); err != nil || len(ts) != 0 {
+		t.Fatalf("Topics of an empty engine = %+v, %v", ts, err)
 	}
-	b := ts[1]
+	mustAppend(t, e, "b.two", rec("12345"), rec("6789"))
+	names := []string{"b.two", "zeta", "a.one", "Beta", "a", "chat.room-10", "chat.room-2"}
+	for _, n := range names[1:] {
+		mustAppend(t, e, n, rec("x"))
+	}
+	ts, err := e.Topics(context.Background())
+	got := []string{}
+	for _, ti := range ts {
+		got = append(got, ti.Name)
+	}
+	if want := slices.Sorted(slices.Values(names)); err != nil || !slices.Equal(got, want) {
+		t.Fatalf("Topics = %q, %v; want %q", got, err, want)
+	}
+	b := ts[slices.Index(got, "b.two")]
 	if b.First != 1 || b.Last != 2 || b.Retained != 2 || b.Bytes <= 0 || b.Epoch == 0 {
 		t.Errorf("b.two: %+v", b)
 	}

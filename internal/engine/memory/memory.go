@@ -22,22 +22,19 @@ import (
 // Options configure an Engine. Zero fields take the defaults noted.
 type Options struct {
 	// Retention returns the history bounds of a topic; it is asked once
-	// per topic, when the topic is created. Default: 10,000 events, 24 h,
-	// 64 MiB.
+	// per topic, when the topic is created. Default: event.DefaultRetention.
 	Retention func(topic string) event.Retention
-	// DedupeWindow is how long an idempotency key is remembered. Default 5m.
+	// DedupeWindow is how long an idempotency key is remembered.
+	// Default: event.DefaultDedupeWindow.
 	DedupeWindow time.Duration
 	// MaxKeysPerTopic caps the remembered idempotency keys of one topic;
-	// the oldest are forgotten first. Default 100,000.
+	// the oldest are forgotten first. Default: event.DefaultMaxKeysPerTopic.
 	MaxKeysPerTopic int
 	// SweepInterval is how often idle topics are trimmed by age. Default 1s.
 	SweepInterval time.Duration
 	// Now returns the current time; tests replace it. Default time.Now.
 	Now func() time.Time
 }
-
-// DefaultRetention is the history bound used when Options.Retention is nil.
-var DefaultRetention = event.Retention{MaxEvents: 10000, MaxAge: 24 * time.Hour, MaxBytes: 64 << 20}
 
 // Engine keeps topics in memory. Create it with New and stop it with Close.
 type Engine struct {
@@ -46,6 +43,7 @@ type Engine struct {
 	deliver func(*event.Event) // set once by Attach, before use
 
 	topics *topics.Table[topic]
+	state  stateStore
 
 	stop chan struct{}  // closed by Close: ends the sweeper
 	done sync.WaitGroup // the sweeper
@@ -85,13 +83,13 @@ type keyStamp struct {
 // New returns a running memory engine.
 func New(opts Options) *Engine {
 	if opts.Retention == nil {
-		opts.Retention = func(string) event.Retention { return DefaultRetention }
+		opts.Retention = func(string) event.Retention { return event.DefaultRetention() }
 	}
 	if opts.DedupeWindow <= 0 {
-		opts.DedupeWindow = 5 * time.Minute
+		opts.DedupeWindow = event.DefaultDedupeWindow
 	}
 	if opts.MaxKeysPerTopic <= 0 {
-		opts.MaxKeysPerTopic = 100000
+		opts.MaxKeysPerTopic = event.DefaultMaxKeysPerTopic
 	}
 	if opts.SweepInterval <= 0 {
 		opts.SweepInterval = time.Second
