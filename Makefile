@@ -32,11 +32,15 @@ test: lint proto-check
 test-short:
 	$(GO) test -count=1 ./...
 
-## lint: gofmt and go vet
+# staticcheck, pinned; `go run` fetches it from the module proxy once.
+STATICCHECK_VERSION := v0.8.2
+
+## lint: gofmt, go vet and staticcheck
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
 ## bench: the Go benchmarks of the hot paths (see docs/benchmarks.md for end-to-end runs)
 bench:

@@ -115,7 +115,7 @@ func (e *BatchEvent) wire() (batchEventWire, error) {
 		return w, errors.New("give only one of Data, Text or Binary")
 	case e.Data != nil:
 		if !json.Valid(e.Data) {
-			return w, errors.New("Data is not valid JSON; use Text or Binary for other payloads")
+			return w, errors.New("data is not valid JSON; use Text or Binary for other payloads")
 		}
 		w.Data = e.Data
 	case e.Binary != nil:

@@ -25,11 +25,12 @@ func main() {
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "herald",
-		Short: "herald is a real-time event hub: publish once, consume over pull, long polling or SSE",
+		Short: "herald is a real-time event hub: publish once, consume over WebSocket, SSE, gRPC, long polling or pull",
 		Long: `herald delivers events from producers to consumers in every push and pull
-style: HTTP publish, a pull API with cursors, long polling and Server-Sent
-Events, all over one model of topics, offsets, epochs and cursors, so a
-consumer can switch transport and lose nothing.
+style: publish over HTTP, WebSocket or gRPC; consume over WebSocket,
+Server-Sent Events, gRPC streams, long polling or a pull API with cursors,
+all over one model of topics, offsets, epochs and cursors, so a consumer
+can switch transport and lose nothing.
 
 Start a server with the in-memory engine on 127.0.0.1:8080:
 

@@ -108,6 +108,9 @@ type GRPC struct {
 	Enabled         bool   `koanf:"enabled"`
 	Addr            string `koanf:"addr"`
 	MaxMessageBytes int    `koanf:"max_message_bytes"` // largest request message
+	// Retry is the base of the resume hint (RetryInfo) of streams a drain
+	// ends: each gets one to four times it.
+	Retry time.Duration `koanf:"retry"`
 }
 
 // Pull configures the pull API and long polling.
@@ -176,7 +179,7 @@ func Default() Config {
 			WriteTimeout:    10 * time.Second,
 			MaxMessageBytes: 1<<20 + 64<<10,
 		},
-		GRPC:          GRPC{Enabled: true, Addr: "127.0.0.1:9090", MaxMessageBytes: 16 << 20},
+		GRPC:          GRPC{Enabled: true, Addr: "127.0.0.1:9090", MaxMessageBytes: 16 << 20, Retry: 2 * time.Second},
 		ClientPublish: true,
 		Pull:          Pull{MaxWait: 120 * time.Second},
 		Shutdown:      Shutdown{Timeout: 10 * time.Second},
@@ -236,6 +239,7 @@ func (c *Config) Validate() error {
 		"sse.heartbeat":            c.SSE.Heartbeat,
 		"sse.retry":                c.SSE.Retry,
 		"sse.write_timeout":        c.SSE.WriteTimeout,
+		"grpc.retry":               c.GRPC.Retry,
 		"pull.max_wait":            c.Pull.MaxWait,
 		"shutdown.timeout":         c.Shutdown.Timeout,
 		"history.dedupe_window":    c.History.DedupeWindow,

@@ -82,7 +82,7 @@ const (
 	FrameSSE       FrameKind = iota // SSE "event:" and "data:" lines (no id)
 	FrameSSESolo                    // the same preceded by the "id:" of a one-topic stream
 	FrameJSON                       // the JSON object used by pull, long poll and WebSocket
-	FrameAlt                        // reserved for a binary transport (gRPC)
+	FrameGRPCSolo                   // a gRPC Delivery of the event alone on a one-topic Subscribe stream
 	FrameWS                         // a WebSocket event message, frame header included
 	FrameWSDeflate                  // the same message compressed with permessage-deflate
 	numFrames

@@ -120,7 +120,7 @@ func TestFrameCachesEncoding(t *testing.T) {
 			return []byte(kindName(k) + ":" + strconv.FormatUint(e.Offset, 10))
 		}
 	}
-	kinds := []event.FrameKind{event.FrameSSE, event.FrameJSON, event.FrameAlt}
+	kinds := []event.FrameKind{event.FrameSSE, event.FrameJSON, event.FrameGRPCSolo}
 	first := make(map[event.FrameKind][]byte)
 	for i := 0; i < 100; i++ {
 		for _, k := range kinds {

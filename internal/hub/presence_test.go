@@ -161,7 +161,7 @@ func TestEnqueue(t *testing.T) {
 // waitQueued waits until s has at least n items' bytes queued.
 func waitQueued(t *testing.T, s *sub, n int) {
 	t.Helper()
-	for s.Pending() < n {
+	for s.QueuedBytes() < n {
 		s.wake.wait(t, "an item")
 	}
 }

@@ -299,13 +299,6 @@ func TestPullErrors(t *testing.T) {
 	}
 }
 
-// longPoll runs a Pull in a goroutine and tells when the waiter is
-// registered with the hub.
-type longPoll struct {
-	waiting signal
-	done    chan pullAnswer
-}
-
 type pullAnswer struct {
 	res hub.PullResult
 	err error

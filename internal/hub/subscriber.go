@@ -610,8 +610,8 @@ func (s *Subscriber) dropCatchup(sub *subscription) {
 	}
 }
 
-// Pending returns the bytes queued and not yet taken by Next.
-func (s *Subscriber) Pending() int {
+// QueuedBytes returns the bytes queued and not yet taken by Next.
+func (s *Subscriber) QueuedBytes() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.bytes

@@ -59,15 +59,6 @@ func TestSubscribeCatchupInBatches(t *testing.T) {
 	s.expect(t, events("a", 61, 61))
 }
 
-func epochLast(t testing.TB, h *hub.Hub, topic string) uint64 {
-	t.Helper()
-	in, _, err := h.Info(bg, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return in.Last
-}
-
 func TestSubscribeStart(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -236,8 +227,8 @@ func TestSlowConsumer(t *testing.T) {
 		fast.expect(t, events("a", uint64(i), uint64(i)))
 		switch {
 		case i <= 12: // 12*329 = 3948 bytes fit under 4096
-			if stuck.Reason() != hub.CloseNone || stuck.Pending() != i*size {
-				t.Fatalf("after %d events: reason %v, Pending %d; want open with %d", i, stuck.Reason(), stuck.Pending(), i*size)
+			if stuck.Reason() != hub.CloseNone || stuck.QueuedBytes() != i*size {
+				t.Fatalf("after %d events: reason %v, Pending %d; want open with %d", i, stuck.Reason(), stuck.QueuedBytes(), i*size)
 			}
 		case i == 13:
 			if stuck.Reason() != hub.CloseSlow {
@@ -245,7 +236,7 @@ func TestSlowConsumer(t *testing.T) {
 			}
 		}
 	}
-	if p := stuck.Pending(); p != 0 {
+	if p := stuck.QueuedBytes(); p != 0 {
 		t.Errorf("Pending after the slow close = %d, want 0 (queue released)", p)
 	}
 	select {
@@ -268,8 +259,8 @@ func TestSlowConsumer(t *testing.T) {
 	if got := stuck.Topics(); got != 0 {
 		t.Errorf("closed subscriber still has %d topics", got)
 	}
-	if other.Reason() != hub.CloseNone || other.Pending() != 50*size {
-		t.Errorf("the other subscriber: reason %v, pending %d; want open with %d", other.Reason(), other.Pending(), 50*size)
+	if other.Reason() != hub.CloseNone || other.QueuedBytes() != 50*size {
+		t.Errorf("the other subscriber: reason %v, pending %d; want open with %d", other.Reason(), other.QueuedBytes(), 50*size)
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -327,7 +318,7 @@ func TestCloseClient(t *testing.T) {
 	if r := s.Reason(); r != hub.CloseClient {
 		t.Errorf("Reason = %v, want client_closed", r)
 	}
-	if p := s.Pending(); p != 0 {
+	if p := s.QueuedBytes(); p != 0 {
 		t.Errorf("Pending = %d, want 0", p)
 	}
 	if h.Subscribers("a")+h.Subscribers("b") != 0 {

@@ -183,7 +183,7 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 			MaxMessageBytes: cfg.GRPC.MaxMessageBytes,
 			MaxQueueBytes:   cfg.Limits.MaxQueueBytes,
 			MaxWait:         cfg.Pull.MaxWait,
-			Retry:           cfg.SSE.Retry,
+			Retry:           cfg.GRPC.Retry,
 			OnConn:          func(d int) { grpcConns.Add(float64(d)) },
 			Log:             log,
 		})

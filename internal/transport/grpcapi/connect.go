@@ -156,7 +156,7 @@ func (st *stream) forget(topics []string) {
 	clear(items)
 	st.items = items[:0]
 	gone := func(t string) bool { return slices.Contains(topics, t) }
-	st.pending = slices.DeleteFunc(st.pending, func(it hub.Item) bool {
+	st.held = slices.DeleteFunc(st.held, func(it hub.Item) bool {
 		var t string
 		if it.Event != nil {
 			t = it.Event.Topic
@@ -164,7 +164,7 @@ func (st *stream) forget(topics []string) {
 			t = it.Gap.Topic
 		}
 		if gone(t) {
-			st.pendingBytes -= itemSize(it)
+			st.heldBytes -= itemSize(it)
 			return true
 		}
 		return false

@@ -13,7 +13,7 @@ import (
 // The messages on the delivery path are encoded by hand, with the field
 // numbers of api/herald/v1/herald.proto (frames_test.go decodes them with
 // the generated code and compares). An event's Event message is encoded
-// once and cached on the event (event.FrameAlt), so a delivery to a
+// once and cached on the event (event.FrameGRPCSolo), so a delivery to a
 // thousand streams copies the same bytes a thousand times and marshals
 // nothing.
 //
@@ -64,7 +64,7 @@ const epochLen = 16
 // stream, so the stream sends them as they are (the common case of a
 // fan-out). It is encoded once and cached on the event; the event's Event
 // message is a slice of it (eventFrame).
-func soloFrame(ev *event.Event) []byte { return ev.Frame(event.FrameAlt, encodeSolo) }
+func soloFrame(ev *event.Event) []byte { return ev.Frame(event.FrameGRPCSolo, encodeSolo) }
 
 // eventFrame returns ev's Event message: the events field of its soloFrame.
 func eventFrame(ev *event.Event) []byte {

@@ -120,8 +120,6 @@ func New(h *hub.Hub, opts Options) (*Server, error) {
 		// and let clients keep idle connections alive with their own pings.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		// Idle connections hold no write buffer between flushes.
-		grpc.SharedWriteBuffer(true),
 		// Calls run on goroutines whose stacks have already grown: with a
 		// new goroutine per unary call, growing its stack took a fifth of
 		// the server's CPU (docs/decisions/0007-grpc.md). A call holds its

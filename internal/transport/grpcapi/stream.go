@@ -48,15 +48,15 @@ type stream struct {
 	done     chan struct{} // closed with end
 
 	// Owned by the writer role.
-	w            *poolWorker   // the pool worker holding the role; nil for the handler
-	cur          cursor.Cursor // the stream's position after what was sent
-	items        []hub.Item    // Next's buffer
-	pending      []hub.Item    // events and gaps taken from the hub, not yet sent
-	pendingBytes int           // their encoded size (Connect: bounded like the hub's queue)
-	credit       uint64        // events the consumer still accepts (Subscribe: unbounded)
-	d            delivery      // the Delivery being assembled
-	token        []byte        // the cursor's encoding, scratch
-	msg          rawMessage    // the message being sent
+	w         *poolWorker   // the pool worker holding the role; nil for the handler
+	cur       cursor.Cursor // the stream's position after what was sent
+	items     []hub.Item    // Next's buffer
+	held      []hub.Item    // events and gaps taken from the hub, not yet sent (Connect: waiting for credit)
+	heldBytes int           // their encoded size (Connect: bounded like the hub's queue)
+	credit    uint64        // events the consumer still accepts (Subscribe: unbounded)
+	d         delivery      // the Delivery being assembled
+	token     []byte        // the cursor's encoding, scratch
+	msg       rawMessage    // the message being sent
 }
 
 // newStream registers a subscriber for a call on ss. The caller holds the
@@ -234,17 +234,17 @@ func (st *stream) send(m any) error {
 	return st.ss.SendMsg(m)
 }
 
-// take moves a batch from the hub into pending.
+// take moves a batch from the hub into held.
 func (st *stream) take(items []hub.Item) {
 	for _, it := range items {
 		switch {
 		case it.Event != nil, it.Gap != nil:
-			st.pending = append(st.pending, it)
-			st.pendingBytes += itemSize(it)
+			st.held = append(st.held, it)
+			st.heldBytes += itemSize(it)
 		}
 		// Presence changes are not part of the gRPC API.
 	}
-	if st.conn && st.pendingBytes > st.srv.queueCap() {
+	if st.conn && st.heldBytes > st.srv.queueCap() {
 		// Events the consumer has not granted credit for are held here,
 		// bounded as the hub's queue is: past that, it is a slow consumer.
 		st.sub.Close(hub.CloseSlow)
@@ -259,13 +259,13 @@ func (s *Server) queueCap() int {
 	return 1 << 20
 }
 
-// flush sends pending items as Deliveries, events as far as credit goes.
+// flush sends held items as Deliveries, events as far as credit goes.
 func (st *stream) flush() error {
-	for len(st.pending) > 0 {
+	for len(st.held) > 0 {
 		st.d.reset()
 		i := 0
-		for ; i < len(st.pending); i++ {
-			it := st.pending[i]
+		for ; i < len(st.held); i++ {
+			it := st.held[i]
 			if it.Event != nil && st.credit == 0 {
 				break
 			}
@@ -273,7 +273,7 @@ func (st *stream) flush() error {
 				break
 			}
 			st.d.add(it)
-			st.pendingBytes -= itemSize(it)
+			st.heldBytes -= itemSize(it)
 			if it.Event != nil && st.conn {
 				st.credit--
 			}
@@ -281,9 +281,9 @@ func (st *stream) flush() error {
 		if i == 0 {
 			return nil // no credit
 		}
-		n := copy(st.pending, st.pending[i:])
-		clear(st.pending[n:])
-		st.pending = st.pending[:n]
+		n := copy(st.held, st.held[i:])
+		clear(st.held[n:])
+		st.held = st.held[:n]
 		advance(&st.cur, &st.d)
 		if err := st.sendDelivery(); err != nil {
 			return err

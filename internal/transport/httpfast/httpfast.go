@@ -229,9 +229,10 @@ func (l *Listener) give(c net.Conn) bool {
 
 // conn is one connection in the fast path.
 type conn struct {
-	srv  *Server
-	nc   net.Conn
-	idle atomic.Bool // blocked waiting for a request's first byte
+	srv   *Server
+	nc    net.Conn
+	idle  atomic.Bool  // blocked waiting for a request's first byte
+	nread atomic.Int64 // bytes read, for tests that must know the server has them
 }
 
 // bufSize is the read buffer of a fast-path connection.
@@ -356,6 +357,7 @@ func (c *conn) read(buf *[]byte, idle bool) bool {
 	n, err := c.nc.Read(b[len(b):cap(b)])
 	c.idle.Store(false)
 	if n > 0 {
+		c.nread.Add(int64(n))
 		*buf = b[:len(b)+n]
 		return true
 	}

@@ -209,8 +209,10 @@ func TestSplitReads(t *testing.T) {
 	c, r := s.dial(t)
 	req := post("split", `{"big":"`+strings.Repeat("y", 3000)+`"}`)
 	for i := 0; i < len(req); i += 700 {
-		c.Write([]byte(req[i:min(i+700, len(req))]))
-		time.Sleep(time.Millisecond)
+		end := min(i+700, len(req))
+		c.Write([]byte(req[i:end]))
+		// The server reads this piece before the next is sent.
+		waitRead(t, s, int64(end))
 	}
 	if a := readAnswer(t, r); a.status != "201 Created" {
 		t.Fatalf("split request: %s %s", a.status, a.body)
@@ -287,7 +289,7 @@ func TestShutdown(t *testing.T) {
 	busy, rb := s.dial(t)
 	req := post("s", `{"x":1}`)
 	busy.Write([]byte(req[:len(req)-2])) // under way: the body is not complete
-	time.Sleep(100 * time.Millisecond)   // for the server to read it
+	waitRead(t, s, int64(len(post("s", `{}`))+len(req)-2))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -306,5 +308,16 @@ func TestShutdown(t *testing.T) {
 	}
 	if _, err := net.Dial("tcp", s.addr); err == nil {
 		t.Errorf("dial after shutdown succeeded")
+	}
+}
+
+// waitRead waits until the fast-path connections have read n bytes.
+func waitRead(t *testing.T, s *server, n int64) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); s.fast.BytesRead() < n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the server read %d bytes, want %d", s.fast.BytesRead(), n)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -102,11 +102,15 @@ func TestPoolBoundsWorkers(t *testing.T) {
 	for i := range items {
 		p.Submit(i)
 	}
-	waitFor(t, "the workers to start", func() bool { return running.Load() == workers })
-	time.Sleep(20 * time.Millisecond) // a fourth worker would start meanwhile
-	if got := running.Load(); got != workers {
-		t.Errorf("running = %d, want %d", got, workers)
+	// Submit decides whether to start a worker before it returns: once
+	// the submits are done, no further worker can start.
+	p.mu.Lock()
+	started := p.active
+	p.mu.Unlock()
+	if started != workers {
+		t.Errorf("%d workers started, want %d", started, workers)
 	}
+	waitFor(t, "the workers to start", func() bool { return running.Load() == workers })
 	close(gate)
 	done.Wait()
 	waitFor(t, "the workers to exit", p.idle)

@@ -129,7 +129,7 @@ type Writer struct {
 	runFn   func() // w.run, bound once so a handoff does not allocate
 
 	running   atomic.Bool  // a writer is active (or the transport's setup is running)
-	pending   atomic.Bool  // Wake was called since the writer last looked
+	woken     atomic.Bool  // Wake was called since the writer last looked
 	idle      atomic.Bool  // AskIdle was called: send a heartbeat when nothing else goes
 	inWrite   atomic.Bool  // a blocking write is in progress
 	kicked    atomic.Bool  // the connection is ending: writes must not block
@@ -167,7 +167,7 @@ func (w *Writer) Attach(sub *hub.Subscriber, sink Sink, release func()) {
 
 // Wake is the subscriber's Wake: it makes sure a writer runs.
 func (w *Writer) Wake() {
-	w.pending.Store(true)
+	w.woken.Store(true)
 	if ch := w.inline.Load(); ch != nil {
 		select {
 		case *ch <- struct{}{}:
@@ -274,7 +274,7 @@ func (w *Writer) run() {
 			return
 		}
 		w.running.Store(false)
-		if !w.pending.Load() || !w.running.CompareAndSwap(false, true) {
+		if !w.woken.Load() || !w.running.CompareAndSwap(false, true) {
 			return
 		}
 	}
@@ -294,7 +294,7 @@ func (w *Writer) drain() (ended, handoff bool) {
 		return true, false
 	}
 	for {
-		w.pending.Store(false)
+		w.woken.Store(false)
 		items, reason := w.sub.Next(w.g.ctx, w.items)
 		w.items = items
 		if reason != hub.CloseNone {

@@ -173,7 +173,7 @@ func TestWriterCoalesces(t *testing.T) {
 	for i := range 10 {
 		r.publish(t, fmt.Sprint(i))
 	}
-	for deadline := time.Now().Add(10 * time.Second); r.sub.Pending() < 10*130 && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(10 * time.Second); r.sub.QueuedBytes() < 10*130 && time.Now().Before(deadline); {
 		time.Sleep(time.Millisecond) // the hub's fan-out runs on its own goroutine
 	}
 	before := r.w.Writes()

@@ -113,7 +113,7 @@ func TestSlowConsumer(t *testing.T) {
 	}
 	// Its queue and subscriptions are released at once; the connection
 	// waits for the close frame to be read (up to the write timeout).
-	if n := slowConn.sub.Pending(); n != 0 || f.hub.Subscribers(topic) != others {
+	if n := slowConn.sub.QueuedBytes(); n != 0 || f.hub.Subscribers(topic) != others {
 		t.Errorf("after the end: %d bytes still queued, %d subscribers of the topic (want 0 and %d)", n, f.hub.Subscribers(topic), others)
 	}
 	t.Logf("the stalled client was ended after %d more events (%v)", seq-baseline, time.Since(stallStart).Round(time.Millisecond))

@@ -25,7 +25,7 @@ func TestQueuedEventsLeaveInOneWrite(t *testing.T) {
 	for i := range 10 {
 		f.publish([]string{"w.a", "w.b"}[i%2], `{"i":1}`)
 	}
-	waitFor(t, "10 events queued", func() bool { return c.sub.Pending() >= 10*(7+3+128) })
+	waitFor(t, "10 events queued", func() bool { return c.sub.QueuedBytes() >= 10*(7+3+128) })
 	before := c.Writes()
 	c.Run()
 	for range 10 {
