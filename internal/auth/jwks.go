@@ -49,7 +49,7 @@ type jwks struct {
 	url      string
 	kf       keyfunc.Keyfunc
 	store    *trackedStore
-	limit    time.Duration     // unknown-kid refresh interval, for messages
+	limit    time.Duration      // unknown-kid refresh interval, for messages
 	tr       *http.Transport    // owned: close drops its idle connections
 	cancel   context.CancelFunc // stops the refresh goroutine
 	fetches  atomic.Int64       // attempted fetches, for tests and logs
