@@ -37,9 +37,10 @@ type cacheShard struct {
 // flight is one verification in progress; done is closed when v and err
 // are set.
 type flight struct {
-	done chan struct{}
-	v    *verified
-	err  error
+	done    chan struct{}
+	v       *verified
+	err     error
+	waiters int // callers waiting on done, guarded by the shard's mu (for tests)
 }
 
 func newCache(size int) *cache {
@@ -55,12 +56,10 @@ func (c *cache) shard(token string) *cacheShard {
 	return &c.shards[maphash.String(c.seed, token)%cacheShards]
 }
 
-// get returns the cached verification of token if it is still valid at
-// notBefore (now less the leeway) under key generation gen.
-func (c *cache) get(token string, notBefore time.Time, gen uint64) *verified {
-	s := c.shard(token)
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// valid returns the entry of token if it is still valid at notBefore (now
+// less the leeway) under key generation gen, or nil; it drops an entry
+// that is no longer valid. s.mu must be held.
+func (s *cacheShard) valid(token string, notBefore time.Time, gen uint64) *verified {
 	e, ok := s.entries[token]
 	if !ok {
 		return nil
@@ -72,13 +71,19 @@ func (c *cache) get(token string, notBefore time.Time, gen uint64) *verified {
 	return e
 }
 
-// do verifies token with verify, unless the same token is being verified
-// already, in which case it waits for that result (or for ctx). A success
-// is stored.
-func (c *cache) do(ctx context.Context, token string, now time.Time, verify func() (*verified, error)) (*verified, error) {
+// do returns the cached verification of token, if valid, else waits for the
+// verification of token in progress (or for ctx), else verifies it with
+// verify and stores a success. A token is verified once however many
+// callers present it at the same time.
+func (c *cache) do(ctx context.Context, token string, now time.Time, notBefore time.Time, gen uint64, verify func() (*verified, error)) (*verified, error) {
 	s := c.shard(token)
 	s.mu.Lock()
+	if e := s.valid(token, notBefore, gen); e != nil {
+		s.mu.Unlock()
+		return e, nil
+	}
 	if f, ok := s.inflight[token]; ok {
+		f.waiters++
 		s.mu.Unlock()
 		select {
 		case <-f.done:
@@ -102,6 +107,18 @@ func (c *cache) do(ctx context.Context, token string, now time.Time, verify func
 	s.mu.Unlock()
 	close(f.done)
 	return f.v, f.err
+}
+
+// len returns the number of cached entries.
+func (c *cache) len() int {
+	n := 0
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		n += len(s.entries)
+		s.mu.Unlock()
+	}
+	return n
 }
 
 // put stores v, making room first: expired entries go, then, if the

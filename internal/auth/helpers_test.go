@@ -172,3 +172,17 @@ func mustEC(t *testing.T, curve string) *ecdsa.PublicKey {
 	}
 	return &k.PublicKey
 }
+
+// benchPEM is pemFile for benchmarks.
+func benchPEM(b *testing.B, pub crypto.PublicKey) string {
+	b.Helper()
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := filepath.Join(b.TempDir(), "key.pem")
+	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	return p
+}

@@ -49,7 +49,8 @@ type jwks struct {
 	url      string
 	kf       keyfunc.Keyfunc
 	store    *trackedStore
-	limit    time.Duration      // unknown-kid refresh interval, for messages
+	limit    time.Duration // unknown-kid refresh interval, for messages
+	log      *slog.Logger
 	tr       *http.Transport    // owned: close drops its idle connections
 	cancel   context.CancelFunc // stops the refresh goroutine
 	fetches  atomic.Int64       // attempted fetches, for tests and logs
@@ -64,6 +65,7 @@ func newJWKS(cfg config.JWT, log *slog.Logger) (*jwks, error) {
 		url:    cfg.JWKSURL,
 		store:  &trackedStore{Storage: jwkset.NewMemoryStorage()},
 		limit:  cfg.JWKSUnknownKIDRefresh,
+		log:    log,
 		tr:     http.DefaultTransport.(*http.Transport).Clone(),
 		cancel: cancel,
 	}
@@ -104,12 +106,15 @@ func newJWKS(cfg config.JWT, log *slog.Logger) (*jwks, error) {
 // kid, "" when it names none).
 func (k *jwks) key(ctx context.Context, t *jwt.Token, kid, alg string) (any, error) {
 	key, err := k.kf.KeyfuncCtx(ctx)(t)
-	switch {
-	case errors.Is(err, jwkset.ErrKeyNotFound):
-		return nil, &keyError{fmt.Sprintf("unknown key id %q: the identity provider's key set does not have it "+
-			"(herald fetches the set again for an unknown key id at most every %v)", kid, k.limit)}
-	case err != nil:
-		return nil, &keyError{fmt.Sprintf("no key of the identity provider's key set verifies this token (kid %q, alg %s): %v", kid, alg, err)}
+	if err != nil {
+		// An unknown kid fails with ErrKeyNotFound after a refresh, or
+		// with the limiter's refusal when a refresh is not due.
+		if _, known := k.store.KeyRead(ctx, kid); errors.Is(err, jwkset.ErrKeyNotFound) || (kid != "" && known != nil) {
+			return nil, &keyError{fmt.Sprintf("unknown key id %q: the identity provider's key set does not have it "+
+				"(herald fetches the set again for an unknown key id at most every %v)", kid, k.limit)}
+		}
+		k.log.Debug("auth: JWKS key lookup failed", "kid", kid, "alg", alg, "err", err)
+		return nil, &keyError{fmt.Sprintf("no key of the identity provider's key set verifies this token (kid %q, alg %s)", kid, alg)}
 	}
 	if set, ok := key.(jwt.VerificationKeySet); ok { // no kid: every key of the type
 		var fit jwt.VerificationKeySet

@@ -12,6 +12,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -82,8 +83,9 @@ type verifier struct {
 	aud     string
 	iss     string
 	now     func() time.Time
-	cache   *cache // nil: no cache
-	keySrcs string // the configured key sources, for messages
+	cache   *cache       // nil: no cache
+	fresh   atomic.Int64 // verifications from scratch, for tests
+	keySrcs string       // the configured key sources, for messages
 }
 
 // newVerifier builds the verifier for cfg, or returns nil when no JWT key
@@ -277,12 +279,8 @@ func (v *verifier) verify(ctx context.Context, token string) (*verified, error) 
 	if v.cache == nil {
 		return v.verifyFresh(ctx, token, v.gen())
 	}
-	now := v.now()
-	gen := v.gen()
-	if e := v.cache.get(token, now.Add(-v.leeway), gen); e != nil {
-		return e, nil
-	}
-	return v.cache.do(ctx, token, now, func() (*verified, error) {
+	now, gen := v.now(), v.gen()
+	return v.cache.do(ctx, token, now, now.Add(-v.leeway), gen, func() (*verified, error) {
 		// Without the first caller's cancellation: others may wait on
 		// the result. Only an unknown-kid JWKS fetch waits, boundedly.
 		return v.verifyFresh(context.WithoutCancel(ctx), token, gen)
@@ -300,6 +298,7 @@ func (v *verifier) gen() uint64 {
 
 // verifyFresh checks token's signature and claims from scratch.
 func (v *verifier) verifyFresh(ctx context.Context, token string, gen uint64) (*verified, error) {
+	v.fresh.Add(1)
 	c := &tokenClaims{claim: v.claim}
 	t, err := v.parser.ParseWithClaims(token, c, v.keyfunc(ctx))
 	if err != nil {
