@@ -203,7 +203,7 @@ func (c *Config) checkExposure(bad func(key, format string, args ...any)) {
 			continue // a bad address is reported on its own
 		}
 		bad("auth", "%s is %s, which other machines can reach, and auth is off: anyone could publish and read every topic. "+
-			"Configure auth (API keys or JWT, docs/security.md), listen on 127.0.0.1, or set auth.insecure_open: true (HERALD_AUTH_INSECURE_OPEN=true) to accept that",
+			"Configure auth (API keys or JWT, docs/security.md), listen on 127.0.0.1, or set auth.insecure_open: true (herald serve --insecure-open, HERALD_AUTH_INSECURE_OPEN=true) to accept that",
 			l[0], l[1])
 	}
 }
