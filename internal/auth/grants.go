@@ -90,23 +90,3 @@ func (g *Grants) Allows(a hub.Action, topic string) bool {
 	}
 	return false
 }
-
-// Config returns g as the config and claim shape, for display and for
-// minting tokens.
-func (g *Grants) Config() config.Grants {
-	var c config.Grants
-	strs := func(ps []Pattern) []string {
-		var out []string
-		for _, p := range ps {
-			out = append(out, p.s)
-		}
-		return out
-	}
-	c.Publish = strs(g.patterns[hub.ActionPublish])
-	c.Subscribe = strs(g.patterns[hub.ActionSubscribe])
-	c.History = strs(g.patterns[hub.ActionHistory])
-	c.Presence = strs(g.patterns[hub.ActionPresence])
-	c.Consume = strs(g.patterns[hub.ActionConsume])
-	c.Admin = g.admin
-	return c
-}

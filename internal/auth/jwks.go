@@ -46,7 +46,6 @@ const jwksWaitMax = 10 * time.Second
 
 // jwks is a key set fetched from a URL.
 type jwks struct {
-	url      string
 	kf       keyfunc.Keyfunc
 	store    *trackedStore
 	limit    time.Duration // unknown-kid refresh interval, for messages
@@ -62,7 +61,6 @@ type jwks struct {
 func newJWKS(cfg config.JWT, log *slog.Logger) (*jwks, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	k := &jwks{
-		url:    cfg.JWKSURL,
 		store:  &trackedStore{Storage: jwkset.NewMemoryStorage()},
 		limit:  cfg.JWKSUnknownKIDRefresh,
 		log:    log,

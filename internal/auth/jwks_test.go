@@ -13,6 +13,7 @@ import (
 
 	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
+	"go.uber.org/goleak"
 
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/hub"
@@ -169,4 +170,21 @@ func TestJWKSDownAtStart(t *testing.T) {
 	if _, err := b.Authenticate(context.Background(), hub.Credentials{Token: tok}); err != nil {
 		t.Fatalf("after the provider came up: %v", err)
 	}
+}
+
+// TestCloseStopsRefresh checks that Close ends the JWKS refresh goroutine
+// and the connections to the provider.
+func TestCloseStopsRefresh(t *testing.T) {
+	k := testKeys(t)
+	srv := newJWKSServer(t, map[string]any{"r1": &k.rsa.PublicKey})
+	before := goleak.IgnoreCurrent()
+	a, err := New(authConfig(func(au *config.Auth) { au.JWT.JWKSURL = srv.URL }), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	a.Close() // twice is fine
+	goleak.VerifyNone(t, before)
 }

@@ -72,20 +72,19 @@ type verified struct {
 
 // verifier checks JWTs against the configured keys.
 type verifier struct {
-	parser  *jwt.Parser
-	algs    []string // accepted, in JWTAlgorithms order
-	hmac    []byte   // nil: HS256 is not accepted
-	pub     any      // the public key file's key; nil when none
-	pubAlg  string   // the algorithm pub verifies
-	jwks    *jwks    // nil when no JWKS is configured
-	claim   string
-	leeway  time.Duration
-	aud     string
-	iss     string
-	now     func() time.Time
-	cache   *cache       // nil: no cache
-	fresh   atomic.Int64 // verifications from scratch, for tests
-	keySrcs string       // the configured key sources, for messages
+	parser *jwt.Parser
+	algs   []string // accepted, in JWTAlgorithms order
+	hmac   []byte   // nil: HS256 is not accepted
+	pub    any      // the public key file's key; nil when none
+	pubAlg string   // the algorithm pub verifies
+	jwks   *jwks    // nil when no JWKS is configured
+	claim  string
+	leeway time.Duration
+	aud    string
+	iss    string
+	now    func() time.Time
+	cache  *cache       // nil: no cache
+	fresh  atomic.Int64 // verifications from scratch, for tests
 }
 
 // newVerifier builds the verifier for cfg, or returns nil when no JWT key

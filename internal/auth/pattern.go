@@ -75,16 +75,6 @@ func ParsePattern(s string) (Pattern, error) {
 	return Pattern{s: s, kind: patternWildcard}, nil
 }
 
-// MustParsePattern is ParsePattern for patterns known to be valid; it
-// panics on a bad one.
-func MustParsePattern(s string) Pattern {
-	p, err := ParsePattern(s)
-	if err != nil {
-		panic(err)
-	}
-	return p
-}
-
 // String returns the pattern as written.
 func (p Pattern) String() string { return p.s }
 
