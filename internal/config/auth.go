@@ -25,10 +25,11 @@ type Auth struct {
 	APIKeys []APIKey `koanf:"api_keys"`
 	// JWT configures JSON Web Tokens for end users.
 	JWT JWT `koanf:"jwt"`
-	// CookieName is the cookie browsers may carry a token in.
+	// CookieName is the cookie browsers may carry a token in; "" turns
+	// cookies off.
 	CookieName string `koanf:"cookie_name"`
 	// QueryParam is the query parameter browsers may carry a token in
-	// (EventSource and WebSocket cannot set headers).
+	// (EventSource and WebSocket cannot set headers); "" turns it off.
 	QueryParam string `koanf:"query_param"`
 }
 
@@ -157,11 +158,11 @@ func (a *Auth) validate(bad func(key, format string, args ...any)) {
 	if j.CacheSize < 0 {
 		bad("auth.jwt.cache_size", "must not be negative (0 turns the cache off), got %d", j.CacheSize)
 	}
-	if !cookieNameRE.MatchString(a.CookieName) {
-		bad("auth.cookie_name", "%q is not a cookie name (letters, digits and !#$%%&'*+-.^_`|~)", a.CookieName)
+	if a.CookieName != "" && !cookieNameRE.MatchString(a.CookieName) {
+		bad("auth.cookie_name", "%q is not a cookie name (letters, digits and !#$%%&'*+-.^_`|~); empty turns cookies off", a.CookieName)
 	}
-	if a.QueryParam == "" {
-		bad("auth.query_param", "must not be empty (default access_token)")
+	if strings.ContainsAny(a.QueryParam, " &=#?%+") {
+		bad("auth.query_param", "%q is not a plain query parameter name; empty turns the query parameter off", a.QueryParam)
 	}
 }
 

@@ -56,6 +56,10 @@ namespaces:
 		t.Errorf("namespaces.public.anonymous = %q", got)
 	}
 
+	c, err = config.Load("", []string{"HERALD_AUTH_COOKIE_NAME=", "HERALD_AUTH_QUERY_PARAM="}, nil)
+	if err != nil || c.Auth.CookieName != "" || c.Auth.QueryParam != "" {
+		t.Errorf("cookie and query parameter off: %q %q, %v", c.Auth.CookieName, c.Auth.QueryParam, err)
+	}
 	c, err = config.Load("", []string{"HERALD_AUTH_JWT_ALGORITHMS=ES256,EdDSA", "HERALD_AUTH_JWT_JWKS_URL=https://id.example.com/jwks"}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -127,7 +131,7 @@ func TestAuthErrorsNameTheKey(t *testing.T) {
 		{name: "no claim", env: []string{"HERALD_AUTH_JWT_CLAIM="}, want: []string{"auth.jwt.claim"}},
 		{name: "negative cache", env: []string{"HERALD_AUTH_JWT_CACHE_SIZE=-1"}, want: []string{"auth.jwt.cache_size"}},
 		{name: "bad cookie", env: []string{"HERALD_AUTH_COOKIE_NAME=a b"}, want: []string{"auth.cookie_name"}},
-		{name: "no query param", env: []string{"HERALD_AUTH_QUERY_PARAM="}, want: []string{"auth.query_param"}},
+		{name: "bad query param", env: []string{"HERALD_AUTH_QUERY_PARAM=a&b"}, want: []string{"auth.query_param"}},
 		{name: "anonymous admin", file: "namespaces:\n  chat:\n    anonymous: [admin]\n", want: []string{"namespaces.chat.anonymous", `"admin"`}},
 		{name: "unknown auth key", file: "auth:\n  jwt:\n    secret: x\n", want: []string{"auth.jwt.secret"}},
 	}
