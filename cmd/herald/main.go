@@ -44,6 +44,6 @@ Publish and subscribe from another terminal:
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newPublishCmd(), newSubscribeCmd(), newExportCmd(), newImportCmd(), newBenchCmd())
+	root.AddCommand(newServeCmd(), newPublishCmd(), newSubscribeCmd(), newExportCmd(), newImportCmd(), newBenchCmd(), newKeyCmd(), newTokenCmd())
 	return root
 }

@@ -17,12 +17,13 @@ import (
 
 // serveFlags maps each serve flag to the config key it sets.
 var serveFlags = map[string]string{
-	"addr":       "http.addr",
-	"grpc-addr":  "grpc.addr",
-	"engine":     "engine",
-	"data-dir":   "data_dir",
-	"log-level":  "log.level",
-	"log-format": "log.format",
+	"addr":          "http.addr",
+	"grpc-addr":     "grpc.addr",
+	"engine":        "engine",
+	"data-dir":      "data_dir",
+	"log-level":     "log.level",
+	"log-format":    "log.format",
+	"insecure-open": "auth.insecure_open",
 }
 
 func newServeCmd() *cobra.Command {
@@ -41,10 +42,15 @@ dots as underscores: http.addr is HERALD_HTTP_ADDR), and the flags below.
 Unknown keys and bad values stop the server with an error naming the key.
 docs/configuration.md lists every key.
 
+Without auth configured (docs/security.md), herald serves everyone, so it then
+refuses to listen on an address other machines can reach (0.0.0.0, a LAN
+address) unless --insecure-open (auth.insecure_open) says that is intended.
+
 SIGINT or SIGTERM drains the server: it stops accepting connections, lets
 in-flight publishes finish, ends streams with a reconnect hint, then exits.`,
 		Example: `  herald serve
-  herald serve --addr 0.0.0.0:8080 --log-format json
+  herald serve --config herald.yaml --addr 0.0.0.0:8080 --log-format json   # herald.yaml configures auth
+  herald serve --addr 0.0.0.0:8080 --insecure-open                         # open to everyone: a trusted network only
   HERALD_HISTORY_MAX_EVENTS=1000 herald serve --config herald.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -83,6 +89,7 @@ in-flight publishes finish, ends streams with a reconnect hint, then exits.`,
 	f.String("data-dir", "", "directory of the durable engine's data (data_dir)")
 	f.String("log-level", def.Log.Level, "log level: debug, info, warn, error (log.level)")
 	f.String("log-format", def.Log.Format, "log format: text or json (log.format)")
+	f.Bool("insecure-open", false, "serve without auth on a non-loopback address: anyone who reaches it may publish and read (auth.insecure_open)")
 	return cmd
 }
 

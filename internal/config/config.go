@@ -44,6 +44,7 @@ type Config struct {
 	Pull             Pull     `koanf:"pull"`
 	Shutdown         Shutdown `koanf:"shutdown"`
 	Log              Log      `koanf:"log"`
+	Auth             Auth     `koanf:"auth"`
 	// Presence turns on presence (join/leave events and the presence
 	// query) for topics whose namespace does not say otherwise.
 	Presence bool `koanf:"presence"`
@@ -136,6 +137,10 @@ type Namespace struct {
 	// same name; nil keeps them.
 	Presence      *bool `koanf:"presence"`
 	ClientPublish *bool `koanf:"client_publish"`
+	// Anonymous lists what callers without credentials may do on the
+	// namespace's topics when auth is on: any of subscribe, history,
+	// presence, publish. Empty: nothing.
+	Anonymous []string `koanf:"anonymous"`
 }
 
 // Retention is a namespace's history bounds; a zero field keeps the
@@ -147,7 +152,11 @@ type Retention struct {
 }
 
 // namespaceKeys are the keys a namespace may set, below namespaces.NAME.
-var namespaceKeys = []string{"history.max_events", "history.max_age", "history.max_bytes", "presence", "client_publish"}
+var namespaceKeys = []string{"history.max_events", "history.max_age", "history.max_bytes", "presence", "client_publish", "anonymous"}
+
+// AnonymousActions are the actions a namespace may open to anonymous
+// callers (namespaces.NAME.anonymous).
+var AnonymousActions = []string{"subscribe", "history", "presence", "publish"}
 
 // Default returns the configuration used when nothing is set.
 func Default() Config {
@@ -184,6 +193,17 @@ func Default() Config {
 		Pull:          Pull{MaxWait: 120 * time.Second},
 		Shutdown:      Shutdown{Timeout: 10 * time.Second},
 		Log:           Log{Level: "info", Format: "text"},
+		Auth: Auth{
+			CookieName: "herald_token",
+			QueryParam: "access_token",
+			JWT: JWT{
+				Leeway:                5 * time.Second,
+				Claim:                 "herald",
+				CacheSize:             10000,
+				JWKSRefresh:           time.Hour,
+				JWKSUnknownKIDRefresh: 5 * time.Minute,
+			},
+		},
 	}
 }
 
@@ -307,7 +327,14 @@ func (c *Config) Validate() error {
 			bad("namespaces."+name, "a namespace is one topic segment without dots")
 		}
 		checkHistory("namespaces."+name+".history", c.Namespaces[name].History, false)
+		for _, a := range c.Namespaces[name].Anonymous {
+			if !slices.Contains(AnonymousActions, a) {
+				bad("namespaces."+name+".anonymous", "unknown action %q; anonymous callers may be allowed %s", a, strings.Join(AnonymousActions, ", "))
+			}
+		}
 	}
+	c.Auth.validate(bad)
+	c.checkExposure(bad)
 	if _, err := ParseLevel(c.Log.Level); err != nil {
 		bad("log.level", "%v", err)
 	}
@@ -454,10 +481,13 @@ func durationNeedsUnit(from, to reflect.Type, data any) (any, error) {
 	return data, nil
 }
 
+// listKeys are the keys whose value is a list of strings.
+var listKeys = []string{"http.cors_origins", "auth.jwt.algorithms"}
+
 // envValue turns an environment string into the type a key expects where
 // the decoder would not: lists are comma-separated.
 func envValue(def Config, key, val string) any {
-	if key == "http.cors_origins" {
+	if slices.Contains(listKeys, key) {
 		if val == "" {
 			return []string{}
 		}

@@ -61,6 +61,8 @@ namespaces:
 log:
   level: debug
   format: json
+auth:
+  insecure_open: true
 `)
 	c, err := config.Load(p, nil, nil)
 	if err != nil {
@@ -79,6 +81,7 @@ log:
 		"prices": {History: config.Retention{MaxBytes: 1024}},
 	}
 	want.Log = config.Log{Level: "debug", Format: "json"}
+	want.Auth.InsecureOpen = true
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Load =\n%+v\nwant\n%+v", c, want)
 	}

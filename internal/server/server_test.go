@@ -636,6 +636,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	}
 	cfg = config.Default()
 	cfg.HTTP.Addr = "256.0.0.1:0" // valid host:port, but cannot be listened on
+	cfg.Auth.InsecureOpen = true  // not loopback: auth off needs saying so
 
 	s, err := server.New(cfg, nil)
 	if err != nil {
