@@ -48,7 +48,7 @@ import (
 
 // ErrTokenExpired is wrapped by the refusal of a token past its exp; it
 // wraps hub.ErrUnauthenticated. Transports answer it with token_expired.
-var ErrTokenExpired = fmt.Errorf("%w: token expired", hub.ErrUnauthenticated)
+var ErrTokenExpired = hub.ErrTokenExpired
 
 // The algorithms and the key types that verify them.
 const (

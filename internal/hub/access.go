@@ -145,6 +145,10 @@ func (AnonymousAuth) Authenticate(_ context.Context, c Credentials) (*Identity, 
 // that carry no identity at all.
 var ErrUnauthenticated = errors.New("unauthenticated")
 
+// ErrTokenExpired is wrapped by refusals of credentials that were valid and
+// have expired: the caller needs fresh ones (token_expired).
+var ErrTokenExpired = fmt.Errorf("%w: token expired", ErrUnauthenticated)
+
 type identityKey struct{}
 
 // WithIdentity returns ctx carrying id.

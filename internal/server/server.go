@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 
 	"github.com/heraldhq/herald/api"
+	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/engine/durable"
 	"github.com/heraldhq/herald/internal/engine/memory"
@@ -42,8 +43,9 @@ type Server struct {
 	log       *slog.Logger
 	eng       Engine
 	ownEngine bool              // close eng on Shutdown
-	authn     hub.Authenticator // nil: anonymous callers
-	gate      hub.Gate          // nil: everything allowed
+	authn     hub.Authenticator // nil: from the config (package auth)
+	gate      hub.Gate          // nil: from the config (package auth)
+	auth      *auth.Auth        // the config's policy, when authn and gate come from it; closed on Shutdown
 
 	hub     *hub.Hub
 	rest    *rest.Handler
@@ -103,8 +105,8 @@ func WithEngine(eng Engine) Option {
 }
 
 // WithAccess makes the server establish callers' identities with authn
-// and decide what they may do with gate (either may be nil: anonymous
-// callers, everything allowed).
+// and decide what they may do with gate, instead of the config's auth
+// section (tests use it to watch the seam).
 func WithAccess(authn hub.Authenticator, gate hub.Gate) Option {
 	return func(s *Server) { s.authn, s.gate = authn, gate }
 }
@@ -140,6 +142,18 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 		}
 		s.ownEngine = true
 	}
+	if s.authn == nil && s.gate == nil {
+		a, err := auth.New(cfg, log)
+		if err != nil {
+			return s.fail(err)
+		}
+		s.auth, s.authn, s.gate = a, a.Authenticator(), a.Gate()
+	}
+	tokens := wire.TokenSources{
+		QueryParam:  cfg.Auth.QueryParam,
+		Cookie:      cfg.Auth.CookieName,
+		AllowOrigin: func(o string) bool { return s.allowOrigin(o) != "" },
+	}
 	s.hub = hub.New(s.eng, hub.Options{
 		Authenticator: s.authn,
 		Gate:          s.gate,
@@ -153,6 +167,7 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 		MaxEventBytes: cfg.Limits.MaxEventBytes,
 		MaxBodyBytes:  cfg.HTTP.MaxBodyBytes,
 		MaxWait:       cfg.Pull.MaxWait,
+		Tokens:        tokens,
 	})
 	sseConns := s.metrics.Connections("sse")
 	s.sse = sse.New(s.hub, sse.Options{
@@ -161,6 +176,7 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 		WriteTimeout: cfg.SSE.WriteTimeout,
 		Writers:      cfg.SSE.Writers,
 		AllowOrigin:  s.allowOrigin,
+		Tokens:       tokens,
 		OnConn:       func(d int) { sseConns.Add(float64(d)) },
 		Log:          log,
 	})
@@ -173,6 +189,7 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 		MaxMessageBytes: cfg.WS.MaxMessageBytes,
 		Compression:     cfg.WS.Compression,
 		AllowOrigin:     s.allowOrigin,
+		Tokens:          tokens,
 		OnConn:          func(d int) { wsConns.Add(float64(d)) },
 		Log:             log,
 	})
@@ -188,7 +205,7 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 			Log:             log,
 		})
 		if err != nil {
-			return nil, fmt.Errorf("grpc: %w", err)
+			return s.fail(fmt.Errorf("grpc: %w", err))
 		}
 		s.grpc = g
 	}
@@ -201,6 +218,17 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	return s, nil
+}
+
+// fail releases what New built before err, and returns err.
+func (s *Server) fail(err error) (*Server, error) {
+	if s.auth != nil {
+		s.auth.Close()
+	}
+	if s.ownEngine {
+		s.eng.Close()
+	}
+	return nil, err
 }
 
 // routes builds the HTTP handler tree.
@@ -391,6 +419,9 @@ func (s *Server) shutdown(ctx context.Context) error {
 	errs = append(errs, <-grpcDone)
 	if s.grpcCh != nil {
 		errs = append(errs, <-s.grpcCh)
+	}
+	if s.auth != nil {
+		errs = append(errs, s.auth.Close())
 	}
 	if s.ownEngine {
 		errs = append(errs, s.eng.Close())

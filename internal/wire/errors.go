@@ -29,6 +29,8 @@ func Classify(err error) reason.Reason {
 		code = reason.TooLarge
 	case errors.Is(err, hub.ErrLimit):
 		code = reason.LimitReached
+	case errors.Is(err, hub.ErrTokenExpired):
+		code = reason.TokenExpired
 	case errors.Is(err, hub.ErrUnauthenticated):
 		code = reason.Unauthenticated
 	case errors.Is(err, hub.ErrForbidden):

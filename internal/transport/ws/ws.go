@@ -47,7 +47,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -217,7 +216,7 @@ func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"this endpoint takes WebSocket connections (Upgrade: websocket); docs/protocol.md describes the protocol")
 		return
 	}
-	if o := r.Header.Get("Origin"); o != "" && !sameOrigin(o, r.Host) && s.opts.AllowOrigin(o) == "" {
+	if o := r.Header.Get("Origin"); o != "" && !wire.SameOrigin(o, r.Host) && s.opts.AllowOrigin(o) == "" {
 		wire.WriteErrorCode(w, reason.Forbidden,
 			"origin "+strconv.Quote(o)+" may not open WebSocket connections here (http.cors_origins)")
 		return
@@ -420,12 +419,6 @@ func pingJitter(interval time.Duration) int64 {
 		return 0
 	}
 	return rand.Int64N(int64(j))
-}
-
-// sameOrigin reports whether a browser Origin names the server itself.
-func sameOrigin(origin, host string) bool {
-	u, err := url.Parse(origin)
-	return err == nil && u.Host != "" && strings.EqualFold(u.Host, host)
 }
 
 // headerHas reports whether a comma-separated header holds token.
