@@ -151,6 +151,9 @@ var ErrTokenExpired = fmt.Errorf("%w: token expired", ErrUnauthenticated)
 
 type identityKey struct{}
 
+// errNoIdentity refuses a call whose context carries no identity.
+var errNoIdentity = fmt.Errorf("%w: the call carries no identity (the transport did not authenticate it)", ErrUnauthenticated)
+
 // WithIdentity returns ctx carrying id.
 func WithIdentity(ctx context.Context, id *Identity) context.Context {
 	return context.WithValue(ctx, identityKey{}, id)
@@ -190,7 +193,7 @@ func (h *Hub) Authenticate(ctx context.Context, c Credentials) (context.Context,
 func (h *Hub) allow(ctx context.Context, a Action, topic string) error {
 	id := IdentityOf(ctx)
 	if id == nil {
-		return fmt.Errorf("%w: the call carries no identity (the transport did not authenticate it)", ErrUnauthenticated)
+		return errNoIdentity
 	}
 	if id == internalIdentity {
 		return nil

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/heraldhq/herald/internal/cursor"
 	"github.com/heraldhq/herald/internal/event"
@@ -22,6 +23,7 @@ const (
 	CloseSlow                        // its queue overflowed: it was not reading fast enough
 	CloseShutdown                    // the server is draining; reconnect elsewhere or later
 	CloseError                       // the engine failed while recovering history
+	CloseExpired                     // the credentials it was opened with expired (Expire)
 )
 
 // Code returns the reason's row in the reason table: its wire code, and
@@ -36,6 +38,8 @@ func (r CloseReason) Code() reason.Code {
 		return reason.SlowConsumer
 	case CloseShutdown:
 		return reason.ShuttingDown
+	case CloseExpired:
+		return reason.TokenExpired
 	default:
 		return reason.Internal
 	}
@@ -140,7 +144,8 @@ type Subscriber struct {
 	catchups []*subscription // subscriptions with history to read, in order of need
 	reason   CloseReason
 	kicked   bool
-	hold     int // Subscribe calls with a reply in progress: Next hands out nothing meanwhile
+	hold     int         // Subscribe calls with a reply in progress: Next hands out nothing meanwhile
+	expiry   *time.Timer // ends s with CloseExpired (Expire); nil when its credentials never expire
 }
 
 // subscription is one topic of one subscriber. Its fields are guarded by
@@ -657,6 +662,10 @@ func (s *Subscriber) afterEnd(reason CloseReason) {
 	clear(s.subs)
 	kick := s.opts.Kick != nil && !s.kicked && reason != CloseClient
 	s.kicked = true
+	if s.expiry != nil {
+		s.expiry.Stop()
+		s.expiry = nil
+	}
 	s.mu.Unlock()
 	for _, sub := range subs {
 		s.h.remove(sub)

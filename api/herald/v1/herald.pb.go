@@ -948,6 +948,7 @@ type ConnectRequest struct {
 	//	*ConnectRequest_Unsubscribe
 	//	*ConnectRequest_Publish
 	//	*ConnectRequest_Grant
+	//	*ConnectRequest_Refresh
 	Command       isConnectRequest_Command `protobuf_oneof:"command"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1033,6 +1034,15 @@ func (x *ConnectRequest) GetGrant() *Grant {
 	return nil
 }
 
+func (x *ConnectRequest) GetRefresh() *RefreshCommand {
+	if x != nil {
+		if x, ok := x.Command.(*ConnectRequest_Refresh); ok {
+			return x.Refresh
+		}
+	}
+	return nil
+}
+
 type isConnectRequest_Command interface {
 	isConnectRequest_Command()
 }
@@ -1053,6 +1063,10 @@ type ConnectRequest_Grant struct {
 	Grant *Grant `protobuf:"bytes,5,opt,name=grant,proto3,oneof"`
 }
 
+type ConnectRequest_Refresh struct {
+	Refresh *RefreshCommand `protobuf:"bytes,6,opt,name=refresh,proto3,oneof"`
+}
+
 func (*ConnectRequest_Subscribe) isConnectRequest_Command() {}
 
 func (*ConnectRequest_Unsubscribe) isConnectRequest_Command() {}
@@ -1060,6 +1074,57 @@ func (*ConnectRequest_Unsubscribe) isConnectRequest_Command() {}
 func (*ConnectRequest_Publish) isConnectRequest_Command() {}
 
 func (*ConnectRequest_Grant) isConnectRequest_Command() {}
+
+func (*ConnectRequest_Refresh) isConnectRequest_Command() {}
+
+// RefreshCommand swaps the stream's credentials for a new token, before the
+// old ones expire (or, on a stream opened without credentials, to
+// authenticate it). Subscriptions the new credentials no longer allow end
+// (listed in Refreshed); the others go on without a gap. The token must be
+// for the same subject.
+type RefreshCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefreshCommand) Reset() {
+	*x = RefreshCommand{}
+	mi := &file_api_herald_v1_herald_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefreshCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefreshCommand) ProtoMessage() {}
+
+func (x *RefreshCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_api_herald_v1_herald_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefreshCommand.ProtoReflect.Descriptor instead.
+func (*RefreshCommand) Descriptor() ([]byte, []int) {
+	return file_api_herald_v1_herald_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RefreshCommand) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
 
 // SubscribeCommand adds topics to a Connect stream.
 type SubscribeCommand struct {
@@ -1075,7 +1140,7 @@ type SubscribeCommand struct {
 
 func (x *SubscribeCommand) Reset() {
 	*x = SubscribeCommand{}
-	mi := &file_api_herald_v1_herald_proto_msgTypes[11]
+	mi := &file_api_herald_v1_herald_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1087,7 +1152,7 @@ func (x *SubscribeCommand) String() string {
 func (*SubscribeCommand) ProtoMessage() {}
 
 func (x *SubscribeCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_herald_v1_herald_proto_msgTypes[11]
+	mi := &file_api_herald_v1_herald_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1100,7 +1165,7 @@ func (x *SubscribeCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeCommand.ProtoReflect.Descriptor instead.
 func (*SubscribeCommand) Descriptor() ([]byte, []int) {
-	return file_api_herald_v1_herald_proto_rawDescGZIP(), []int{11}
+	return file_api_herald_v1_herald_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SubscribeCommand) GetTopics() []string {
@@ -1135,7 +1200,7 @@ type UnsubscribeCommand struct {
 
 func (x *UnsubscribeCommand) Reset() {
 	*x = UnsubscribeCommand{}
-	mi := &file_api_herald_v1_herald_proto_msgTypes[12]
+	mi := &file_api_herald_v1_herald_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1147,7 +1212,7 @@ func (x *UnsubscribeCommand) String() string {
 func (*UnsubscribeCommand) ProtoMessage() {}
 
 func (x *UnsubscribeCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_herald_v1_herald_proto_msgTypes[12]
+	mi := &file_api_herald_v1_herald_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1160,7 +1225,7 @@ func (x *UnsubscribeCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnsubscribeCommand.ProtoReflect.Descriptor instead.
 func (*UnsubscribeCommand) Descriptor() ([]byte, []int) {
-	return file_api_herald_v1_herald_proto_rawDescGZIP(), []int{12}
+	return file_api_herald_v1_herald_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UnsubscribeCommand) GetTopics() []string {
@@ -1181,7 +1246,7 @@ type Grant struct {
 
 func (x *Grant) Reset() {
 	*x = Grant{}
-	mi := &file_api_herald_v1_herald_proto_msgTypes[13]
+	mi := &file_api_herald_v1_herald_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1193,7 +1258,7 @@ func (x *Grant) String() string {
 func (*Grant) ProtoMessage() {}
 
 func (x *Grant) ProtoReflect() protoreflect.Message {
-	mi := &file_api_herald_v1_herald_proto_msgTypes[13]
+	mi := &file_api_herald_v1_herald_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1206,7 +1271,7 @@ func (x *Grant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Grant.ProtoReflect.Descriptor instead.
 func (*Grant) Descriptor() ([]byte, []int) {
-	return file_api_herald_v1_herald_proto_rawDescGZIP(), []int{13}
+	return file_api_herald_v1_herald_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Grant) GetEvents() uint32 {
@@ -1228,6 +1293,7 @@ type ConnectResponse struct {
 	//	*ConnectResponse_Unsubscribed
 	//	*ConnectResponse_Published
 	//	*ConnectResponse_Error
+	//	*ConnectResponse_Refreshed
 	Kind          isConnectResponse_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1235,7 +1301,7 @@ type ConnectResponse struct {
 
 func (x *ConnectResponse) Reset() {
 	*x = ConnectResponse{}
-	mi := &file_api_herald_v1_herald_proto_msgTypes[14]
+	mi := &file_api_herald_v1_herald_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1247,7 +1313,7 @@ func (x *ConnectResponse) String() string {
 func (*ConnectResponse) ProtoMessage() {}
 
 func (x *ConnectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_herald_v1_herald_proto_msgTypes[14]
+	mi := &file_api_herald_v1_herald_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1260,7 +1326,7 @@ func (x *ConnectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectResponse.ProtoReflect.Descriptor instead.
 func (*ConnectResponse) Descriptor() ([]byte, []int) {
-	return file_api_herald_v1_herald_proto_rawDescGZIP(), []int{14}
+	return file_api_herald_v1_herald_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ConnectResponse) GetId() uint64 {
@@ -1322,6 +1388,15 @@ func (x *ConnectResponse) GetError() *Error {
 	return nil
 }
 
+func (x *ConnectResponse) GetRefreshed() *Refreshed {
+	if x != nil {
+		if x, ok := x.Kind.(*ConnectResponse_Refreshed); ok {
+			return x.Refreshed
+		}
+	}
+	return nil
+}
+
 type isConnectResponse_Kind interface {
 	isConnectResponse_Kind()
 }
@@ -1347,6 +1422,10 @@ type ConnectResponse_Error struct {
 	Error *Error `protobuf:"bytes,6,opt,name=error,proto3,oneof"`
 }
 
+type ConnectResponse_Refreshed struct {
+	Refreshed *Refreshed `protobuf:"bytes,7,opt,name=refreshed,proto3,oneof"`
+}
+
 func (*ConnectResponse_Delivery) isConnectResponse_Kind() {}
 
 func (*ConnectResponse_Subscribed) isConnectResponse_Kind() {}
@@ -1356,6 +1435,81 @@ func (*ConnectResponse_Unsubscribed) isConnectResponse_Kind() {}
 func (*ConnectResponse_Published) isConnectResponse_Kind() {}
 
 func (*ConnectResponse_Error) isConnectResponse_Kind() {}
+
+func (*ConnectResponse_Refreshed) isConnectResponse_Kind() {}
+
+// Refreshed answers a RefreshCommand.
+type Refreshed struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Who the stream now authenticates as.
+	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	// When the new credentials expire (unix milliseconds); 0: never.
+	Expires int64 `protobuf:"varint,2,opt,name=expires,proto3" json:"expires,omitempty"`
+	// Topics the new credentials do not allow: their subscriptions ended.
+	Unsubscribed []string `protobuf:"bytes,3,rep,name=unsubscribed,proto3" json:"unsubscribed,omitempty"`
+	// The stream's cursor, without the topics that ended.
+	Cursor        string `protobuf:"bytes,4,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Refreshed) Reset() {
+	*x = Refreshed{}
+	mi := &file_api_herald_v1_herald_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Refreshed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Refreshed) ProtoMessage() {}
+
+func (x *Refreshed) ProtoReflect() protoreflect.Message {
+	mi := &file_api_herald_v1_herald_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Refreshed.ProtoReflect.Descriptor instead.
+func (*Refreshed) Descriptor() ([]byte, []int) {
+	return file_api_herald_v1_herald_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *Refreshed) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *Refreshed) GetExpires() int64 {
+	if x != nil {
+		return x.Expires
+	}
+	return 0
+}
+
+func (x *Refreshed) GetUnsubscribed() []string {
+	if x != nil {
+		return x.Unsubscribed
+	}
+	return nil
+}
+
+func (x *Refreshed) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
 
 // Subscribed answers a SubscribeCommand.
 type Subscribed struct {
@@ -1369,7 +1523,7 @@ type Subscribed struct {
 
 func (x *Subscribed) Reset() {
 	*x = Subscribed{}
-	mi := &file_api_herald_v1_herald_proto_msgTypes[15]
+	mi := &file_api_herald_v1_herald_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1381,7 +1535,7 @@ func (x *Subscribed) String() string {
 func (*Subscribed) ProtoMessage() {}
 
 func (x *Subscribed) ProtoReflect() protoreflect.Message {
-	mi := &file_api_herald_v1_herald_proto_msgTypes[15]
+	mi := &file_api_herald_v1_herald_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1394,7 +1548,7 @@ func (x *Subscribed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Subscribed.ProtoReflect.Descriptor instead.
 func (*Subscribed) Descriptor() ([]byte, []int) {
-	return file_api_herald_v1_herald_proto_rawDescGZIP(), []int{15}
+	return file_api_herald_v1_herald_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Subscribed) GetTopics() []string {
@@ -1423,7 +1577,7 @@ type Unsubscribed struct {
 
 func (x *Unsubscribed) Reset() {
 	*x = Unsubscribed{}
-	mi := &file_api_herald_v1_herald_proto_msgTypes[16]
+	mi := &file_api_herald_v1_herald_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1435,7 +1589,7 @@ func (x *Unsubscribed) String() string {
 func (*Unsubscribed) ProtoMessage() {}
 
 func (x *Unsubscribed) ProtoReflect() protoreflect.Message {
-	mi := &file_api_herald_v1_herald_proto_msgTypes[16]
+	mi := &file_api_herald_v1_herald_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1448,7 +1602,7 @@ func (x *Unsubscribed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Unsubscribed.ProtoReflect.Descriptor instead.
 func (*Unsubscribed) Descriptor() ([]byte, []int) {
-	return file_api_herald_v1_herald_proto_rawDescGZIP(), []int{16}
+	return file_api_herald_v1_herald_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Unsubscribed) GetTopics() []string {
@@ -1486,7 +1640,7 @@ type PullRequest struct {
 
 func (x *PullRequest) Reset() {
 	*x = PullRequest{}
-	mi := &file_api_herald_v1_herald_proto_msgTypes[17]
+	mi := &file_api_herald_v1_herald_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1498,7 +1652,7 @@ func (x *PullRequest) String() string {
 func (*PullRequest) ProtoMessage() {}
 
 func (x *PullRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_herald_v1_herald_proto_msgTypes[17]
+	mi := &file_api_herald_v1_herald_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1511,7 +1665,7 @@ func (x *PullRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullRequest.ProtoReflect.Descriptor instead.
 func (*PullRequest) Descriptor() ([]byte, []int) {
-	return file_api_herald_v1_herald_proto_rawDescGZIP(), []int{17}
+	return file_api_herald_v1_herald_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PullRequest) GetTopics() []string {
@@ -1564,7 +1718,7 @@ type PullResponse struct {
 
 func (x *PullResponse) Reset() {
 	*x = PullResponse{}
-	mi := &file_api_herald_v1_herald_proto_msgTypes[18]
+	mi := &file_api_herald_v1_herald_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1576,7 +1730,7 @@ func (x *PullResponse) String() string {
 func (*PullResponse) ProtoMessage() {}
 
 func (x *PullResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_herald_v1_herald_proto_msgTypes[18]
+	mi := &file_api_herald_v1_herald_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1589,7 +1743,7 @@ func (x *PullResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullResponse.ProtoReflect.Descriptor instead.
 func (*PullResponse) Descriptor() ([]byte, []int) {
-	return file_api_herald_v1_herald_proto_rawDescGZIP(), []int{18}
+	return file_api_herald_v1_herald_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PullResponse) GetEvents() []*Event {
@@ -1622,7 +1776,7 @@ type ListTopicsRequest struct {
 
 func (x *ListTopicsRequest) Reset() {
 	*x = ListTopicsRequest{}
-	mi := &file_api_herald_v1_herald_proto_msgTypes[19]
+	mi := &file_api_herald_v1_herald_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1634,7 +1788,7 @@ func (x *ListTopicsRequest) String() string {
 func (*ListTopicsRequest) ProtoMessage() {}
 
 func (x *ListTopicsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_herald_v1_herald_proto_msgTypes[19]
+	mi := &file_api_herald_v1_herald_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1647,7 +1801,7 @@ func (x *ListTopicsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTopicsRequest.ProtoReflect.Descriptor instead.
 func (*ListTopicsRequest) Descriptor() ([]byte, []int) {
-	return file_api_herald_v1_herald_proto_rawDescGZIP(), []int{19}
+	return file_api_herald_v1_herald_proto_rawDescGZIP(), []int{21}
 }
 
 // ListTopicsResponse lists topics sorted by name.
@@ -1660,7 +1814,7 @@ type ListTopicsResponse struct {
 
 func (x *ListTopicsResponse) Reset() {
 	*x = ListTopicsResponse{}
-	mi := &file_api_herald_v1_herald_proto_msgTypes[20]
+	mi := &file_api_herald_v1_herald_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1672,7 +1826,7 @@ func (x *ListTopicsResponse) String() string {
 func (*ListTopicsResponse) ProtoMessage() {}
 
 func (x *ListTopicsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_herald_v1_herald_proto_msgTypes[20]
+	mi := &file_api_herald_v1_herald_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1685,7 +1839,7 @@ func (x *ListTopicsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTopicsResponse.ProtoReflect.Descriptor instead.
 func (*ListTopicsResponse) Descriptor() ([]byte, []int) {
-	return file_api_herald_v1_herald_proto_rawDescGZIP(), []int{20}
+	return file_api_herald_v1_herald_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListTopicsResponse) GetTopics() []*Topic {
@@ -1705,7 +1859,7 @@ type GetTopicRequest struct {
 
 func (x *GetTopicRequest) Reset() {
 	*x = GetTopicRequest{}
-	mi := &file_api_herald_v1_herald_proto_msgTypes[21]
+	mi := &file_api_herald_v1_herald_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1717,7 +1871,7 @@ func (x *GetTopicRequest) String() string {
 func (*GetTopicRequest) ProtoMessage() {}
 
 func (x *GetTopicRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_herald_v1_herald_proto_msgTypes[21]
+	mi := &file_api_herald_v1_herald_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1730,7 +1884,7 @@ func (x *GetTopicRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTopicRequest.ProtoReflect.Descriptor instead.
 func (*GetTopicRequest) Descriptor() ([]byte, []int) {
-	return file_api_herald_v1_herald_proto_rawDescGZIP(), []int{21}
+	return file_api_herald_v1_herald_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetTopicRequest) GetTopic() string {
@@ -1761,7 +1915,7 @@ type Topic struct {
 
 func (x *Topic) Reset() {
 	*x = Topic{}
-	mi := &file_api_herald_v1_herald_proto_msgTypes[22]
+	mi := &file_api_herald_v1_herald_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1773,7 +1927,7 @@ func (x *Topic) String() string {
 func (*Topic) ProtoMessage() {}
 
 func (x *Topic) ProtoReflect() protoreflect.Message {
-	mi := &file_api_herald_v1_herald_proto_msgTypes[22]
+	mi := &file_api_herald_v1_herald_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1786,7 +1940,7 @@ func (x *Topic) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Topic.ProtoReflect.Descriptor instead.
 func (*Topic) Descriptor() ([]byte, []int) {
-	return file_api_herald_v1_herald_proto_rawDescGZIP(), []int{22}
+	return file_api_herald_v1_herald_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Topic) GetName() string {
@@ -1898,14 +2052,17 @@ const file_api_herald_v1_herald_proto_rawDesc = "" +
 	"\bDelivery\x12\"\n" +
 	"\x04gaps\x18\x01 \x03(\v2\x0e.herald.v1.GapR\x04gaps\x12(\n" +
 	"\x06events\x18\x02 \x03(\v2\x10.herald.v1.EventR\x06events\x12\x16\n" +
-	"\x06cursor\x18\x03 \x01(\tR\x06cursor\"\x8c\x02\n" +
+	"\x06cursor\x18\x03 \x01(\tR\x06cursor\"\xc3\x02\n" +
 	"\x0eConnectRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12;\n" +
 	"\tsubscribe\x18\x02 \x01(\v2\x1b.herald.v1.SubscribeCommandH\x00R\tsubscribe\x12A\n" +
 	"\vunsubscribe\x18\x03 \x01(\v2\x1d.herald.v1.UnsubscribeCommandH\x00R\vunsubscribe\x125\n" +
 	"\apublish\x18\x04 \x01(\v2\x19.herald.v1.PublishRequestH\x00R\apublish\x12(\n" +
-	"\x05grant\x18\x05 \x01(\v2\x10.herald.v1.GrantH\x00R\x05grantB\t\n" +
-	"\acommand\"g\n" +
+	"\x05grant\x18\x05 \x01(\v2\x10.herald.v1.GrantH\x00R\x05grant\x125\n" +
+	"\arefresh\x18\x06 \x01(\v2\x19.herald.v1.RefreshCommandH\x00R\arefreshB\t\n" +
+	"\acommand\"&\n" +
+	"\x0eRefreshCommand\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\"g\n" +
 	"\x10SubscribeCommand\x12\x16\n" +
 	"\x06topics\x18\x01 \x03(\tR\x06topics\x12\x16\n" +
 	"\x06cursor\x18\x02 \x01(\tR\x06cursor\x12#\n" +
@@ -1913,7 +2070,7 @@ const file_api_herald_v1_herald_proto_rawDesc = "" +
 	"\x12UnsubscribeCommand\x12\x16\n" +
 	"\x06topics\x18\x01 \x03(\tR\x06topics\"\x1f\n" +
 	"\x05Grant\x12\x16\n" +
-	"\x06events\x18\x01 \x01(\rR\x06events\"\xba\x02\n" +
+	"\x06events\x18\x01 \x01(\rR\x06events\"\xf0\x02\n" +
 	"\x0fConnectResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x121\n" +
 	"\bdelivery\x18\x02 \x01(\v2\x13.herald.v1.DeliveryH\x00R\bdelivery\x127\n" +
@@ -1922,8 +2079,14 @@ const file_api_herald_v1_herald_proto_rawDesc = "" +
 	"subscribed\x12=\n" +
 	"\funsubscribed\x18\x04 \x01(\v2\x17.herald.v1.UnsubscribedH\x00R\funsubscribed\x12:\n" +
 	"\tpublished\x18\x05 \x01(\v2\x1a.herald.v1.PublishResponseH\x00R\tpublished\x12(\n" +
-	"\x05error\x18\x06 \x01(\v2\x10.herald.v1.ErrorH\x00R\x05errorB\x06\n" +
-	"\x04kind\"<\n" +
+	"\x05error\x18\x06 \x01(\v2\x10.herald.v1.ErrorH\x00R\x05error\x124\n" +
+	"\trefreshed\x18\a \x01(\v2\x14.herald.v1.RefreshedH\x00R\trefreshedB\x06\n" +
+	"\x04kind\"{\n" +
+	"\tRefreshed\x12\x18\n" +
+	"\asubject\x18\x01 \x01(\tR\asubject\x12\x18\n" +
+	"\aexpires\x18\x02 \x01(\x03R\aexpires\x12\"\n" +
+	"\funsubscribed\x18\x03 \x03(\tR\funsubscribed\x12\x16\n" +
+	"\x06cursor\x18\x04 \x01(\tR\x06cursor\"<\n" +
 	"\n" +
 	"Subscribed\x12\x16\n" +
 	"\x06topics\x18\x01 \x03(\tR\x06topics\x12\x16\n" +
@@ -1991,7 +2154,7 @@ func file_api_herald_v1_herald_proto_rawDescGZIP() []byte {
 }
 
 var file_api_herald_v1_herald_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_api_herald_v1_herald_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_api_herald_v1_herald_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_api_herald_v1_herald_proto_goTypes = []any{
 	(Encoding)(0),                 // 0: herald.v1.Encoding
 	(From)(0),                     // 1: herald.v1.From
@@ -2007,72 +2170,76 @@ var file_api_herald_v1_herald_proto_goTypes = []any{
 	(*SubscribeRequest)(nil),      // 11: herald.v1.SubscribeRequest
 	(*Delivery)(nil),              // 12: herald.v1.Delivery
 	(*ConnectRequest)(nil),        // 13: herald.v1.ConnectRequest
-	(*SubscribeCommand)(nil),      // 14: herald.v1.SubscribeCommand
-	(*UnsubscribeCommand)(nil),    // 15: herald.v1.UnsubscribeCommand
-	(*Grant)(nil),                 // 16: herald.v1.Grant
-	(*ConnectResponse)(nil),       // 17: herald.v1.ConnectResponse
-	(*Subscribed)(nil),            // 18: herald.v1.Subscribed
-	(*Unsubscribed)(nil),          // 19: herald.v1.Unsubscribed
-	(*PullRequest)(nil),           // 20: herald.v1.PullRequest
-	(*PullResponse)(nil),          // 21: herald.v1.PullResponse
-	(*ListTopicsRequest)(nil),     // 22: herald.v1.ListTopicsRequest
-	(*ListTopicsResponse)(nil),    // 23: herald.v1.ListTopicsResponse
-	(*GetTopicRequest)(nil),       // 24: herald.v1.GetTopicRequest
-	(*Topic)(nil),                 // 25: herald.v1.Topic
-	nil,                           // 26: herald.v1.Event.HeadersEntry
-	nil,                           // 27: herald.v1.PublishEvent.HeadersEntry
-	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 29: google.protobuf.Duration
+	(*RefreshCommand)(nil),        // 14: herald.v1.RefreshCommand
+	(*SubscribeCommand)(nil),      // 15: herald.v1.SubscribeCommand
+	(*UnsubscribeCommand)(nil),    // 16: herald.v1.UnsubscribeCommand
+	(*Grant)(nil),                 // 17: herald.v1.Grant
+	(*ConnectResponse)(nil),       // 18: herald.v1.ConnectResponse
+	(*Refreshed)(nil),             // 19: herald.v1.Refreshed
+	(*Subscribed)(nil),            // 20: herald.v1.Subscribed
+	(*Unsubscribed)(nil),          // 21: herald.v1.Unsubscribed
+	(*PullRequest)(nil),           // 22: herald.v1.PullRequest
+	(*PullResponse)(nil),          // 23: herald.v1.PullResponse
+	(*ListTopicsRequest)(nil),     // 24: herald.v1.ListTopicsRequest
+	(*ListTopicsResponse)(nil),    // 25: herald.v1.ListTopicsResponse
+	(*GetTopicRequest)(nil),       // 26: herald.v1.GetTopicRequest
+	(*Topic)(nil),                 // 27: herald.v1.Topic
+	nil,                           // 28: herald.v1.Event.HeadersEntry
+	nil,                           // 29: herald.v1.PublishEvent.HeadersEntry
+	(*timestamppb.Timestamp)(nil), // 30: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 31: google.protobuf.Duration
 }
 var file_api_herald_v1_herald_proto_depIdxs = []int32{
-	28, // 0: herald.v1.Event.time:type_name -> google.protobuf.Timestamp
+	30, // 0: herald.v1.Event.time:type_name -> google.protobuf.Timestamp
 	0,  // 1: herald.v1.Event.encoding:type_name -> herald.v1.Encoding
-	26, // 2: herald.v1.Event.headers:type_name -> herald.v1.Event.HeadersEntry
+	28, // 2: herald.v1.Event.headers:type_name -> herald.v1.Event.HeadersEntry
 	2,  // 3: herald.v1.Gap.reason:type_name -> herald.v1.GapReason
 	4,  // 4: herald.v1.Gap.requested:type_name -> herald.v1.Position
 	4,  // 5: herald.v1.Gap.resumed:type_name -> herald.v1.Position
 	0,  // 6: herald.v1.PublishEvent.encoding:type_name -> herald.v1.Encoding
-	27, // 7: herald.v1.PublishEvent.headers:type_name -> herald.v1.PublishEvent.HeadersEntry
+	29, // 7: herald.v1.PublishEvent.headers:type_name -> herald.v1.PublishEvent.HeadersEntry
 	6,  // 8: herald.v1.PublishRequest.events:type_name -> herald.v1.PublishEvent
 	8,  // 9: herald.v1.PublishResponse.acks:type_name -> herald.v1.Ack
 	10, // 10: herald.v1.PublishResponse.error:type_name -> herald.v1.Error
 	1,  // 11: herald.v1.SubscribeRequest.from:type_name -> herald.v1.From
 	5,  // 12: herald.v1.Delivery.gaps:type_name -> herald.v1.Gap
 	3,  // 13: herald.v1.Delivery.events:type_name -> herald.v1.Event
-	14, // 14: herald.v1.ConnectRequest.subscribe:type_name -> herald.v1.SubscribeCommand
-	15, // 15: herald.v1.ConnectRequest.unsubscribe:type_name -> herald.v1.UnsubscribeCommand
+	15, // 14: herald.v1.ConnectRequest.subscribe:type_name -> herald.v1.SubscribeCommand
+	16, // 15: herald.v1.ConnectRequest.unsubscribe:type_name -> herald.v1.UnsubscribeCommand
 	7,  // 16: herald.v1.ConnectRequest.publish:type_name -> herald.v1.PublishRequest
-	16, // 17: herald.v1.ConnectRequest.grant:type_name -> herald.v1.Grant
-	1,  // 18: herald.v1.SubscribeCommand.from:type_name -> herald.v1.From
-	12, // 19: herald.v1.ConnectResponse.delivery:type_name -> herald.v1.Delivery
-	18, // 20: herald.v1.ConnectResponse.subscribed:type_name -> herald.v1.Subscribed
-	19, // 21: herald.v1.ConnectResponse.unsubscribed:type_name -> herald.v1.Unsubscribed
-	9,  // 22: herald.v1.ConnectResponse.published:type_name -> herald.v1.PublishResponse
-	10, // 23: herald.v1.ConnectResponse.error:type_name -> herald.v1.Error
-	1,  // 24: herald.v1.PullRequest.from:type_name -> herald.v1.From
-	29, // 25: herald.v1.PullRequest.wait:type_name -> google.protobuf.Duration
-	3,  // 26: herald.v1.PullResponse.events:type_name -> herald.v1.Event
-	5,  // 27: herald.v1.PullResponse.gaps:type_name -> herald.v1.Gap
-	25, // 28: herald.v1.ListTopicsResponse.topics:type_name -> herald.v1.Topic
-	7,  // 29: herald.v1.Herald.Publish:input_type -> herald.v1.PublishRequest
-	7,  // 30: herald.v1.Herald.PublishStream:input_type -> herald.v1.PublishRequest
-	11, // 31: herald.v1.Herald.Subscribe:input_type -> herald.v1.SubscribeRequest
-	13, // 32: herald.v1.Herald.Connect:input_type -> herald.v1.ConnectRequest
-	20, // 33: herald.v1.Herald.Pull:input_type -> herald.v1.PullRequest
-	22, // 34: herald.v1.Herald.ListTopics:input_type -> herald.v1.ListTopicsRequest
-	24, // 35: herald.v1.Herald.GetTopic:input_type -> herald.v1.GetTopicRequest
-	9,  // 36: herald.v1.Herald.Publish:output_type -> herald.v1.PublishResponse
-	9,  // 37: herald.v1.Herald.PublishStream:output_type -> herald.v1.PublishResponse
-	12, // 38: herald.v1.Herald.Subscribe:output_type -> herald.v1.Delivery
-	17, // 39: herald.v1.Herald.Connect:output_type -> herald.v1.ConnectResponse
-	21, // 40: herald.v1.Herald.Pull:output_type -> herald.v1.PullResponse
-	23, // 41: herald.v1.Herald.ListTopics:output_type -> herald.v1.ListTopicsResponse
-	25, // 42: herald.v1.Herald.GetTopic:output_type -> herald.v1.Topic
-	36, // [36:43] is the sub-list for method output_type
-	29, // [29:36] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	17, // 17: herald.v1.ConnectRequest.grant:type_name -> herald.v1.Grant
+	14, // 18: herald.v1.ConnectRequest.refresh:type_name -> herald.v1.RefreshCommand
+	1,  // 19: herald.v1.SubscribeCommand.from:type_name -> herald.v1.From
+	12, // 20: herald.v1.ConnectResponse.delivery:type_name -> herald.v1.Delivery
+	20, // 21: herald.v1.ConnectResponse.subscribed:type_name -> herald.v1.Subscribed
+	21, // 22: herald.v1.ConnectResponse.unsubscribed:type_name -> herald.v1.Unsubscribed
+	9,  // 23: herald.v1.ConnectResponse.published:type_name -> herald.v1.PublishResponse
+	10, // 24: herald.v1.ConnectResponse.error:type_name -> herald.v1.Error
+	19, // 25: herald.v1.ConnectResponse.refreshed:type_name -> herald.v1.Refreshed
+	1,  // 26: herald.v1.PullRequest.from:type_name -> herald.v1.From
+	31, // 27: herald.v1.PullRequest.wait:type_name -> google.protobuf.Duration
+	3,  // 28: herald.v1.PullResponse.events:type_name -> herald.v1.Event
+	5,  // 29: herald.v1.PullResponse.gaps:type_name -> herald.v1.Gap
+	27, // 30: herald.v1.ListTopicsResponse.topics:type_name -> herald.v1.Topic
+	7,  // 31: herald.v1.Herald.Publish:input_type -> herald.v1.PublishRequest
+	7,  // 32: herald.v1.Herald.PublishStream:input_type -> herald.v1.PublishRequest
+	11, // 33: herald.v1.Herald.Subscribe:input_type -> herald.v1.SubscribeRequest
+	13, // 34: herald.v1.Herald.Connect:input_type -> herald.v1.ConnectRequest
+	22, // 35: herald.v1.Herald.Pull:input_type -> herald.v1.PullRequest
+	24, // 36: herald.v1.Herald.ListTopics:input_type -> herald.v1.ListTopicsRequest
+	26, // 37: herald.v1.Herald.GetTopic:input_type -> herald.v1.GetTopicRequest
+	9,  // 38: herald.v1.Herald.Publish:output_type -> herald.v1.PublishResponse
+	9,  // 39: herald.v1.Herald.PublishStream:output_type -> herald.v1.PublishResponse
+	12, // 40: herald.v1.Herald.Subscribe:output_type -> herald.v1.Delivery
+	18, // 41: herald.v1.Herald.Connect:output_type -> herald.v1.ConnectResponse
+	23, // 42: herald.v1.Herald.Pull:output_type -> herald.v1.PullResponse
+	25, // 43: herald.v1.Herald.ListTopics:output_type -> herald.v1.ListTopicsResponse
+	27, // 44: herald.v1.Herald.GetTopic:output_type -> herald.v1.Topic
+	38, // [38:45] is the sub-list for method output_type
+	31, // [31:38] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_api_herald_v1_herald_proto_init() }
@@ -2085,13 +2252,15 @@ func file_api_herald_v1_herald_proto_init() {
 		(*ConnectRequest_Unsubscribe)(nil),
 		(*ConnectRequest_Publish)(nil),
 		(*ConnectRequest_Grant)(nil),
+		(*ConnectRequest_Refresh)(nil),
 	}
-	file_api_herald_v1_herald_proto_msgTypes[14].OneofWrappers = []any{
+	file_api_herald_v1_herald_proto_msgTypes[15].OneofWrappers = []any{
 		(*ConnectResponse_Delivery)(nil),
 		(*ConnectResponse_Subscribed)(nil),
 		(*ConnectResponse_Unsubscribed)(nil),
 		(*ConnectResponse_Published)(nil),
 		(*ConnectResponse_Error)(nil),
+		(*ConnectResponse_Refreshed)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2099,7 +2268,7 @@ func file_api_herald_v1_herald_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_herald_v1_herald_proto_rawDesc), len(file_api_herald_v1_herald_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   25,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

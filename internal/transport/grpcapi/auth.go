@@ -2,6 +2,7 @@ package grpcapi
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -37,6 +38,25 @@ func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
 	}
 	ctx, _, err := s.hub.Authenticate(ctx, c)
 	return ctx, err
+}
+
+// reauthenticate returns ctx carrying the identity of token, a Connect
+// stream's refresh: the token must be for the stream's subject (or the
+// stream anonymous until now).
+func (s *Server) reauthenticate(ctx context.Context, token string) (context.Context, error) {
+	old := hub.IdentityOf(ctx)
+	c := hub.Credentials{Token: token, Source: hub.SourceFrame, Transport: "grpc"}
+	if old != nil {
+		c.RemoteAddr = old.RemoteAddr
+	}
+	nctx, id, err := s.hub.Authenticate(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if old != nil && old.Subject != "" && id.Subject != old.Subject {
+		return nil, fmt.Errorf("%w: the stream is %q; a refresh may not make it %q (open a new stream)", hub.ErrForbidden, old.Subject, id.Subject)
+	}
+	return nctx, nil
 }
 
 // unaryAuth authenticates herald's unary calls.

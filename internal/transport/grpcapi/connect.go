@@ -16,6 +16,7 @@ type command struct {
 	id          uint64
 	subscribe   *heraldv1.SubscribeCommand
 	unsubscribe *heraldv1.UnsubscribeCommand
+	refresh     context.Context // the stream's context with the refreshed identity
 	grant       uint32
 	reply       *heraldv1.ConnectResponse // a reply ready to send (publish acks, errors)
 	done        chan struct{}             // closed once handled, when the reader waits
@@ -57,6 +58,16 @@ func (st *stream) read(ctx context.Context) error {
 			c.unsubscribe, c.done = x.Unsubscribe, make(chan struct{})
 		case *heraldv1.ConnectRequest_Grant:
 			c.grant = x.Grant.GetEvents()
+		case *heraldv1.ConnectRequest_Refresh:
+			nctx, err := st.srv.reauthenticate(ctx, x.Refresh.GetToken())
+			if err != nil {
+				c.reply = errorReply(req.Id, err)
+				break
+			}
+			// Publishes from now on, and the writer's subscribes, are the
+			// new identity's.
+			ctx, pctx = nctx, hub.WithOrigin(nctx, hub.OriginClient)
+			c.refresh, c.done = nctx, make(chan struct{})
 		case *heraldv1.ConnectRequest_Publish:
 			out, err := st.srv.publish(pctx, fromProto(x.Publish))
 			if err != nil {
@@ -102,7 +113,9 @@ func (st *stream) handle(c command) error {
 	case c.reply != nil:
 		reply = c.reply
 	case c.subscribe != nil:
-		reply = st.connectSubscribe(st.ss.Context(), c.id, c.subscribe)
+		reply = st.connectSubscribe(st.ctx, c.id, c.subscribe)
+	case c.refresh != nil:
+		reply = st.connectRefresh(c.id, c.refresh)
 	case c.unsubscribe != nil:
 		reply = st.connectUnsubscribe(c.id, c.unsubscribe)
 	default:
@@ -130,6 +143,25 @@ func (st *stream) connectSubscribe(ctx context.Context, id uint64, cmd *heraldv1
 	}
 	return &heraldv1.ConnectResponse{Id: id, Kind: &heraldv1.ConnectResponse_Subscribed{
 		Subscribed: &heraldv1.Subscribed{Topics: sel.Topics, Cursor: st.cur.String()},
+	}}
+}
+
+// connectRefresh moves the stream to a refreshed identity: subscriptions it
+// no longer allows end, and nothing more of them is sent.
+func (st *stream) connectRefresh(id uint64, ctx context.Context) *heraldv1.ConnectResponse {
+	dropped, err := st.sub.Reauthorize(ctx)
+	if err != nil {
+		return errorReply(id, err)
+	}
+	st.ctx = ctx
+	st.forget(dropped)
+	who := hub.IdentityOf(ctx)
+	var expires int64
+	if !who.Expires.IsZero() {
+		expires = who.Expires.UnixMilli()
+	}
+	return &heraldv1.ConnectResponse{Id: id, Kind: &heraldv1.ConnectResponse_Refreshed{
+		Refreshed: &heraldv1.Refreshed{Subject: who.Subject, Expires: expires, Unsubscribed: dropped, Cursor: st.cur.String()},
 	}}
 }
 

@@ -38,6 +38,7 @@ type stream struct {
 	sub  *hub.Subscriber   // static after newStream
 	conn bool              // a Connect stream: ConnectResponses, events need credit
 	qctx context.Context   // for history reads: the call's values, never cancelled (a leaving consumer shows as the subscriber's end)
+	ctx  context.Context   // owned by the writer role: Connect's subscribes run in it (a refresh replaces it)
 
 	running  atomic.Bool   // the writer role is held
 	woken    atomic.Bool   // woken since the holder last looked
@@ -67,6 +68,7 @@ func (s *Server) newStream(ss grpc.ServerStream, conn bool) (*stream, error) {
 		ss:     ss,
 		conn:   conn,
 		qctx:   context.WithoutCancel(ss.Context()),
+		ctx:    ss.Context(),
 		kicked: make(chan struct{}),
 		end:    make(chan error, 1),
 		done:   make(chan struct{}),
@@ -86,6 +88,9 @@ func (s *Server) newStream(ss grpc.ServerStream, conn bool) (*stream, error) {
 		return nil, err
 	}
 	st.sub = sub
+	if id := hub.IdentityOf(ss.Context()); id != nil {
+		sub.Expire(id.Expires) // the stream ends UNAUTHENTICATED token_expired then, unless refreshed
+	}
 	return st, nil
 }
 

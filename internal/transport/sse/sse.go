@@ -171,7 +171,7 @@ func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		wire.WriteErrorCode(w, reason.MethodNotAllowed, "SSE streams are opened with GET")
 		return
 	}
-	ctx, _, err := s.hub.Authenticate(r.Context(), s.opts.Tokens.Credentials(r, "sse"))
+	ctx, id, err := s.hub.Authenticate(r.Context(), s.opts.Tokens.Credentials(r, "sse"))
 	if err != nil {
 		wire.WriteError(w, err)
 		return
@@ -203,6 +203,7 @@ func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		wire.WriteError(w, err)
 		return
 	}
+	sub.Expire(id.Expires) // the stream ends with token_expired then; reconnect with a fresh token
 	starts, err := sub.Subscribe(ctx, &req, nil)
 	if err != nil {
 		sub.Close(hub.CloseClient)

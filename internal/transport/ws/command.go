@@ -21,6 +21,7 @@ const (
 	opUnsubscribe = "unsubscribe"
 	opPublish     = "publish"
 	opPresence    = "presence"
+	opRefresh     = "refresh"
 )
 
 // Limits of the protocol (docs/protocol.md, "Limits").
@@ -50,6 +51,7 @@ type command struct {
 	Type       string            `json:"type"`
 	Key        string            `json:"key"`
 	Headers    map[string]string `json:"headers"`
+	Token      string            `json:"token"`
 }
 
 // commandError is a refused command: its id (when it could be read) and
@@ -106,10 +108,14 @@ func parseCommand(msg []byte) (command, error) {
 		if cmd.Topic == "" {
 			return cmd, &commandError{id: id, err: badRequest(`%s needs "topic"`, cmd.Op)}
 		}
+	case opRefresh:
+		if cmd.Token == "" {
+			return cmd, &commandError{id: id, err: badRequest(`refresh needs "token"`)}
+		}
 	case "":
-		return cmd, &commandError{id: id, err: badRequest(`the message has no "op"; use subscribe, unsubscribe, publish or presence`)}
+		return cmd, &commandError{id: id, err: badRequest(`the message has no "op"; use subscribe, unsubscribe, publish, presence or refresh`)}
 	default:
-		return cmd, &commandError{id: id, err: badRequest("unknown op %q; use subscribe, unsubscribe, publish or presence", cmd.Op)}
+		return cmd, &commandError{id: id, err: badRequest("unknown op %q; use subscribe, unsubscribe, publish, presence or refresh", cmd.Op)}
 	}
 	return cmd, nil
 }
@@ -158,6 +164,8 @@ func (c *conn) command(msg []byte) {
 		c.publish(&cmd)
 	case opPresence:
 		c.presence(&cmd)
+	case opRefresh:
+		c.refresh(&cmd)
 	}
 }
 
@@ -294,6 +302,53 @@ func (c *conn) presence(cmd *command) {
 		b = append(b, ',')
 		return wire.AppendPresence(b, &p)
 	})})
+}
+
+// refresh swaps the connection's credentials for cmd's token (sent before
+// the old ones expire, or as the first command of a connection opened
+// without credentials). The subscriptions the new identity may no longer
+// hold end, listed in the reply's unsubscribed; the rest go on without a
+// gap, and the connection now expires with the new credentials. A refresh
+// may not change who the connection is: a token for another subject is
+// refused, and the old credentials stay.
+func (c *conn) refresh(cmd *command) {
+	old := hub.IdentityOf(c.ctx)
+	ctx, id, err := c.h.hub.Authenticate(c.base, hub.Credentials{
+		Token: cmd.Token, Source: hub.SourceFrame, Transport: "ws", RemoteAddr: old.RemoteAddr,
+	})
+	if err == nil && old.Subject != "" && id.Subject != old.Subject {
+		err = fmt.Errorf("%w: the connection is %q; a refresh may not make it %q (open a new connection)", hub.ErrForbidden, old.Subject, id.Subject)
+	}
+	if err != nil {
+		c.reply(&note{frame: errorReply(cmd.ID, err)})
+		return
+	}
+	c.ctx = ctx
+	dropped, err := c.sub.Reauthorize(ctx)
+	if err != nil {
+		return // ending
+	}
+	c.reply(&note{
+		frame: reply("refreshed", cmd.ID, func(b []byte) []byte {
+			b = append(b, `,"subject":`...)
+			b = wire.AppendString(b, id.Subject)
+			b = append(b, `,"expires":`...)
+			if id.Expires.IsZero() {
+				b = append(b, '0')
+			} else {
+				b = strconv.AppendInt(b, id.Expires.UnixMilli(), 10)
+			}
+			b = append(b, `,"unsubscribed":[`...)
+			for i, t := range dropped {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = wire.AppendString(b, t)
+			}
+			return append(b, ']')
+		}),
+		unsubscribed: dropped,
+	})
 }
 
 // record turns a publish command into a record: exactly one of data (any

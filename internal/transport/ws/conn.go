@@ -21,7 +21,7 @@ import (
 //
 //   - the writer role (package push, embedded) and, as its Framer, the
 //     fields it owns: active, the topics whose subscribed reply was written;
-//   - static after setup: h, out, sub, ctx, deflate, expires, jitter, onMsg;
+//   - static after setup: h, out, sub, base, deflate, jitter, onMsg;
 //     pollID is set by the poller before the first readiness event;
 //   - atomics: the clocks, touched by anyone;
 //   - mu: the end state (ended, code, text) and the registration state
@@ -33,9 +33,8 @@ type conn struct {
 	h       *Handler
 	out     push.ConnSink
 	sub     *hub.Subscriber
-	ctx     context.Context // commands run in it
+	base    context.Context // the handshake request's values, never cancelled
 	deflate bool            // permessage-deflate negotiated
-	expires int64           // unix nanoseconds when the credentials expire; 0: never
 	jitter  int64           // nanoseconds taken off the ping interval
 	pollID  uint64
 	onMsg   func(message) bool // c.handle, bound once so a read does not allocate
@@ -55,18 +54,16 @@ type conn struct {
 	active topicSet // topics whose subscribed reply was written
 
 	// Owned by the reader.
+	ctx  context.Context // commands run in it: base with the caller's identity (a refresh replaces it)
 	fr   frameReader
 	zbuf []byte // inflated messages
 }
 
-func newConn(h *Handler, nc net.Conn, ctx context.Context, deflate bool, expires time.Time) *conn {
+func newConn(h *Handler, nc net.Conn, base, ctx context.Context, deflate bool) *conn {
 	c := &conn{
-		h: h, out: push.NewConnSink(nc, false), ctx: ctx, deflate: deflate,
+		h: h, out: push.NewConnSink(nc, false), base: base, ctx: ctx, deflate: deflate,
 		jitter: pingJitter(h.opts.PingInterval),
 		fr:     frameReader{limit: h.opts.MaxMessageBytes, deflate: deflate},
-	}
-	if !expires.IsZero() {
-		c.expires = expires.UnixNano()
 	}
 	c.lastRead.Store(time.Now().UnixNano())
 	c.onMsg = c.handle

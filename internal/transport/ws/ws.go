@@ -10,6 +10,7 @@
 //	  unsubscribe  topics[]                                          → unsubscribed
 //	  publish      topic, data | text | data_base64, type?, key?, headers?  → ack | error
 //	  presence     topic                                             → presence | error
+//	  refresh      token                                             → refreshed | error
 //
 //	server → client
 //	  welcome      first message: client (this connection's id), limits
@@ -20,6 +21,7 @@
 //	  unsubscribed id, topics[]
 //	  ack          id, topic, offset, epoch, cursor, duplicate
 //	  presence     id, topic, count, members[]
+//	  refreshed    id, subject, expires, unsubscribed[]
 //	  error        id?, code, message
 //
 // An event's cursor holds its own topic only, so its frame is encoded once
@@ -37,7 +39,7 @@
 // a reader when the client sends something (elsewhere a goroutine reads each
 // connection); writers run from a small pool, write without blocking and
 // coalesce what is queued into one write; one wheel sends pings and ends
-// idle and expired connections.
+// idle connections.
 package ws
 
 import (
@@ -231,12 +233,12 @@ func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The connection's commands run in a context carrying the request's
 	// values and the caller's identity, for as long as the connection
 	// lives (not cancelled with the handshake's request).
-	ctx, id, err := s.hub.Authenticate(context.WithoutCancel(r.Context()), s.opts.Tokens.Credentials(r, "ws"))
+	base := hub.WithOrigin(context.WithoutCancel(r.Context()), hub.OriginClient)
+	ctx, id, err := s.hub.Authenticate(base, s.opts.Tokens.Credentials(r, "ws"))
 	if err != nil {
 		wire.WriteError(w, err)
 		return
 	}
-	ctx = hub.WithOrigin(ctx, hub.OriginClient)
 
 	u := ws.HTTPUpgrader{Timeout: s.opts.WriteTimeout}
 	var deflate func() bool
@@ -266,13 +268,14 @@ func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		closeNow(nc, closeFor(reason.LimitReached, "the server has as many WebSocket connections as it takes; retry later or elsewhere"))
 		return
 	}
-	c := newConn(s, nc, ctx, deflate != nil && deflate(), id.Expires)
+	c := newConn(s, nc, base, ctx, deflate != nil && deflate())
 	sub, err := s.hub.NewSubscriber(hub.SubscriberOptions{Wake: c.Wake, Kick: c.Kick, MaxQueueBytes: s.opts.MaxQueueBytes, MaxTopics: MaxTopicsPerConn})
 	if err != nil {
 		closeNow(nc, shutdown)
 		return
 	}
 	c.sub = sub
+	sub.Expire(id.Expires) // then the hub ends it with token_expired, unless refreshed
 	if !s.track(c) {
 		sub.Close(hub.CloseShutdown)
 		closeNow(nc, shutdown)
@@ -349,13 +352,13 @@ const (
 	wheelNone = iota
 	wheelPing
 	wheelIdle
-	wheelExpired
 )
 
 // turn is the wheel: each tick it looks at every connection's clock (a few
 // atomic loads each, so 20,000 connections cost well under a millisecond)
-// and pings the quiet ones, and ends those silent past the idle timeout or
-// whose credentials expired. Each connection's ping threshold has its own
+// and pings the quiet ones, and ends those silent past the idle timeout.
+// (Expired credentials are the hub's: Subscriber.Expire.) Each connection's
+// ping threshold has its own
 // jitter, so connections opened together do not stay in step.
 func (s *Handler) turn() {
 	defer s.wheel.Done()
@@ -386,8 +389,6 @@ func (s *Handler) turn() {
 			case wheelIdle:
 				c.endWith(closeFor(reason.IdleTimeout, "nothing received for "+s.opts.IdleTimeout.String()+
 					" (ws.idle_timeout), not even a pong; reconnect and resume"))
-			case wheelExpired:
-				c.endWith(closeFor(reason.TokenExpired, "the connection's credentials expired; reconnect with fresh ones"))
 			}
 		}
 		clear(due)
@@ -398,9 +399,6 @@ func (s *Handler) turn() {
 // due decides what the wheel does with c at now (unix nanoseconds).
 func (c *conn) due(now int64) uint8 {
 	o := &c.h.opts
-	if c.expires != 0 && now >= c.expires {
-		return wheelExpired
-	}
 	read := c.lastRead.Load()
 	if now-read >= int64(o.IdleTimeout) {
 		return wheelIdle
