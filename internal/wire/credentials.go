@@ -32,13 +32,7 @@ type TokenSources struct {
 func (ts TokenSources) Credentials(r *http.Request, transport string) hub.Credentials {
 	c := hub.Credentials{RemoteAddr: r.RemoteAddr, Origin: r.Header.Get("Origin"), Transport: transport}
 	if v := r.Header.Get("Authorization"); v != "" {
-		if scheme, token, ok := strings.Cut(v, " "); ok && strings.EqualFold(scheme, "bearer") {
-			c.Token, c.Source = strings.TrimSpace(token), hub.SourceHeader
-		} else {
-			// Another scheme: presented, but not a bearer token. The
-			// Authenticator refuses what it cannot read.
-			c.Token, c.Source = v, hub.SourceHeader
-		}
+		c.Token, c.Source = BearerToken(v), hub.SourceHeader
 		return c
 	}
 	if ts.QueryParam != "" && r.URL.RawQuery != "" {
@@ -53,6 +47,17 @@ func (ts TokenSources) Credentials(r *http.Request, transport string) hub.Creden
 		}
 	}
 	return c
+}
+
+// BearerToken returns the token of an Authorization header (or gRPC
+// metadata) value "Bearer <token>". A value of another scheme is returned
+// whole: presented, but not a bearer token, so the Authenticator refuses
+// what it cannot read rather than the caller passing as anonymous.
+func BearerToken(v string) string {
+	if scheme, token, ok := strings.Cut(v, " "); ok && strings.EqualFold(scheme, "bearer") {
+		return strings.TrimSpace(token)
+	}
+	return v
 }
 
 // originMayUseCookie reports whether a request with Origin origin, to

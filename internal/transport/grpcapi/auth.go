@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/peer"
 
 	"github.com/heraldhq/herald/internal/hub"
+	"github.com/heraldhq/herald/internal/wire"
 )
 
 // Every call of herald's service is authenticated by the interceptors
@@ -31,10 +32,7 @@ func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
 		c.RemoteAddr = p.Addr.String()
 	}
 	if vals := metadata.ValueFromIncomingContext(ctx, "authorization"); len(vals) > 0 {
-		c.Token, c.Source = vals[0], hub.SourceMetadata
-		if scheme, token, ok := strings.Cut(vals[0], " "); ok && strings.EqualFold(scheme, "bearer") {
-			c.Token = strings.TrimSpace(token)
-		}
+		c.Token, c.Source = wire.BearerToken(vals[0]), hub.SourceMetadata
 	}
 	ctx, _, err := s.hub.Authenticate(ctx, c)
 	return ctx, err

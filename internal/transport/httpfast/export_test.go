@@ -10,3 +10,6 @@ func (s *Server) BytesRead() int64 {
 	}
 	return n
 }
+
+// Handoffs returns how many connections were handed to net/http.
+func (s *Server) Handoffs() int64 { return s.handoffs.Load() }

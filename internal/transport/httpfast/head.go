@@ -14,6 +14,7 @@ type head struct {
 	contentType   []byte
 	key           []byte // Idempotency-Key
 	typ           []byte // Herald-Event-Type
+	auth          []byte // Authorization
 	headers       [][2][]byte
 	close         bool // Connection: close
 	size          int  // bytes of the head, through the blank line
@@ -141,6 +142,11 @@ func parseHead(b []byte, maxHead int, h *head) parseResult {
 			if h.typ == nil {
 				h.typ = value
 			}
+		case equalFold(name, "authorization"):
+			if h.auth != nil {
+				return handoff // twice: net/http decides
+			}
+			h.auth = value
 		case equalFold(name, "connection"):
 			switch {
 			case equalFold(value, "keep-alive"):
@@ -152,8 +158,9 @@ func parseHead(b []byte, maxHead int, h *head) parseResult {
 		case equalFold(name, "transfer-encoding"), equalFold(name, "expect"), equalFold(name, "origin"),
 			equalFold(name, "upgrade"), equalFold(name, "te"), equalFold(name, "trailer"),
 			equalFold(name, "access-control-request-method"),
-			// Credentials: net/http authenticates them (decision 0008).
-			equalFold(name, "authorization"), equalFold(name, "cookie"):
+			// A cookie may carry credentials, which need the request's
+			// Origin checked: net/http serves it (decision 0008).
+			equalFold(name, "cookie"):
 			return handoff
 		case len(name) > len(headerPrefix) && equalFold(name[:len(headerPrefix)], headerPrefix):
 			h.headers = append(h.headers, [2][]byte{name[len(headerPrefix):], value})

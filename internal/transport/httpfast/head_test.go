@@ -73,6 +73,9 @@ func FuzzParseHead(f *testing.F) {
 		"POST /v1/topics/a/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nIdempotency-Key: k\r\nHerald-Header-X: 1\r\nContent-Length: 0\r\n\r\n",
 		"POST /v1/topics/a/events HTTP/1.1\r\nHost: x\r\nConnection: close\r\nHerald-Event-Type: t\r\n\r\n",
 		"GET /v1/topics/a/events HTTP/1.1\r\nHost: x\r\n\r\n",
+		"POST /v1/topics/a/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer hk_abc\r\nContent-Length: 0\r\n\r\n",
+		"POST /v1/topics/a/events HTTP/1.1\r\nHost: x\r\nAuthorization: a\r\nauthorization: b\r\n\r\n",
+		"POST /v1/topics/a/events HTTP/1.1\r\nHost: x\r\nCookie: herald_token=t\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -102,7 +105,10 @@ func FuzzParseHead(f *testing.F) {
 		if len(r.TransferEncoding) > 0 || r.ContentLength != int64(h.contentLength) || r.Close != h.close {
 			t.Fatalf("fast path took %q: length %d close %v; net/http: %d %v %v", b, h.contentLength, h.close, r.ContentLength, r.Close, r.TransferEncoding)
 		}
-		for name, got := range map[string][]byte{"Content-Type": h.contentType, "Idempotency-Key": h.key, "Herald-Event-Type": h.typ} {
+		if vals := r.Header.Values("Authorization"); len(vals) > 1 {
+			t.Fatalf("fast path took %q with %d Authorization headers", b, len(vals))
+		}
+		for name, got := range map[string][]byte{"Content-Type": h.contentType, "Idempotency-Key": h.key, "Herald-Event-Type": h.typ, "Authorization": h.auth} {
 			if r.Header.Get(name) != string(got) {
 				t.Fatalf("fast path took %q: %s %q, net/http %q", b, name, got, r.Header.Get(name))
 			}

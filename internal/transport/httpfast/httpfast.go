@@ -20,6 +20,7 @@
 package httpfast
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -39,10 +40,15 @@ type Publisher interface {
 	PublishSingle(ctx context.Context, in *rest.Single, dst []byte) (int, []byte)
 	MaxEventBytes() int
 	// Anonymous returns ctx carrying the identity of a caller that
-	// presented no credentials. Requests that present some (an
-	// Authorization header, a cookie) are handed to net/http, which
-	// authenticates each.
+	// presented no credentials.
 	Anonymous(ctx context.Context, remoteAddr string) (context.Context, error)
+	// Authenticated returns ctx carrying the identity of the caller whose
+	// Authorization header is authorization, and when that identity
+	// expires (zero: never). Requests with a cookie go to net/http.
+	Authenticated(ctx context.Context, authorization, remoteAddr string) (context.Context, time.Time, error)
+	// ErrorAnswer appends the API's error JSON for err to dst and returns
+	// its status.
+	ErrorAnswer(dst []byte, err error) (int, []byte)
 }
 
 // Options configure a Server. Zero fields take the defaults noted.
@@ -63,6 +69,7 @@ type Server struct {
 
 	cancel    context.CancelFunc
 	closing   atomic.Bool
+	handoffs  atomic.Int64 // connections handed to net/http, for tests
 	closeOnce sync.Once
 	closeErr  error      // of closing ln
 	mu        sync.Mutex // guards conns
@@ -241,11 +248,18 @@ const bufSize = 4 << 10
 func (c *conn) serve() {
 	defer c.srv.forget(c)
 	s := c.srv
-	ctx, err := s.pub.Anonymous(s.ctx, c.nc.RemoteAddr().String())
+	remote := c.nc.RemoteAddr().String()
+	anon, err := s.pub.Anonymous(s.ctx, remote)
 	if err != nil {
 		c.handoff(nil) // net/http answers with the refusal
 		return
 	}
+	// The credentials of the connection's last request, verified: a
+	// publisher sends the same Authorization with every request, so
+	// requests after the first cost a comparison (no allocation).
+	var authHeader []byte
+	var authCtx context.Context
+	var authExpires time.Time
 	buf := make([]byte, 0, bufSize)
 	var out, body []byte
 	var h head
@@ -321,7 +335,22 @@ func (c *conn) serve() {
 			}
 		}
 		var status int
-		status, body = s.pub.PublishSingle(ctx, &in, body[:0])
+		ctx, authErr := anon, error(nil)
+		if h.auth != nil {
+			if authCtx == nil || !bytes.Equal(h.auth, authHeader) || !authExpires.IsZero() && !time.Now().Before(authExpires) {
+				authCtx, authExpires, authErr = s.pub.Authenticated(s.ctx, string(h.auth), remote)
+				authHeader = append(authHeader[:0], h.auth...)
+				if authErr != nil {
+					authCtx = nil
+				}
+			}
+			ctx = authCtx
+		}
+		if authErr != nil {
+			status, body = s.pub.ErrorAnswer(body[:0], authErr)
+		} else {
+			status, body = s.pub.PublishSingle(ctx, &in, body[:0])
+		}
 		closeAfter := h.close || s.closing.Load()
 		out = appendAnswer(out, status, body, closeAfter)
 		if closeAfter {
@@ -379,6 +408,7 @@ func (c *conn) write(b []byte) bool {
 // handoff gives the connection to net/http with pending, the bytes read
 // and not consumed, in front of what is still to be read.
 func (c *conn) handoff(pending []byte) {
+	c.srv.handoffs.Add(1)
 	c.nc.SetReadDeadline(time.Time{})
 	hc := &handedConn{Conn: c.nc, pre: append([]byte(nil), pending...)}
 	if !c.srv.hand.give(hc) {

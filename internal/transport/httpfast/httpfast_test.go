@@ -35,7 +35,7 @@ type server struct {
 func start(t *testing.T, fast bool, opts httpfast.Options) *server {
 	t.Helper()
 	eng := memory.New(memory.Options{})
-	h := hub.New(eng, hub.Options{})
+	h := hub.New(eng, hub.Options{Authenticator: tokenAuth{}, Gate: privateGate{}})
 	api := rest.New(h, rest.Options{MaxEventBytes: 4096})
 	mux := http.NewServeMux()
 	api.Register(mux)
@@ -156,6 +156,15 @@ func TestSameAnswers(t *testing.T) {
 		"POST /v1/topics/a/events?type=t HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
 		"GET /v1/topics/a/events?from=earliest&limit=2 HTTP/1.1\r\nHost: x\r\n\r\n",
 		"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n",
+		// Credentials: the same answers, verified once per connection.
+		post("private", `{}`),
+		post("private", `{}`, "Authorization", "Bearer tok-ann"),
+		post("private", `{}`, "Authorization", "Bearer tok-ann"),
+		post("private", `{}`, "Authorization", "bearer tok-bob"),
+		post("private", `{}`, "Authorization", "Bearer tok-bad"),
+		post("private", `{}`, "Authorization", "Basic YTpi"),
+		post("private", `{}`, "Authorization", "Bearer tok-ann"),
+		post("a", `{}`, "Authorization", "Bearer tok-ann", "Authorization", "Bearer tok-bob"),
 	}
 	cf, rf := fast.dial(t)
 	cs, rs := slow.dial(t)
@@ -319,5 +328,57 @@ func waitRead(t *testing.T, s *server, n int64) {
 			t.Fatalf("the server read %d bytes, want %d", s.fast.BytesRead(), n)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// tokenAuth takes "tok-NAME" for the caller NAME (except "tok-bad"), and
+// no token for an anonymous caller.
+type tokenAuth struct{}
+
+func (tokenAuth) Authenticate(_ context.Context, c hub.Credentials) (*hub.Identity, error) {
+	name, ok := strings.CutPrefix(c.Token, "tok-")
+	switch {
+	case c.Token == "":
+		return &hub.Identity{Method: "anonymous"}, nil
+	case !ok || name == "bad":
+		return nil, fmt.Errorf("%w: unknown token", hub.ErrUnauthenticated)
+	}
+	return &hub.Identity{Subject: name, Method: "test"}, nil
+}
+
+// privateGate lets only authenticated callers publish to "private".
+type privateGate struct{}
+
+func (privateGate) Allow(ctx context.Context, _ hub.Action, topic string) error {
+	if topic == "private" && hub.IdentityOf(ctx).Anonymous() {
+		return fmt.Errorf("%w: private", hub.ErrUnauthenticated)
+	}
+	return nil
+}
+
+// TestCredentialsStayOnTheFastPath: a publisher sending an Authorization
+// header is served by the fast path, which verifies its credentials once
+// per connection and answers a refusal as net/http does; a cookie goes to
+// net/http.
+func TestCredentialsStayOnTheFastPath(t *testing.T) {
+	s := start(t, true, httpfast.Options{})
+	c, r := s.dial(t)
+	for i, tok := range []string{"tok-ann", "tok-ann", "tok-bad", "tok-ann"} {
+		c.Write([]byte(post("private", `{}`, "Authorization", "Bearer "+tok)))
+		want := "201 Created"
+		if tok == "tok-bad" {
+			want = "401 Unauthorized"
+		}
+		if a := readAnswer(t, r); a.status != want {
+			t.Errorf("request %d with %s: %s %s, want %s", i, tok, a.status, a.body, want)
+		}
+	}
+	if n := s.fast.Handoffs(); n != 0 {
+		t.Errorf("%d connections handed to net/http", n)
+	}
+	c.Write([]byte(post("private", `{}`, "Cookie", "herald_token=tok-ann")))
+	readAnswer(t, r)
+	if n := s.fast.Handoffs(); n != 1 {
+		t.Errorf("a request with a cookie: %d handoffs, want 1", n)
 	}
 }

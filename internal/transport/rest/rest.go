@@ -204,6 +204,22 @@ func (h *Handler) Anonymous(ctx context.Context, remoteAddr string) (context.Con
 	return ctx, err
 }
 
+// Authenticated returns ctx carrying the identity of the caller whose
+// Authorization header is authorization (the fast path's), and when it
+// expires.
+func (h *Handler) Authenticated(ctx context.Context, authorization, remoteAddr string) (context.Context, time.Time, error) {
+	c := hub.Credentials{Token: wire.BearerToken(authorization), Source: hub.SourceHeader, RemoteAddr: remoteAddr, Transport: "rest"}
+	ctx, id, err := h.hub.Authenticate(ctx, c)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	return ctx, id.Expires, nil
+}
+
+// ErrorAnswer appends the API's error JSON for err to dst and returns the
+// HTTP status.
+func (h *Handler) ErrorAnswer(dst []byte, err error) (int, []byte) { return errorAnswer(dst, err) }
+
 // MaxEventBytes is the largest single-event body the handler accepts.
 func (h *Handler) MaxEventBytes() int { return h.opts.MaxEventBytes }
 
