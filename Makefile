@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 30s
 
-.PHONY: run build test test-short lint bench bench-e2e bench-ws bench-grpc fuzz clean proto proto-check
+.PHONY: run build test test-short lint bench bench-e2e bench-ws bench-grpc bench-auth fuzz clean proto proto-check
 
 # The gRPC code generators, pinned: protoc is Debian's protobuf-compiler (its
 # version is written into the generated files); the plugins are installed
@@ -57,6 +57,10 @@ bench-ws:
 ## bench-grpc: the gRPC figures of docs/benchmarks.md (herald bench publish / fanout --transport grpc); RUNS=3
 bench-grpc:
 	bash scripts/bench-grpc.sh $(or $(RUNS),3)
+
+## bench-auth: the authentication figures of docs/benchmarks.md (wrk with and without an API key, JWT verification); RUNS=3
+bench-auth:
+	bash scripts/bench-auth.sh $(or $(RUNS),3)
 
 ## fuzz: run every fuzz target for FUZZTIME each
 fuzz:
