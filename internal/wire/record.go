@@ -2,6 +2,7 @@ package wire
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -11,6 +12,27 @@ import (
 
 func badInput(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", hub.ErrBadInput, fmt.Sprintf(format, a...))
+}
+
+// EventFields are an event's fields in a JSON publish, the same in an HTTP
+// batch entry and a WebSocket publish command: exactly one of data (any
+// JSON value), text or data_base64, and the optional type, idempotency key
+// and headers.
+type EventFields struct {
+	Data       json.RawMessage   `json:"data"`
+	Text       *string           `json:"text"`
+	DataBase64 *string           `json:"data_base64"`
+	Type       string            `json:"type"`
+	Key        string            `json:"key"`
+	Headers    map[string]string `json:"headers"`
+}
+
+// Record returns the record f describes, checking its payload fields (the
+// hub checks the rest when it is published).
+func (f *EventFields) Record() (event.Record, error) {
+	rec := event.Record{Type: f.Type, Key: f.Key, Headers: f.Headers}
+	err := SetPayload(&rec, f.Data, f.Text, f.DataBase64)
+	return rec, err
 }
 
 // SetPayload sets rec's Data and Encoding from the payload fields of a

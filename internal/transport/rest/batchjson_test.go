@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/heraldhq/herald/internal/wire"
 )
 
 func TestDecodeBatch(t *testing.T) {
@@ -17,9 +19,9 @@ func TestDecodeBatch(t *testing.T) {
 		wantErr string
 	}{
 		{"one", `{"events":[{"topic":"a","data":{"x":[1,2.5e3,-0,true,null,"s\u00e9"]}}]}`,
-			[]batchEvent{{Topic: "a", Data: json.RawMessage(`{"x":[1,2.5e3,-0,true,null,"s\u00e9"]}`)}}, ""},
+			[]batchEvent{{Topic: "a", EventFields: wire.EventFields{Data: json.RawMessage(`{"x":[1,2.5e3,-0,true,null,"s\u00e9"]}`)}}}, ""},
 		{"all fields", " {\n\"events\" : [ {\"topic\":\"a\",\"text\":\"l1\\nl2 \\ud83d\\ude00\",\"type\":\"t\",\"key\":\"k\",\"headers\":{\"h\":\"v\"}} , {\"topic\":\"b\",\"data_base64\":\"AAE=\"} ] } ",
-			[]batchEvent{{Topic: "a", Text: str("l1\nl2 😀"), Type: "t", Key: "k", Headers: map[string]string{"h": "v"}}, {Topic: "b", DataBase64: str("AAE=")}}, ""},
+			[]batchEvent{{Topic: "a", EventFields: wire.EventFields{Text: str("l1\nl2 😀"), Type: "t", Key: "k", Headers: map[string]string{"h": "v"}}}, {Topic: "b", EventFields: wire.EventFields{DataBase64: str("AAE=")}}}, ""},
 		{"empty list", `{"events":[]}`, nil, ""},
 		{"no events key", `{}`, nil, ""},
 		{"unknown top field", `{"evnts":[]}`, nil, `unknown field "evnts"`},

@@ -316,13 +316,8 @@ type batchRequest struct {
 }
 
 type batchEvent struct {
-	Topic      string            `json:"topic"`
-	Data       json.RawMessage   `json:"data"`
-	Text       *string           `json:"text"`
-	DataBase64 *string           `json:"data_base64"`
-	Type       string            `json:"type"`
-	Key        string            `json:"key"`
-	Headers    map[string]string `json:"headers"`
+	Topic string `json:"topic"`
+	wire.EventFields
 }
 
 // publishBatch handles POST /v1/events.
@@ -364,7 +359,7 @@ func (h *Handler) publishBatch(w http.ResponseWriter, r *http.Request) {
 	var order []string
 	for i := range req.Events {
 		be := &req.Events[i]
-		rec, err := be.record()
+		rec, err := be.Record()
 		if err == nil {
 			err = event.ValidateTopic(be.Topic)
 		}
@@ -421,14 +416,6 @@ func (h *Handler) publishBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	b = append(b, "]}\n"...)
 	writeJSON(w, http.StatusOK, b)
-}
-
-// record turns a batch entry into a record, checking its payload fields
-// (the hub checks the rest).
-func (be *batchEvent) record() (event.Record, error) {
-	rec := event.Record{Type: be.Type, Key: be.Key, Headers: be.Headers}
-	err := wire.SetPayload(&rec, be.Data, be.Text, be.DataBase64)
-	return rec, err
 }
 
 // pull handles GET /v1/events.

@@ -37,21 +37,16 @@ const (
 // op reads its own and unknown fields are refused, so that a misspelt
 // field is an error rather than silently ignored.
 type command struct {
-	Op         string            `json:"op"`
-	ID         json.RawMessage   `json:"id"`
-	Topics     []string          `json:"topics"`
-	Topic      string            `json:"topic"`
-	Cursor     string            `json:"cursor"`
-	Cursors    []string          `json:"cursors"`
-	From       string            `json:"from"`
-	Presence   json.RawMessage   `json:"presence"`
-	Data       json.RawMessage   `json:"data"`
-	Text       *string           `json:"text"`
-	DataBase64 *string           `json:"data_base64"`
-	Type       string            `json:"type"`
-	Key        string            `json:"key"`
-	Headers    map[string]string `json:"headers"`
-	Token      string            `json:"token"`
+	Op               string          `json:"op"`
+	ID               json.RawMessage `json:"id"`
+	Topics           []string        `json:"topics"`
+	Topic            string          `json:"topic"`
+	Cursor           string          `json:"cursor"`
+	Cursors          []string        `json:"cursors"`
+	From             string          `json:"from"`
+	Presence         json.RawMessage `json:"presence"`
+	Token            string          `json:"token"`
+	wire.EventFields                 // publish
 }
 
 // commandError is a refused command: its id (when it could be read) and
@@ -266,7 +261,7 @@ func (c *conn) unsubscribe(cmd *command) {
 // publish stores one event through the hub, where the client_publish
 // policy and the Gate decide whether this client may.
 func (c *conn) publish(cmd *command) {
-	rec, err := cmd.record()
+	rec, err := cmd.Record()
 	if err != nil {
 		c.reply(&note{frame: errorReply(cmd.ID, err)})
 		return
@@ -349,14 +344,6 @@ func (c *conn) refresh(cmd *command) {
 		}),
 		unsubscribed: dropped,
 	})
-}
-
-// record turns a publish command into a record: exactly one of data (any
-// JSON value), text or data_base64, as in the HTTP batch API.
-func (cmd *command) record() (event.Record, error) {
-	rec := event.Record{Type: cmd.Type, Key: cmd.Key, Headers: cmd.Headers}
-	err := wire.SetPayload(&rec, cmd.Data, cmd.Text, cmd.DataBase64)
-	return rec, err
 }
 
 func validUTF8(b []byte) bool { return utf8.Valid(b) }

@@ -99,7 +99,7 @@ func FuzzCommand(f *testing.F) {
 			t.Fatalf("id %q is not JSON", cmd.ID)
 		}
 		if cmd.Op == opPublish {
-			if rec, err := cmd.record(); err == nil && rec.Data == nil {
+			if rec, err := cmd.Record(); err == nil && rec.Data == nil {
 				t.Fatal("a record without data")
 			}
 		}
