@@ -205,6 +205,17 @@ func TestTokenError(t *testing.T) {
 	if auths := rec.since(0, "/v1/topics/tok.a/events"); len(auths) != 1 || auths[0] != "" {
 		t.Errorf("an empty token sent Authorization %q", auths)
 	}
+	// A static token.
+	c, err = client.New(rec.url, client.WithHTTPClient(&http.Client{Transport: ts.tr}), client.WithStaticToken("s3cr3t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Publish(ctx, "tok.a", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	if auths := rec.since(0, "/v1/topics/tok.a/events"); len(auths) != 2 || auths[1] != "Bearer s3cr3t" {
+		t.Errorf("a static token sent Authorization %q", auths)
+	}
 }
 
 // authGRPCServer is a gRPC server of herald's API that records the
