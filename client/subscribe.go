@@ -133,17 +133,17 @@ func WithIdleTimeout(d time.Duration) SubscribeOption {
 
 // WithBackoff spaces reconnection attempts with a jittered exponential
 // backoff: before the n-th consecutive attempt the subscription waits a
-// random time between 0 and min(max, initial·2ⁿ) ("full jitter"), plus the
+// random time between 0 and min(maxDelay, initial·2ⁿ) ("full jitter"), plus the
 // reconnection time the server last asked for (an SSE retry: field, or a
 // gRPC drain's retry delay). A connection that delivers something resets n.
 // The defaults are 100ms and 10s; zero or less keeps a default.
-func WithBackoff(initial, max time.Duration) SubscribeOption {
+func WithBackoff(initial, maxDelay time.Duration) SubscribeOption {
 	return subscribeOption(func(p *subscribeParams) {
 		if initial > 0 {
 			p.backoff.initial = initial
 		}
-		if max > 0 {
-			p.backoff.max = max
+		if maxDelay > 0 {
+			p.backoff.max = maxDelay
 		}
 	})
 }
