@@ -23,7 +23,8 @@ const DefaultUserAgent = "herald-go-client/1"
 // holds no goroutines of its own; connections are pooled by its
 // *http.Client. A gRPC client holds a gRPC connection until Close.
 type Client struct {
-	api backend // the API the client speaks; static after New or NewGRPC
+	api   backend // the API the client speaks; static after New or NewGRPC
+	renew bool    // a WithToken callback can replace expired credentials; static
 }
 
 // backend is one API of the server, as the Client uses it: the HTTP API
@@ -48,6 +49,7 @@ type settings struct {
 	userAgent string
 	header    http.Header // sent with every request
 	token     func(context.Context) (string, error)
+	renew     bool              // token is a WithToken callback, which can refresh
 	grpcOpts  []grpc.DialOption // gRPC only
 }
 
@@ -98,14 +100,22 @@ func WithRequestHeader(key, value string) Option {
 // a subscription reports it as a Message.Err and tries again after its
 // backoff, like a network error. The token replaces an Authorization given
 // with WithRequestHeader.
+//
+// When the server ends a subscription's connection because its token
+// expired (CodeTokenExpired), the subscription reconnects with a token
+// from fn and resumes; without WithToken such an end stops it.
 func WithToken(fn func(ctx context.Context) (string, error)) Option {
-	return func(s *settings) { s.token = fn }
+	return func(s *settings) { s.token, s.renew = fn, true }
 }
 
 // WithStaticToken sends token as "Authorization: Bearer <token>" with every
-// request; see WithToken, for a token that changes.
+// request; see WithToken, for a token that changes. A subscription whose
+// token expires stops with CodeTokenExpired.
 func WithStaticToken(token string) Option {
-	return WithToken(func(context.Context) (string, error) { return token, nil })
+	return func(s *settings) {
+		s.token = func(context.Context) (string, error) { return token, nil }
+		s.renew = false
+	}
 }
 
 // authorization returns the value of the Authorization header or metadata
@@ -128,11 +138,12 @@ func (s *settings) authorization(ctx context.Context) (string, error) {
 // "http://127.0.0.1:8080" or "https://events.example.com/herald" (a path
 // prefix is kept: the API's paths are appended to it).
 func New(baseURL string, opts ...Option) (*Client, error) {
-	b, err := newHTTPBackend(baseURL, newSettings(opts))
+	s := newSettings(opts)
+	b, err := newHTTPBackend(baseURL, s)
 	if err != nil {
 		return nil, err
 	}
-	return &Client{api: b}, nil
+	return &Client{api: b, renew: s.renew}, nil
 }
 
 // BaseURL returns the server address the client was created with, without
@@ -211,8 +222,9 @@ func (e *Error) Error() string {
 
 // Retryable reports whether the same request may succeed later unchanged:
 // the server was busy, draining or failing, or a stream was ended to be
-// resumed. Subscriptions reconnect after retryable errors and stop on the
-// others.
+// resumed. Subscriptions reconnect after retryable errors, and after
+// CodeTokenExpired when a WithToken callback can give a fresh token; they
+// stop on the others.
 func (e *Error) Retryable() bool {
 	if r, known := reason.Of(reason.Code(e.Code)); known {
 		return r.Retryable

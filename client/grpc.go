@@ -72,7 +72,7 @@ func NewGRPC(target string, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("herald client: gRPC target %q: %w", target, err)
 	}
-	return &Client{api: &grpcBackend{conn: conn, api: heraldv1.NewHeraldClient(conn), target: target, s: s}}, nil
+	return &Client{api: &grpcBackend{conn: conn, api: heraldv1.NewHeraldClient(conn), target: target, s: s}, renew: s.renew}, nil
 }
 
 func (b *grpcBackend) addr() string { return b.target }

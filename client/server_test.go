@@ -38,12 +38,21 @@ type testServer struct {
 	tr   *http.Transport
 	c    *client.Client
 	keys int // idempotency keys used by publish
+
+	srvOpts []server.Option // given to every start
 }
 
 // startServer starts a server on a free port with the default config,
 // changed by opts, and stops it when the test ends. The SSE retry hint is
 // short so that reconnection tests run fast.
 func startServer(t *testing.T, opts ...func(*config.Config)) *testServer {
+	t.Helper()
+	return startServerWith(t, nil, opts...)
+}
+
+// startServerWith is startServer with options of the server, such as
+// server.WithAccess.
+func startServerWith(t *testing.T, srvOpts []server.Option, opts ...func(*config.Config)) *testServer {
 	t.Helper()
 	cfg := config.Default()
 	cfg.HTTP.Addr = "127.0.0.1:0"
@@ -53,7 +62,7 @@ func startServer(t *testing.T, opts ...func(*config.Config)) *testServer {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	ts := &testServer{t: t, cfg: cfg, tr: &http.Transport{}}
+	ts := &testServer{t: t, cfg: cfg, tr: &http.Transport{}, srvOpts: srvOpts}
 	ts.eng = ts.newEngine()
 	ts.start()
 	ts.cfg.HTTP.Addr = ts.addr // restarts listen on the same address
@@ -77,7 +86,7 @@ func (ts *testServer) newEngine() *memory.Engine {
 
 func (ts *testServer) start() {
 	ts.t.Helper()
-	srv, err := server.New(ts.cfg, nil, server.WithEngine(ts.eng))
+	srv, err := server.New(ts.cfg, nil, append([]server.Option{server.WithEngine(ts.eng)}, ts.srvOpts...)...)
 	if err != nil {
 		ts.t.Fatalf("server.New: %v", err)
 	}

@@ -205,6 +205,7 @@ type Subscription struct {
 	topics []string        // static
 	p      subscribeParams // static
 	dial   dialFunc        // static: opens a connection over the transport
+	renew  bool            // static: a new connection gets a new token
 
 	ctx    context.Context    // the subscription's life; ended by cancel
 	cancel context.CancelFunc //
@@ -265,6 +266,7 @@ func (c *Client) Subscribe(ctx context.Context, topics []string, opts ...Subscri
 		topics: append([]string(nil), topics...),
 		p:      p,
 		dial:   dial,
+		renew:  c.renew,
 		ctx:    life,
 		cancel: cancel,
 		msgs:   make(chan Message),
@@ -365,6 +367,12 @@ func (s *Subscription) setCursor(token string) {
 // meet it again, so it ends a subscription.
 var errBadFrame = errors.New("protocol violation")
 
+// renews reports whether reconnecting cures e: credentials that expired,
+// when a WithToken callback gives the new connection a fresh token.
+func (s *Subscription) renews(e *Error) bool {
+	return s.renew && e.Code == CodeTokenExpired
+}
+
 // retryAfter decides what follows err. It returns the error that ends the
 // subscription (ErrClosed once closed, or a permanent error), or signals
 // err to the consumer, waits for the backoff and returns nil.
@@ -373,7 +381,7 @@ func (s *Subscription) retryAfter(err error, attempt *int) error {
 		return ErrClosed
 	}
 	var apiErr *Error
-	if errors.Is(err, errBadFrame) || errors.As(err, &apiErr) && !apiErr.Retryable() {
+	if errors.Is(err, errBadFrame) || errors.As(err, &apiErr) && !apiErr.Retryable() && !s.renews(apiErr) {
 		return err
 	}
 	if err := s.deliver(Message{Err: err, Cursor: s.cursor}); err != nil {

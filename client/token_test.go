@@ -4,13 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log"
-	"net"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,13 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
-
-	heraldv1 "github.com/heraldhq/herald/api/herald/v1"
 	"github.com/heraldhq/herald/client"
+	"github.com/heraldhq/herald/internal/hub"
+	"github.com/heraldhq/herald/internal/server"
 )
 
 // tokenSource is a WithToken callback that hands out a new token, t1, t2,
@@ -35,92 +26,82 @@ func (s *tokenSource) token(context.Context) (string, error) {
 	return "t" + strconv.FormatInt(s.n.Add(1), 10), nil
 }
 
-// authRecorder is a reverse proxy in front of a herald server that records
-// the Authorization header of every request it passes on.
-type authRecorder struct {
-	url string
-	mu  sync.Mutex
-	log []authEntry // guarded by mu
+// recordingAuth is the server's Authenticator in these tests: it takes
+// bearer tokens that start with "t" (and none, as an anonymous caller),
+// refuses others, and records what each connection or request presented.
+type recordingAuth struct {
+	mu     sync.Mutex
+	seen   []string                 // "transport source token"; guarded by mu
+	expire map[string]time.Duration // tokens valid only this long after they are presented; static
 }
 
-type authEntry struct{ path, auth string }
-
-func newAuthRecorder(t *testing.T, target string) *authRecorder {
-	t.Helper()
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatal(err)
+func (a *recordingAuth) Authenticate(_ context.Context, c hub.Credentials) (*hub.Identity, error) {
+	a.mu.Lock()
+	a.seen = append(a.seen, c.Transport+" "+c.Source.String()+" "+c.Token)
+	a.mu.Unlock()
+	id := &hub.Identity{Subject: c.Token, Method: "test", Transport: c.Transport, RemoteAddr: c.RemoteAddr}
+	switch {
+	case c.Token == "":
+		id.Method = "anonymous"
+	case !strings.HasPrefix(c.Token, "t"):
+		return nil, fmt.Errorf("%w: unknown token", hub.ErrUnauthenticated)
 	}
-	tr := &http.Transport{}
-	proxy := httputil.NewSingleHostReverseProxy(u)
-	proxy.Transport = tr
-	proxy.ErrorLog = log.New(io.Discard, "", 0) // 502s while the server restarts
-	rec := &authRecorder{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec.mu.Lock()
-		rec.log = append(rec.log, authEntry{r.URL.Path, r.Header.Get("Authorization")})
-		rec.mu.Unlock()
-		proxy.ServeHTTP(w, r)
-	}))
-	t.Cleanup(func() {
-		srv.CloseClientConnections()
-		srv.Close()
-		tr.CloseIdleConnections()
-	})
-	rec.url = srv.URL
-	return rec
+	if ttl := a.expire[c.Token]; ttl > 0 {
+		id.Expires = time.Now().Add(ttl)
+	}
+	return id, nil
 }
 
-// since returns the Authorization headers of the requests for path from
-// the mark-th request on.
-func (r *authRecorder) since(mark int, path string) []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var auths []string
-	for _, e := range r.log[mark:] {
-		if e.path == path {
-			auths = append(auths, e.auth)
+// take returns what was presented since the last take, without the
+// anonymous requests (the test server's own publishes).
+func (a *recordingAuth) take() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []string
+	for _, s := range a.seen {
+		if !strings.HasSuffix(s, " ") {
+			out = append(out, s)
 		}
 	}
-	return auths
+	a.seen = nil
+	return out
 }
 
-func (r *authRecorder) mark() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.log)
+// startAuthServer starts a server whose Authenticator is auth.
+func startAuthServer(t *testing.T, auth *recordingAuth) *testServer {
+	return startServerWith(t, []server.Option{server.WithAccess(auth, hub.AllowAll{})})
 }
 
-// checkFresh checks that every request got a bearer token of its own, each
-// newer than the one before.
-func checkFresh(t *testing.T, what string, auths []string) {
+// checkFresh checks that each of seen, "transport source tN", is from
+// transport and source, with a token newer than the one before.
+func checkFresh(t *testing.T, transport, source string, seen []string) {
 	t.Helper()
 	last := 0
-	for _, a := range auths {
-		n, err := strconv.Atoi(strings.TrimPrefix(a, "Bearer t"))
-		if !strings.HasPrefix(a, "Bearer t") || err != nil || n <= last {
-			t.Errorf("%s: Authorization headers %q, want a new bearer token each time", what, auths)
+	for _, s := range seen {
+		n, err := strconv.Atoi(strings.TrimPrefix(s, transport+" "+source+" t"))
+		if err != nil || n <= last {
+			t.Errorf("the server saw %q, want %s %s with a new token each time", seen, transport, source)
 			return
 		}
 		last = n
 	}
 }
 
-// TestTokenHTTP checks that the token of WithToken is sent as a bearer
-// token with every request of the HTTP API: publishes, pulls, and each
-// connection of a subscription over SSE, long polling and WebSocket,
-// including reconnections, which ask for the token again.
+// TestTokenHTTP checks that the token of WithToken reaches the server as a
+// bearer token with every request of the HTTP API: publishes, pulls, and
+// each connection of a subscription over SSE, long polling and WebSocket,
+// including reconnections, which ask for the token again. It replaces an
+// Authorization given with WithRequestHeader.
 func TestTokenHTTP(t *testing.T) {
-	ts := startServer(t)
-	rec := newAuthRecorder(t, "http://"+ts.addr)
+	auth := &recordingAuth{}
+	ts := startAuthServer(t, auth)
 	var src tokenSource
-	c, err := client.New(rec.url, client.WithHTTPClient(&http.Client{Transport: ts.tr}),
-		client.WithRequestHeader("Authorization", "Basic replaced"), client.WithToken(src.token))
+	c, err := client.New("http://"+ts.addr, client.WithHTTPClient(&http.Client{Transport: ts.tr}),
+		client.WithRequestHeader("Authorization", "Bearer refused"), client.WithToken(src.token))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	mark := rec.mark()
 	if _, err := c.Publish(ctx, "tok.a", []byte("1")); err != nil {
 		t.Fatal(err)
 	}
@@ -130,25 +111,20 @@ func TestTokenHTTP(t *testing.T) {
 	if _, err := c.Pull(ctx, []string{"tok.a"}); err != nil {
 		t.Fatal(err)
 	}
-	auths := append(rec.since(mark, "/v1/topics/tok.a/events"), rec.since(mark, "/v1/events")...)
-	if strings.Join(auths, ",") != "Bearer t1,Bearer t2,Bearer t3" {
-		t.Errorf("publish, batch and pull sent Authorization %q, want Bearer t1, t2 and t3", auths)
+	if got, want := auth.take(), []string{"rest header t1", "rest header t2", "rest header t3"}; !slices.Equal(got, want) {
+		t.Errorf("publish, batch and pull presented %q, want %q", got, want)
 	}
 
-	paths := map[client.Transport]string{client.TransportSSE: "/v1/sse", client.TransportPoll: "/v1/events", client.TransportWS: "/v1/ws"}
+	names := map[client.Transport]string{client.TransportSSE: "sse", client.TransportPoll: "rest", client.TransportWS: "ws"}
 	for _, tr := range transports {
 		t.Run(string(tr), func(t *testing.T) {
-			mark := rec.mark()
 			sub, err := c.Subscribe(ctx, []string{"tok.b"}, client.WithTransport(tr),
 				client.WithPollWait(5*time.Second), client.WithBackoff(time.Millisecond, 10*time.Millisecond))
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer sub.Close()
-			first := rec.since(mark, paths[tr])
-			if len(first) == 0 {
-				t.Fatalf("no request for %s", paths[tr])
-			}
+			first := auth.take()
 			// A restart ends the connection: the subscription reconnects
 			// with a new token.
 			ts.restart(true)
@@ -156,131 +132,26 @@ func TestTokenHTTP(t *testing.T) {
 			if ev := nextEvent(t, sub).Event; ev.Offset != ack.Offset {
 				t.Fatalf("after the restart: %+v, want #%d", ev, ack.Offset)
 			}
-			all := rec.since(mark, paths[tr])
-			if len(all) <= len(first) {
-				t.Fatalf("no reconnection through the proxy: %q", all)
+			// (Leave out what the previous subscription's last requests
+			// presented.)
+			other := func(s string) bool { return !strings.HasPrefix(s, names[tr]+" ") }
+			first, after := slices.DeleteFunc(first, other), slices.DeleteFunc(auth.take(), other)
+			if len(first) == 0 || len(after) == 0 {
+				t.Fatalf("the server saw %q before the restart and %q after", first, after)
 			}
-			checkFresh(t, string(tr), all)
+			checkFresh(t, names[tr], "header", append(first, after...))
 		})
 	}
 }
 
-// TestTokenError checks that a failing token callback fails the call before
-// anything is sent, with its error.
-func TestTokenError(t *testing.T) {
-	ts := startServer(t)
-	rec := newAuthRecorder(t, "http://"+ts.addr)
-	errNoToken := errors.New("the identity provider is down")
-	fail := client.WithToken(func(context.Context) (string, error) { return "", errNoToken })
-	c, err := client.New(rec.url, client.WithHTTPClient(&http.Client{Transport: ts.tr}), fail)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	_, err = c.Publish(ctx, "tok.a", []byte("1"))
-	if !errors.Is(err, errNoToken) {
-		t.Errorf("publish: %v", err)
-	}
-	_, err = c.Pull(ctx, []string{"tok.a"})
-	if !errors.Is(err, errNoToken) {
-		t.Errorf("pull: %v", err)
-	}
-	for _, tr := range transports {
-		if _, err := c.Subscribe(ctx, []string{"tok.a"}, client.WithTransport(tr)); !errors.Is(err, errNoToken) {
-			t.Errorf("subscribe over %s: %v", tr, err)
-		}
-	}
-	if n := rec.mark(); n != 0 {
-		t.Errorf("%d requests were sent", n)
-	}
-	// No token sends no Authorization.
-	c, err = client.New(rec.url, client.WithHTTPClient(&http.Client{Transport: ts.tr}),
-		client.WithToken(func(context.Context) (string, error) { return "", nil }))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Publish(ctx, "tok.a", []byte("1")); err != nil {
-		t.Fatal(err)
-	}
-	if auths := rec.since(0, "/v1/topics/tok.a/events"); len(auths) != 1 || auths[0] != "" {
-		t.Errorf("an empty token sent Authorization %q", auths)
-	}
-	// A static token.
-	c, err = client.New(rec.url, client.WithHTTPClient(&http.Client{Transport: ts.tr}), client.WithStaticToken("s3cr3t"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Publish(ctx, "tok.a", []byte("1")); err != nil {
-		t.Fatal(err)
-	}
-	if auths := rec.since(0, "/v1/topics/tok.a/events"); len(auths) != 2 || auths[1] != "Bearer s3cr3t" {
-		t.Errorf("a static token sent Authorization %q", auths)
-	}
-}
-
-// authGRPCServer is a gRPC server of herald's API that records the
-// authorization metadata of each call. Its Subscribe sends the starting
-// delivery, then ends the stream as a draining server would, so that the
-// client reconnects.
-type authGRPCServer struct {
-	heraldv1.UnimplementedHeraldServer
-	auths chan string // call and authorization, "Publish Bearer t1"
-}
-
-func (s *authGRPCServer) record(ctx context.Context, call string) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	select {
-	case s.auths <- call + " " + strings.Join(md.Get("authorization"), ",") + " " + strings.Join(md.Get("x-tenant"), ","):
-	default: // the test has seen enough
-	}
-}
-
-func (s *authGRPCServer) Publish(ctx context.Context, req *heraldv1.PublishRequest) (*heraldv1.PublishResponse, error) {
-	s.record(ctx, "Publish")
-	resp := &heraldv1.PublishResponse{}
-	for i := range req.Events {
-		resp.Acks = append(resp.Acks, &heraldv1.Ack{Topic: req.Topic, Offset: uint64(i + 1), Epoch: "0000000000000001"})
-	}
-	return resp, nil
-}
-
-func (s *authGRPCServer) Pull(ctx context.Context, _ *heraldv1.PullRequest) (*heraldv1.PullResponse, error) {
-	s.record(ctx, "Pull")
-	return &heraldv1.PullResponse{Cursor: "AQ"}, nil
-}
-
-func (s *authGRPCServer) Subscribe(_ *heraldv1.SubscribeRequest, st grpc.ServerStreamingServer[heraldv1.Delivery]) error {
-	s.record(st.Context(), "Subscribe")
-	if err := st.Send(&heraldv1.Delivery{Cursor: "AQ"}); err != nil {
-		return err
-	}
-	return status.Error(codes.Unavailable, "going away")
-}
-
-// TestTokenGRPC checks that the token of WithToken goes as authorization
-// metadata with every gRPC call, with the WithRequestHeader headers, and
-// that each reconnection of a subscription asks for a new one.
+// TestTokenGRPC checks the same over the gRPC API: the token goes as
+// authorization metadata with every call, and each reconnection of a
+// subscription asks for a new one.
 func TestTokenGRPC(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	fake := &authGRPCServer{auths: make(chan string, 100)}
-	heraldv1.RegisterHeraldServer(srv, fake)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	defer func() {
-		srv.Stop()
-		<-served
-	}()
-
+	auth := &recordingAuth{}
+	ts := startAuthServer(t, auth)
 	var src tokenSource
-	c, err := client.NewGRPC(ln.Addr().String(), client.WithToken(src.token), client.WithRequestHeader("X-Tenant", "acme"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := ts.grpcClient(client.WithRequestHeader("Authorization", "Bearer refused"), client.WithToken(src.token))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := c.Publish(ctx, "tok.a", []byte("1")); err != nil {
@@ -292,28 +163,134 @@ func TestTokenGRPC(t *testing.T) {
 	if _, err := c.Pull(ctx, []string{"tok.a"}); err != nil {
 		t.Fatal(err)
 	}
-	sub, err := c.Subscribe(ctx, []string{"tok.a"}, client.WithBackoff(time.Millisecond, time.Millisecond))
+	sub, err := c.Subscribe(ctx, []string{"tok.b"}, client.WithBackoff(time.Millisecond, 10*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sub.Close()
-	// Two reconnections after the stream's end.
-	for n := 0; n < 2; {
-		m, err := sub.Next(ctx)
+	want := []string{"grpc metadata t1", "grpc metadata t2", "grpc metadata t3", "grpc metadata t4"}
+	if got := auth.take(); !slices.Equal(got, want) {
+		t.Errorf("publish, batch, pull and subscribe presented %q, want %q", got, want)
+	}
+	ts.restart(true)
+	ack := ts.publish("tok.b", `"after"`)
+	if ev := nextEvent(t, sub).Event; ev.Offset != ack.Offset {
+		t.Fatalf("after the restart: %+v, want #%d", ev, ack.Offset)
+	}
+	after := auth.take()
+	if len(after) == 0 {
+		t.Fatal("no reconnection reached the server")
+	}
+	checkFresh(t, "grpc", "metadata", append(want[3:], after...))
+}
+
+// TestTokenExpired lets the server end a WebSocket subscription whose token
+// expired: with WithToken it reconnects with a fresh token and goes on;
+// with WithStaticToken it stops with CodeTokenExpired.
+func TestTokenExpired(t *testing.T) {
+	auth := &recordingAuth{expire: map[string]time.Duration{"t1": 300 * time.Millisecond}}
+	ts := startAuthServer(t, auth)
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name  string
+		token client.Option
+		renew bool
+	}{
+		{"refreshed", client.WithToken(new(tokenSource).token), true},
+		{"static", client.WithStaticToken("t1"), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := client.New("http://"+ts.addr, client.WithHTTPClient(&http.Client{Transport: ts.tr}), tt.token)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sub, err := c.Subscribe(ctx, []string{"exp.a"}, client.WithTransport(client.TransportWS))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Close()
+			nctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			m, err := sub.Next(nctx) // the server's wheel ends the connection within a second
+			if !tt.renew {
+				if e := apiError(t, err); e.Code != client.CodeTokenExpired {
+					t.Fatalf("Next = %+v, %v; want the end of the subscription with %s", m, err, client.CodeTokenExpired)
+				}
+				return
+			}
+			if err != nil || m.Err == nil {
+				t.Fatalf("Next = %+v, %v; want a reconnection notice", m, err)
+			}
+			if e := apiError(t, m.Err); e.Code != client.CodeTokenExpired {
+				t.Errorf("notice %+v, want %s", e, client.CodeTokenExpired)
+			}
+			ack := ts.publish("exp.a", `"after"`)
+			if ev := nextEvent(t, sub).Event; ev.Offset != ack.Offset {
+				t.Errorf("after the reconnection: %+v, want #%d", ev, ack.Offset)
+			}
+			if got := auth.take(); len(got) < 2 || got[0] != "ws header t1" || got[1] != "ws header t2" {
+				t.Errorf("the server saw %q, want t1 then t2", got)
+			}
+		})
+	}
+}
+
+// TestTokenError checks that a failing token callback fails the call before
+// anything is sent, with its error, and that an empty token sends none.
+func TestTokenError(t *testing.T) {
+	auth := &recordingAuth{}
+	ts := startAuthServer(t, auth)
+	errNoToken := errors.New("the identity provider is down")
+	fail := client.WithToken(func(context.Context) (string, error) { return "", errNoToken })
+	hc := client.WithHTTPClient(&http.Client{Transport: ts.tr})
+	c, err := client.New("http://"+ts.addr, hc, fail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := c.Publish(ctx, "tok.a", []byte("1")); !errors.Is(err, errNoToken) {
+		t.Errorf("publish: %v", err)
+	}
+	if _, err := c.Pull(ctx, []string{"tok.a"}); !errors.Is(err, errNoToken) {
+		t.Errorf("pull: %v", err)
+	}
+	for _, tr := range transports {
+		if _, err := c.Subscribe(ctx, []string{"tok.a"}, client.WithTransport(tr)); !errors.Is(err, errNoToken) {
+			t.Errorf("subscribe over %s: %v", tr, err)
+		}
+	}
+	g := ts.grpcClient(fail)
+	if _, err := g.Publish(ctx, "tok.a", []byte("1")); !errors.Is(err, errNoToken) {
+		t.Errorf("gRPC publish: %v", err)
+	}
+	if got := auth.take(); len(got) != 0 {
+		t.Errorf("the server saw %q", got)
+	}
+
+	// An empty token sends no Authorization: the caller is anonymous.
+	c, err = client.New("http://"+ts.addr, hc, client.WithToken(func(context.Context) (string, error) { return "", nil }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Publish(ctx, "tok.a", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	if got := auth.take(); len(got) != 0 {
+		t.Errorf("an empty token presented %q", got)
+	}
+
+	// A static token; a refused one is an unauthenticated error.
+	for token, want := range map[string]string{"t-static": "", "refused": client.CodeUnauthenticated} {
+		c, err = client.New("http://"+ts.addr, hc, client.WithStaticToken(token))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if m.Err != nil {
-			n++
+		_, err := c.Publish(ctx, "tok.a", []byte("1"))
+		if want == "" && err != nil || want != "" && apiError(t, err).Code != want {
+			t.Errorf("publish with %q: %v, want %q", token, err, want)
 		}
-	}
-	var got []string
-	for i := 1; i <= 5; i++ {
-		got = append(got, <-fake.auths)
-	}
-	want := []string{"Publish Bearer t1 acme", "Publish Bearer t2 acme", "Pull Bearer t3 acme",
-		"Subscribe Bearer t4 acme", "Subscribe Bearer t5 acme"}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("calls %q, want %q", got, want)
+		if got := auth.take(); len(got) != 1 || got[0] != "rest header "+token {
+			t.Errorf("the server saw %q, want the static token %q", got, token)
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -80,8 +81,13 @@ func (b *httpBackend) openWS(s *Subscription) (stream, error) {
 		},
 	}
 	if t, ok := b.s.hc.Transport.(*http.Transport); ok {
+		// Clone waits for net/http's lazy setup of t, which a request on
+		// another goroutine may be doing, and which writes its TLS config
+		// (adding h2 to NextProtos: a WebSocket handshake needs HTTP/1.1).
+		t = t.Clone()
 		if t.TLSClientConfig != nil {
-			d.TLSConfig = t.TLSClientConfig.Clone()
+			d.TLSConfig = t.TLSClientConfig
+			d.TLSConfig.NextProtos = slices.DeleteFunc(d.TLSConfig.NextProtos, func(p string) bool { return p == "h2" })
 		}
 		d.NetDial = t.DialContext
 	}
