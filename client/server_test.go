@@ -43,8 +43,8 @@ type testServer struct {
 }
 
 // startServer starts a server on a free port with the default config,
-// changed by opts, and stops it when the test ends. The SSE retry hint is
-// short so that reconnection tests run fast.
+// changed by opts, and stops it when the test ends. The SSE and gRPC retry
+// hints are short so that reconnection tests run fast.
 func startServer(t *testing.T, opts ...func(*config.Config)) *testServer {
 	t.Helper()
 	return startServerWith(t, nil, opts...)
@@ -58,6 +58,7 @@ func startServerWith(t *testing.T, srvOpts []server.Option, opts ...func(*config
 	cfg.HTTP.Addr = "127.0.0.1:0"
 	cfg.GRPC.Addr = "127.0.0.1:0" // never the fixed default port
 	cfg.SSE.Retry = 20 * time.Millisecond
+	cfg.GRPC.Retry = 20 * time.Millisecond
 	cfg.Shutdown.Timeout = 5 * time.Second
 	for _, o := range opts {
 		o(&cfg)
