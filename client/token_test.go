@@ -184,54 +184,63 @@ func TestTokenGRPC(t *testing.T) {
 	checkFresh(t, "grpc", "metadata", append(want[3:], after...))
 }
 
-// TestTokenExpired lets the server end a WebSocket subscription whose token
-// expired: with WithToken it reconnects with a fresh token and goes on;
-// with WithStaticToken it stops with CodeTokenExpired.
+// TestTokenExpired lets the server end a subscription whose token expired,
+// over SSE, WebSocket and gRPC: with WithToken it reconnects with a fresh
+// token and goes on; with WithStaticToken it stops with CodeTokenExpired.
 func TestTokenExpired(t *testing.T) {
 	auth := &recordingAuth{expire: map[string]time.Duration{"t1": 300 * time.Millisecond}}
 	ts := startAuthServer(t, auth)
 	ctx := context.Background()
-	for _, tt := range []struct {
-		name  string
-		token client.Option
-		renew bool
-	}{
-		{"refreshed", client.WithToken(new(tokenSource).token), true},
-		{"static", client.WithStaticToken("t1"), false},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			c, err := client.New("http://"+ts.addr, client.WithHTTPClient(&http.Client{Transport: ts.tr}), tt.token)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sub, err := c.Subscribe(ctx, []string{"exp.a"}, client.WithTransport(client.TransportWS))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer sub.Close()
-			nctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			defer cancel()
-			m, err := sub.Next(nctx) // the server's wheel ends the connection within a second
-			if !tt.renew {
-				if e := apiError(t, err); e.Code != client.CodeTokenExpired {
-					t.Fatalf("Next = %+v, %v; want the end of the subscription with %s", m, err, client.CodeTokenExpired)
+	names := map[client.Transport]string{client.TransportSSE: "sse", client.TransportWS: "ws", client.TransportGRPC: "grpc"}
+	for _, tr := range []client.Transport{client.TransportSSE, client.TransportWS, client.TransportGRPC} {
+		for _, tt := range []struct {
+			name  string
+			token func() client.Option
+			renew bool
+		}{
+			{"refreshed", func() client.Option { return client.WithToken(new(tokenSource).token) }, true},
+			{"static", func() client.Option { return client.WithStaticToken("t1") }, false},
+		} {
+			t.Run(string(tr)+"/"+tt.name, func(t *testing.T) {
+				source := "header"
+				c, err := client.New("http://"+ts.addr, client.WithHTTPClient(&http.Client{Transport: ts.tr}), tt.token())
+				if err != nil {
+					t.Fatal(err)
 				}
-				return
-			}
-			if err != nil || m.Err == nil {
-				t.Fatalf("Next = %+v, %v; want a reconnection notice", m, err)
-			}
-			if e := apiError(t, m.Err); e.Code != client.CodeTokenExpired {
-				t.Errorf("notice %+v, want %s", e, client.CodeTokenExpired)
-			}
-			ack := ts.publish("exp.a", `"after"`)
-			if ev := nextEvent(t, sub).Event; ev.Offset != ack.Offset {
-				t.Errorf("after the reconnection: %+v, want #%d", ev, ack.Offset)
-			}
-			if got := auth.take(); len(got) < 2 || got[0] != "ws header t1" || got[1] != "ws header t2" {
-				t.Errorf("the server saw %q, want t1 then t2", got)
-			}
-		})
+				if tr == client.TransportGRPC {
+					source, c = "metadata", ts.grpcClient(tt.token())
+				}
+				auth.take()
+				sub, err := c.Subscribe(ctx, []string{"exp.a"}, client.WithTransport(tr))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer sub.Close()
+				nctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				defer cancel()
+				m, err := sub.Next(nctx) // the end of the first connection
+				if !tt.renew {
+					if e := apiError(t, err); e.Code != client.CodeTokenExpired {
+						t.Fatalf("Next = %+v, %v; want the end of the subscription with %s", m, err, client.CodeTokenExpired)
+					}
+					return
+				}
+				if err != nil || m.Err == nil {
+					t.Fatalf("Next = %+v, %v; want a reconnection notice", m, err)
+				}
+				if e := apiError(t, m.Err); e.Code != client.CodeTokenExpired {
+					t.Errorf("notice %+v, want %s", e, client.CodeTokenExpired)
+				}
+				ack := ts.publish("exp.a", `"after"`)
+				if ev := nextEvent(t, sub).Event; ev.Offset != ack.Offset {
+					t.Errorf("after the reconnection: %+v, want #%d", ev, ack.Offset)
+				}
+				prefix := names[tr] + " " + source + " "
+				if got := auth.take(); len(got) < 2 || got[0] != prefix+"t1" || got[1] != prefix+"t2" {
+					t.Errorf("the server saw %q, want %st1 then %st2", got, prefix, prefix)
+				}
+			})
+		}
 	}
 }
 
