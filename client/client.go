@@ -2,158 +2,158 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
-	heraldv1 "github.com/heraldhq/herald/api/herald/v1"
 	"github.com/heraldhq/herald/internal/reason"
 )
 
 // DefaultUserAgent is the User-Agent sent when WithUserAgent is not used.
 const DefaultUserAgent = "herald-go-client/1"
 
-// Client talks to one herald server. Create it with New (the HTTP API) or
-// NewGRPC (the gRPC API). It is safe for concurrent use. A client of the
-// HTTP API holds no goroutines of its own; connections are pooled by its
+// Client talks to one herald server, over its HTTP API (made with New) or
+// its gRPC API (made with NewGRPC); both offer the same methods, with the
+// same cursors. It is safe for concurrent use. A client of the HTTP API
+// holds no goroutines of its own; connections are pooled by its
 // *http.Client. A gRPC client holds a gRPC connection until Close.
 type Client struct {
-	base      string       // scheme://host[/prefix], no trailing slash; static after New
-	hc        *http.Client // static after New
-	userAgent string       // static after New
-	header    http.Header  // default headers; static after New
-
-	// Set by NewGRPC; static after it.
-	grpcConn   *grpc.ClientConn
-	grpc       heraldv1.HeraldClient
-	grpcTarget string
-	grpcOpts   []grpc.DialOption
+	api   backend // the API the client speaks; static after New or NewGRPC
+	renew bool    // a WithToken callback can replace expired credentials; static
 }
 
-// Option configures a Client in New.
-type Option func(*Client)
+// backend is one API of the server, as the Client uses it: the HTTP API
+// (httpBackend) or the gRPC API (grpcBackend). Arguments are checked and
+// defaults applied by the Client; errors are returned unwrapped, the
+// server's as *Error.
+type backend interface {
+	publish(ctx context.Context, topic string, data []byte, p *publishParams) (Ack, error)
+	publishBatch(ctx context.Context, events []BatchEvent) ([]Ack, error)
+	pull(ctx context.Context, topics []string, p *pullParams) (PullResult, error)
+	// dialer returns what opens the connections of a subscription over
+	// t, the backend's default transport when t is empty, or an error
+	// when the backend does not speak t.
+	dialer(t Transport) (dialFunc, error)
+	addr() string
+	close() error
+}
 
-// WithHTTPClient makes the client send its requests with hc. Subscriptions
-// and long polls hold requests open for a long time, so hc should have no
-// overall Timeout (deadlines come from each call's context) and its
-// Transport no ResponseHeaderTimeout shorter than the longest poll wait.
-// The default is a client over http.DefaultTransport.
+// settings are what Options set, shared by both backends.
+type settings struct {
+	hc        *http.Client // HTTP only
+	userAgent string
+	header    http.Header // sent with every request
+	token     func(context.Context) (string, error)
+	renew     bool              // token is a WithToken callback, which can refresh
+	grpcOpts  []grpc.DialOption // gRPC only
+}
+
+func newSettings(opts []Option) settings {
+	s := settings{userAgent: DefaultUserAgent, header: make(http.Header)}
+	for _, o := range opts {
+		o(&s)
+	}
+	if s.hc == nil {
+		s.hc = &http.Client{}
+	}
+	return s
+}
+
+// Option configures a Client in New or NewGRPC.
+type Option func(*settings)
+
+// WithHTTPClient makes a client of the HTTP API send its requests with hc
+// (NewGRPC ignores it). Subscriptions and long polls hold requests open for
+// a long time, so hc should have no overall Timeout (deadlines come from
+// each call's context) and its Transport no ResponseHeaderTimeout shorter
+// than the longest poll wait. The default is a client over
+// http.DefaultTransport.
 func WithHTTPClient(hc *http.Client) Option {
-	return func(c *Client) { c.hc = hc }
+	return func(s *settings) { s.hc = hc }
 }
 
 // WithUserAgent sets the User-Agent header of every request.
 func WithUserAgent(ua string) Option {
-	return func(c *Client) { c.userAgent = ua }
+	return func(s *settings) { s.userAgent = ua }
 }
 
-// WithHeader adds a header sent with every request, such as an
-// Authorization bearer token. It may be given several times; a key given
-// again replaces the earlier value.
-func WithHeader(key, value string) Option {
-	return func(c *Client) { c.header.Set(key, value) }
+// WithRequestHeader adds a header sent with every request (over gRPC, as
+// metadata). It may be given several times; a key given again replaces the
+// earlier value. For credentials that change, use WithToken.
+func WithRequestHeader(key, value string) Option {
+	return func(s *settings) { s.header.Set(key, value) }
 }
 
-// New returns a client of the server at baseURL, such as
+// WithToken makes the client ask fn for a bearer token before each request
+// and each connection of a subscription, including every reconnection, and
+// send it as "Authorization: Bearer <token>": an HTTP header on publishes,
+// pulls, SSE streams, long polls and the WebSocket handshake, and gRPC
+// metadata ("authorization") on every gRPC call. fn can thus refresh a
+// token that expires (return a cached one until then: it is called often).
+// It is called with the request's context and may be called concurrently.
+// An empty token sends no Authorization. An error from fn fails the call;
+// a subscription reports it as a Message.Err and tries again after its
+// backoff, like a network error. The token replaces an Authorization given
+// with WithRequestHeader.
+//
+// When the server ends a subscription's connection because its token
+// expired (CodeTokenExpired), the subscription reconnects with a token
+// from fn and resumes; without WithToken such an end stops it.
+func WithToken(fn func(ctx context.Context) (string, error)) Option {
+	return func(s *settings) { s.token, s.renew = fn, true }
+}
+
+// WithStaticToken sends token as "Authorization: Bearer <token>" with every
+// request; see WithToken, for a token that changes. A subscription whose
+// token expires stops with CodeTokenExpired.
+func WithStaticToken(token string) Option {
+	return func(s *settings) {
+		s.token = func(context.Context) (string, error) { return token, nil }
+		s.renew = false
+	}
+}
+
+// authorization returns the value of the Authorization header or metadata
+// for a request, or "" when there is none to send.
+func (s *settings) authorization(ctx context.Context) (string, error) {
+	if s.token == nil {
+		return "", nil
+	}
+	t, err := s.token(ctx)
+	if err != nil {
+		return "", fmt.Errorf("get a token: %w", err)
+	}
+	if t == "" {
+		return "", nil
+	}
+	return "Bearer " + t, nil
+}
+
+// New returns a client of the HTTP API of the server at baseURL, such as
 // "http://127.0.0.1:8080" or "https://events.example.com/herald" (a path
 // prefix is kept: the API's paths are appended to it).
 func New(baseURL string, opts ...Option) (*Client, error) {
-	if !strings.Contains(baseURL, "://") {
-		return nil, fmt.Errorf("herald client: base URL %q has no scheme; give a URL such as http://127.0.0.1:8080", baseURL)
-	}
-	u, err := url.Parse(baseURL)
+	s := newSettings(opts)
+	b, err := newHTTPBackend(baseURL, s)
 	if err != nil {
-		return nil, fmt.Errorf("herald client: base URL %q: %w", baseURL, err)
+		return nil, err
 	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("herald client: base URL %q: the scheme must be http or https", baseURL)
-	}
-	if u.Host == "" {
-		return nil, fmt.Errorf("herald client: base URL %q has no host", baseURL)
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("herald client: base URL %q must not have a query or fragment", baseURL)
-	}
-	u.Path = strings.TrimRight(u.Path, "/")
-	u.RawPath = ""
-	c := &Client{
-		base:      u.String(),
-		hc:        &http.Client{},
-		userAgent: DefaultUserAgent,
-		header:    make(http.Header),
-	}
-	for _, o := range opts {
-		o(c)
-	}
-	if c.hc == nil {
-		c.hc = &http.Client{}
-	}
-	return c, nil
+	return &Client{api: b, renew: s.renew}, nil
 }
 
 // BaseURL returns the server address the client was created with, without
 // a trailing slash: the HTTP base URL, or for a gRPC client its target.
-func (c *Client) BaseURL() string {
-	if c.grpc != nil {
-		return c.grpcTarget
-	}
-	return c.base
-}
+func (c *Client) BaseURL() string { return c.api.addr() }
 
-// newRequest builds a request for path (which starts with "/v1/") with the
-// client's default headers.
-func (c *Client) newRequest(ctx context.Context, method, path string, query url.Values, body io.Reader) (*http.Request, error) {
-	target := c.base + path
-	if len(query) > 0 {
-		target += "?" + query.Encode()
-	}
-	req, err := http.NewRequestWithContext(ctx, method, target, body)
-	if err != nil {
-		return nil, err
-	}
-	for k, v := range c.header {
-		req.Header[k] = append([]string(nil), v...)
-	}
-	if c.userAgent != "" {
-		req.Header.Set("User-Agent", c.userAgent)
-	}
-	return req, nil
-}
-
-// maxErrorBody bounds how much of an error answer is read.
-const maxErrorBody = 64 << 10
-
-// maxAnswerBody bounds how much of a JSON answer is read: a pull of 10,000
-// events of 1 MiB each is far more than any server sends by default.
-const maxAnswerBody = 1 << 30
-
-// doJSON sends req and decodes a 2xx JSON answer into out. Any other
-// answer becomes an *Error.
-func (c *Client) doJSON(req *http.Request, out any) error {
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return readError(resp)
-	}
-	dec := json.NewDecoder(io.LimitReader(resp.Body, maxAnswerBody))
-	if err := dec.Decode(out); err != nil {
-		return fmt.Errorf("decode the answer (HTTP %d): %w", resp.StatusCode, err)
-	}
-	// Drain the rest (a newline) so the connection can be reused.
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 512))
-	return nil
-}
+// Close releases the client's gRPC connection. A client of the HTTP API
+// holds nothing to release; Close does nothing for it. Close the client's
+// subscriptions first.
+func (c *Client) Close() error { return c.api.close() }
 
 // Error is an error answered by the server, in the API's error format
 // ({"error":{"code":…,"message":…}}), sent as the error event of an SSE
@@ -222,8 +222,9 @@ func (e *Error) Error() string {
 
 // Retryable reports whether the same request may succeed later unchanged:
 // the server was busy, draining or failing, or a stream was ended to be
-// resumed. Subscriptions reconnect after retryable errors and stop on the
-// others.
+// resumed. Subscriptions reconnect after retryable errors, and after
+// CodeTokenExpired when a WithToken callback can give a fresh token; they
+// stop on the others.
 func (e *Error) Retryable() bool {
 	if r, known := reason.Of(reason.Code(e.Code)); known {
 		return r.Retryable
@@ -232,27 +233,6 @@ func (e *Error) Retryable() bool {
 		return grpcRetryable(e.GRPCCode)
 	}
 	return e.Status == http.StatusTooManyRequests || e.Status >= 500
-}
-
-// readError turns a non-2xx answer into an *Error.
-func readError(resp *http.Response) error {
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-	e := &Error{Status: resp.StatusCode}
-	var wire struct {
-		Error struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}
-	if json.Unmarshal(body, &wire) == nil && wire.Error.Code != "" {
-		e.Code, e.Message = wire.Error.Code, wire.Error.Message
-		return e
-	}
-	e.Message = strings.TrimSpace(string(body))
-	if e.Message == "" {
-		e.Message = http.StatusText(resp.StatusCode)
-	}
-	return e
 }
 
 // ErrClosed is returned by Subscription.Next once Close was called.

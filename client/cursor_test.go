@@ -133,16 +133,16 @@ func TestPullCursors(t *testing.T) {
 }
 
 func TestBackoff(t *testing.T) {
-	b := Backoff{Initial: 100 * time.Millisecond, Max: time.Second}
+	b := backoff{initial: 100 * time.Millisecond, max: time.Second}
 	for n := range 10 {
-		ceil := min(b.Initial<<n, b.Max)
+		ceil := min(b.initial<<n, b.max)
 		for range 100 {
 			if d := b.delay(n); d < 0 || d >= ceil {
 				t.Fatalf("delay(%d) = %v, want [0, %v)", n, d, ceil)
 			}
 		}
 	}
-	if d := (Backoff{}).delay(3); d != 0 {
+	if d := (backoff{}).delay(3); d != 0 {
 		t.Errorf("zero backoff delay = %v", d)
 	}
 }

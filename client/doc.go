@@ -15,15 +15,19 @@
 //
 // # Publishing and pulling
 //
+// Calls take what they need as arguments and everything optional as
+// options (WithType, WithKey, WithHeader, WithContentType for Publish;
+// WithCursor, WithFrom, WithLimit, WithWait for Pull):
+//
 //	c, err := client.New("http://127.0.0.1:8080")
 //	if err != nil {
 //		return err
 //	}
-//	ack, err := c.Publish(ctx, "chat.room-1", []byte(`{"text":"hi"}`), client.PublishOptions{})
+//	ack, err := c.Publish(ctx, "chat.room-1", []byte(`{"text":"hi"}`))
 //	if err != nil {
 //		return err
 //	}
-//	res, err := c.Pull(ctx, client.PullRequest{Topics: []string{"chat.room-1"}, From: "earliest"})
+//	res, err := c.Pull(ctx, []string{"chat.room-1"}, client.WithFrom(client.FromEarliest))
 //	// res.Events holds the events, res.Cursor continues after them.
 //
 // Errors answered by the server are *Error values carrying the API's stable
@@ -34,14 +38,26 @@
 //		// fix the topic name
 //	}
 //
+// # Where reads start
+//
+// A Pull or a Subscribe given a cursor (WithCursor) continues after it.
+// Without one, or for topics the cursor does not name, both start per
+// From, whose default for both is FromLatest: only events published from
+// now on, as a live subscription is expected to. Ask for FromEarliest to
+// read a topic's retained history first. (The server's pull endpoints
+// default to earliest; the client always says which it wants, so the same
+// call behaves the same on every transport.)
+//
 // # Subscribing
 //
 // Subscribe follows topics live. It reconnects on its own with jittered
 // exponential backoff and resumes from the last cursor it delivered, so a
 // consumer sees every event once, in order, across dropped connections and
 // server restarts; when history is gone it says so with a Gap message.
+// WithTransport picks the transport (TransportSSE by default,
+// TransportPoll, TransportWS; TransportGRPC for a gRPC client).
 //
-//	sub, err := c.Subscribe(ctx, []string{"chat.room-1"}, client.SubscribeOptions{})
+//	sub, err := c.Subscribe(ctx, []string{"chat.room-1"})
 //	if err != nil {
 //		return err
 //	}
@@ -64,20 +80,28 @@
 // A Subscription is not safe for concurrent calls to Next; Close may be
 // called from any goroutine. A Client is safe for concurrent use.
 //
+// # Credentials
+//
+// WithToken gives the client a callback it asks for a bearer token before
+// every request and every connection of a subscription, reconnections
+// included, so a token that expires can be refreshed; WithStaticToken
+// sends a fixed one. The token goes as "Authorization: Bearer <token>" on
+// every transport (gRPC metadata for a gRPC client).
+//
 // # gRPC
 //
 // NewGRPC makes a client of the server's gRPC API (docs/grpc.md, default
-// address 127.0.0.1:9090) instead: Publish, PublishBatch, Pull and
-// Subscribe (TransportGRPC, its only transport) work the same, with the
-// same cursors, so a consumer can move between HTTP, SSE and gRPC. Events
-// received over gRPC carry every field. Errors are *Error values whose
-// Code is herald's error code and GRPCCode the status code. Close releases
-// the connection.
+// address 127.0.0.1:9090) instead: the same *Client, whose Publish,
+// PublishBatch, Pull and Subscribe (TransportGRPC, its only transport)
+// work the same, with the same cursors, so a consumer can move between
+// HTTP, SSE and gRPC. Events received over gRPC carry every field. Errors
+// are *Error values whose Code is herald's error code and GRPCCode the
+// status code. Close releases the connection.
 //
 //	c, err := client.NewGRPC("127.0.0.1:9090")
 //	if err != nil {
 //		return err
 //	}
 //	defer c.Close()
-//	sub, err := c.Subscribe(ctx, []string{"chat.room-1"}, client.SubscribeOptions{})
+//	sub, err := c.Subscribe(ctx, []string{"chat.room-1"}, client.WithCursor(cursor))
 package client

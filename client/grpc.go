@@ -28,27 +28,31 @@ import (
 // instead of HTTP. Cursors are the same tokens on both, so a consumer can
 // move between them.
 
-// TransportGRPC subscribes with the gRPC API's Subscribe stream. It is the
-// transport of a Client made with NewGRPC (and the only one it has).
-const TransportGRPC = "grpc"
-
 // maxGRPCMessage is the largest message the client accepts: a Delivery is
 // at most 512 KiB unless one event is larger, and events are at most
 // limits.max_event_bytes (1 MiB by default).
 const maxGRPCMessage = 64 << 20
 
 // WithGRPCDialOptions adds options to the gRPC connection of a client made
-// with NewGRPC, such as grpc.WithTransportCredentials for TLS (the default
-// is plaintext, as for a server on 127.0.0.1).
+// with NewGRPC (New ignores them), such as grpc.WithTransportCredentials
+// for TLS (the default is plaintext, as for a server on 127.0.0.1).
 func WithGRPCDialOptions(opts ...grpc.DialOption) Option {
-	return func(c *Client) { c.grpcOpts = append(c.grpcOpts, opts...) }
+	return func(s *settings) { s.grpcOpts = append(s.grpcOpts, opts...) }
+}
+
+// grpcBackend is the gRPC API of one server.
+type grpcBackend struct {
+	conn   *grpc.ClientConn      // static
+	api    heraldv1.HeraldClient // static
+	target string                // static
+	s      settings              // static
 }
 
 // NewGRPC returns a client of the server's gRPC API at target (host:port,
 // such as "127.0.0.1:9090", or any gRPC target). Publish, PublishBatch,
-// Pull and Subscribe go over gRPC; WithHeader headers are sent as gRPC
-// metadata. The connection is made on first use and reconnects by itself;
-// Close releases it.
+// Pull and Subscribe go over gRPC; WithRequestHeader headers and WithToken
+// tokens are sent as gRPC metadata. The connection is made on first use
+// and reconnects by itself; Close releases it.
 func NewGRPC(target string, opts ...Option) (*Client, error) {
 	if target == "" {
 		return nil, errors.New("herald client: empty gRPC target; give host:port, such as 127.0.0.1:9090")
@@ -56,46 +60,48 @@ func NewGRPC(target string, opts ...Option) (*Client, error) {
 	if strings.Contains(target, "://") && !strings.HasPrefix(target, "dns:") && !strings.HasPrefix(target, "unix:") {
 		return nil, fmt.Errorf("herald client: gRPC target %q: give host:port, not a URL", target)
 	}
-	c := &Client{userAgent: DefaultUserAgent, header: make(map[string][]string)}
-	for _, o := range opts {
-		o(c)
-	}
+	s := newSettings(opts)
 	dial := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithUserAgent(c.userAgent),
+		grpc.WithUserAgent(s.userAgent),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxGRPCMessage)),
 		// Notice a connection that died silently (the SSE idle timeout's job).
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	}
-	conn, err := grpc.NewClient(target, append(dial, c.grpcOpts...)...)
+	conn, err := grpc.NewClient(target, append(dial, s.grpcOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("herald client: gRPC target %q: %w", target, err)
 	}
-	c.grpcConn = conn
-	c.grpc = heraldv1.NewHeraldClient(conn)
-	c.grpcTarget = target
-	return c, nil
+	return &Client{api: &grpcBackend{conn: conn, api: heraldv1.NewHeraldClient(conn), target: target, s: s}, renew: s.renew}, nil
 }
 
-// Close releases the client's gRPC connection, if it has one. A client of
-// the HTTP API holds nothing to release; Close does nothing for it.
-func (c *Client) Close() error {
-	if c.grpcConn == nil {
-		return nil
-	}
-	return c.grpcConn.Close()
-}
+func (b *grpcBackend) addr() string { return b.target }
 
-// grpcCtx adds the client's headers to ctx as gRPC metadata.
-func (c *Client) grpcCtx(ctx context.Context) context.Context {
-	if len(c.header) == 0 {
-		return ctx
+func (b *grpcBackend) close() error { return b.conn.Close() }
+
+// callCtx returns ctx with the client's headers and token added to its
+// outgoing metadata, for one call.
+func (b *grpcBackend) callCtx(ctx context.Context) (context.Context, error) {
+	auth, err := b.s.authorization(ctx)
+	if err != nil {
+		return nil, err
 	}
-	md := metadata.MD{}
-	for k, v := range c.header {
-		md[strings.ToLower(k)] = append([]string(nil), v...)
+	var kv []string
+	for k, vs := range b.s.header {
+		if auth != "" && strings.EqualFold(k, "Authorization") {
+			continue // the token replaces it
+		}
+		for _, v := range vs {
+			kv = append(kv, k, v)
+		}
 	}
-	return metadata.NewOutgoingContext(ctx, md)
+	if auth != "" {
+		kv = append(kv, "authorization", auth)
+	}
+	if len(kv) == 0 {
+		return ctx, nil
+	}
+	return metadata.AppendToOutgoingContext(ctx, kv...), nil
 }
 
 // grpcError turns a gRPC status into an *Error carrying herald's error
@@ -121,7 +127,7 @@ func grpcError(err error) error {
 }
 
 // grpcEncoding is the gRPC encoding of a publish's content type, which
-// says the same as over HTTP (PublishOptions.ContentType).
+// says the same as over HTTP (WithContentType).
 func grpcEncoding(contentType string) (heraldv1.Encoding, error) {
 	if contentType == "" {
 		return heraldv1.Encoding_ENCODING_JSON, nil
@@ -140,23 +146,26 @@ func grpcEncoding(contentType string) (heraldv1.Encoding, error) {
 	}
 }
 
-// publishGRPC is Publish over gRPC.
-func (c *Client) publishGRPC(ctx context.Context, topic string, data []byte, opts PublishOptions) (Ack, error) {
-	enc, err := grpcEncoding(opts.ContentType)
+// publish is Publish: one Publish call.
+func (b *grpcBackend) publish(ctx context.Context, topic string, data []byte, p *publishParams) (Ack, error) {
+	enc, err := grpcEncoding(p.contentType)
 	if err != nil {
-		return Ack{}, fmt.Errorf("publish to %s: %w", topic, err)
+		return Ack{}, err
 	}
 	if data == nil {
 		data = []byte{}
 	}
-	resp, err := c.grpc.Publish(c.grpcCtx(ctx), &heraldv1.PublishRequest{Topic: topic, Events: []*heraldv1.PublishEvent{{
-		Data: data, Encoding: enc, Type: opts.Type, Key: opts.IdempotencyKey, Headers: opts.Headers,
+	if ctx, err = b.callCtx(ctx); err != nil {
+		return Ack{}, err
+	}
+	resp, err := b.api.Publish(ctx, &heraldv1.PublishRequest{Topic: topic, Events: []*heraldv1.PublishEvent{{
+		Data: data, Encoding: enc, Type: p.typ, Key: p.key, Headers: p.headers,
 	}}})
 	if err != nil {
-		return Ack{}, fmt.Errorf("publish to %s: %w", topic, grpcError(err))
+		return Ack{}, grpcError(err)
 	}
 	if len(resp.Acks) != 1 {
-		return Ack{}, fmt.Errorf("publish to %s: the server answered %d acks for 1 event", topic, len(resp.Acks))
+		return Ack{}, fmt.Errorf("the server answered %d acks for 1 event", len(resp.Acks))
 	}
 	return ackOf(resp.Acks[0]), nil
 }
@@ -165,14 +174,11 @@ func ackOf(a *heraldv1.Ack) Ack {
 	return Ack{Topic: a.Topic, Offset: a.Offset, Epoch: a.Epoch, Cursor: a.Cursor, Duplicate: a.Duplicate}
 }
 
-// publishBatchGRPC is PublishBatch over gRPC: one Publish call.
-func (c *Client) publishBatchGRPC(ctx context.Context, events []BatchEvent) ([]Ack, error) {
+// publishBatch is PublishBatch: one Publish call.
+func (b *grpcBackend) publishBatch(ctx context.Context, events []BatchEvent) ([]Ack, error) {
 	req := &heraldv1.PublishRequest{Events: make([]*heraldv1.PublishEvent, len(events))}
 	for i := range events {
 		e := &events[i]
-		if _, err := e.wire(); err != nil { // the same checks as over HTTP
-			return nil, fmt.Errorf("publish batch: event %d: %w", i, err)
-		}
 		pe := &heraldv1.PublishEvent{Topic: e.Topic, Type: e.Type, Key: e.Key, Headers: e.Headers}
 		switch {
 		case e.Data != nil:
@@ -184,12 +190,13 @@ func (c *Client) publishBatchGRPC(ctx context.Context, events []BatchEvent) ([]A
 		}
 		req.Events[i] = pe
 	}
-	resp, err := c.grpc.Publish(c.grpcCtx(ctx), req)
+	ctx, err := b.callCtx(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("publish batch of %d events: %w", len(events), grpcError(err))
+		return nil, err
 	}
-	if len(resp.Acks) != len(events) {
-		return nil, fmt.Errorf("publish batch: the server answered %d acks for %d events", len(resp.Acks), len(events))
+	resp, err := b.api.Publish(ctx, req)
+	if err != nil {
+		return nil, grpcError(err)
 	}
 	acks := make([]Ack, len(resp.Acks))
 	for i, a := range resp.Acks {
@@ -198,36 +205,25 @@ func (c *Client) publishBatchGRPC(ctx context.Context, events []BatchEvent) ([]A
 	return acks, nil
 }
 
-// grpcFrom is the gRPC form of a From option.
-func grpcFrom(from string) (heraldv1.From, error) {
-	switch from {
-	case "":
-		return heraldv1.From_FROM_UNSPECIFIED, nil
-	case "latest":
-		return heraldv1.From_FROM_LATEST, nil
-	case "earliest":
-		return heraldv1.From_FROM_EARLIEST, nil
-	default:
-		return 0, fmt.Errorf("from %q: use latest or earliest", from)
-	}
+// grpcFroms are the gRPC forms of the From values.
+var grpcFroms = map[From]heraldv1.From{
+	FromLatest:   heraldv1.From_FROM_LATEST,
+	FromEarliest: heraldv1.From_FROM_EARLIEST,
 }
 
-// pullGRPC is Pull over gRPC.
-func (c *Client) pullGRPC(ctx context.Context, req PullRequest) (PullResult, error) {
-	from, err := grpcFrom(req.From)
+// pull is Pull: one Pull call.
+func (b *grpcBackend) pull(ctx context.Context, topics []string, p *pullParams) (PullResult, error) {
+	req := &heraldv1.PullRequest{Topics: topics, Cursor: p.cursor, From: grpcFroms[p.from], Limit: uint32(p.limit)}
+	if p.wait > 0 {
+		req.Wait = durationpb.New(p.wait)
+	}
+	ctx, err := b.callCtx(ctx)
 	if err != nil {
-		return PullResult{}, fmt.Errorf("pull %v: %w", req.Topics, err)
+		return PullResult{}, err
 	}
-	if req.Limit < 0 {
-		return PullResult{}, fmt.Errorf("pull %v: limit %d: use 0 to 10000", req.Topics, req.Limit)
-	}
-	preq := &heraldv1.PullRequest{Topics: req.Topics, Cursor: req.Cursor, From: from, Limit: uint32(req.Limit)}
-	if req.Wait > 0 {
-		preq.Wait = durationpb.New(req.Wait)
-	}
-	resp, err := c.grpc.Pull(c.grpcCtx(ctx), preq)
+	resp, err := b.api.Pull(ctx, req)
 	if err != nil {
-		return PullResult{}, fmt.Errorf("pull %v: %w", req.Topics, grpcError(err))
+		return PullResult{}, grpcError(err)
 	}
 	res := PullResult{Cursor: resp.Cursor, Events: make([]Event, len(resp.Events))}
 	for i, ev := range resp.Events {
@@ -275,19 +271,13 @@ func gapOf(g *heraldv1.Gap) Gap {
 	}
 }
 
-// grpcTransport checks a subscription's transport against the client: a
-// gRPC client subscribes over gRPC only (its default), an HTTP client over
-// the others.
-func (c *Client) grpcTransport(o *SubscribeOptions) error {
-	switch {
-	case c.grpc != nil && (o.Transport == "" || o.Transport == TransportGRPC):
-		o.Transport = TransportGRPC
-	case c.grpc != nil:
-		return fmt.Errorf("transport %q: a client made with NewGRPC subscribes over %q only", o.Transport, TransportGRPC)
-	case o.Transport == TransportGRPC:
-		return fmt.Errorf("transport %q needs a client made with NewGRPC (the gRPC API has its own address)", TransportGRPC)
+// dialer returns the opener of the gRPC API's one transport, its default.
+// Subscribe has checked that t is a Transport.
+func (b *grpcBackend) dialer(t Transport) (dialFunc, error) {
+	if t != "" && t != TransportGRPC {
+		return nil, fmt.Errorf("transport %q: a client made with NewGRPC subscribes over %q only", t, TransportGRPC)
 	}
-	return nil
+	return b.openGRPC, nil
 }
 
 // grpcStream is one open Subscribe call.
@@ -301,13 +291,13 @@ func (gs *grpcStream) close() { gs.cancel() }
 
 // openGRPC starts a Subscribe call from s.cursor and reads its starting
 // delivery, which shows that the server has fixed where the stream starts.
-func (s *Subscription) openGRPC() (*grpcStream, error) {
-	from, err := grpcFrom(s.opts.From)
+func (b *grpcBackend) openGRPC(s *Subscription) (stream, error) {
+	ctx, err := b.callCtx(s.ctx)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(s.c.grpcCtx(s.ctx))
-	call, err := s.c.grpc.Subscribe(ctx, &heraldv1.SubscribeRequest{Topics: s.topics, Cursor: s.cursor, From: from})
+	ctx, cancel := context.WithCancel(ctx)
+	call, err := b.api.Subscribe(ctx, &heraldv1.SubscribeRequest{Topics: s.topics, Cursor: s.cursor, From: grpcFroms[s.p.from]})
 	if err != nil {
 		cancel()
 		return nil, grpcError(err)
@@ -335,31 +325,8 @@ func (s *Subscription) grpcEnd(err error) error {
 	return err
 }
 
-// runGRPC is the subscription's goroutine over gRPC; gs is the stream
-// Subscribe opened.
-func (s *Subscription) runGRPC(gs *grpcStream) error {
-	attempt := 0
-	for {
-		if gs == nil {
-			var err error
-			if gs, err = s.openGRPC(); err != nil {
-				if err := s.retryAfter(err, &attempt); err != nil {
-					return err
-				}
-				continue
-			}
-		}
-		err := s.pumpGRPC(gs, &attempt)
-		gs.close()
-		gs = nil
-		if err := s.retryAfter(err, &attempt); err != nil {
-			return err
-		}
-	}
-}
-
-// pumpGRPC delivers the deliveries of one call until it ends.
-func (s *Subscription) pumpGRPC(gs *grpcStream, attempt *int) error {
+// pump delivers the deliveries of the call until it ends.
+func (gs *grpcStream) pump(s *Subscription, attempt *int) error {
 	for {
 		d := gs.first
 		gs.first = nil

@@ -27,14 +27,14 @@ func TestGRPCPublishAndPull(t *testing.T) {
 	ts := startServer(t)
 	c := ts.grpcClient()
 	ctx := context.Background()
-	ack, err := c.Publish(ctx, "g.a", []byte(`{"x":1}`), client.PublishOptions{Type: "t", Headers: map[string]string{"k": "v"}, IdempotencyKey: "k1"})
+	ack, err := c.Publish(ctx, "g.a", []byte(`{"x":1}`), client.WithType("t"), client.WithHeader("k", "v"), client.WithKey("k1"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ack.Topic != "g.a" || ack.Offset != 1 || ack.Cursor == "" || ack.Duplicate {
 		t.Errorf("ack %+v", ack)
 	}
-	again, err := c.Publish(ctx, "g.a", []byte(`{"x":2}`), client.PublishOptions{IdempotencyKey: "k1"})
+	again, err := c.Publish(ctx, "g.a", []byte(`{"x":2}`), client.WithKey("k1"))
 	if err != nil || !again.Duplicate || again.Offset != 1 {
 		t.Errorf("duplicate: %+v, %v", again, err)
 	}
@@ -51,7 +51,7 @@ func TestGRPCPublishAndPull(t *testing.T) {
 	}
 	// What gRPC stored reads the same over HTTP and over gRPC.
 	for name, cl := range map[string]*client.Client{"http": ts.c, "grpc": c} {
-		res, err := cl.Pull(ctx, client.PullRequest{Topics: []string{"g.a"}})
+		res, err := cl.Pull(ctx, []string{"g.a"}, client.WithFrom(client.FromEarliest))
 		if err != nil {
 			t.Fatalf("%s pull: %v", name, err)
 		}
@@ -69,7 +69,7 @@ func TestGRPCPublishAndPull(t *testing.T) {
 			t.Errorf("%s event 3: %+v", name, res.Events[2])
 		}
 	}
-	res, err := c.Pull(ctx, client.PullRequest{Topics: []string{"g.b"}})
+	res, err := c.Pull(ctx, []string{"g.b"}, client.WithFrom(client.FromEarliest))
 	if err != nil || len(res.Events) != 1 || res.Events[0].Encoding != client.EncodingBinary || payload(t, &res.Events[0]) != "\x01\x02" {
 		t.Errorf("binary over gRPC: %+v, %v", res, err)
 	}
@@ -78,7 +78,7 @@ func TestGRPCPublishAndPull(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 		ts.publish("g.b", "2")
 	}()
-	res, err = c.Pull(ctx, client.PullRequest{Topics: []string{"g.b"}, Cursor: res.Cursor, Wait: 5 * time.Second})
+	res, err = c.Pull(ctx, []string{"g.b"}, client.WithCursor(res.Cursor), client.WithWait(5*time.Second))
 	if err != nil || len(res.Events) != 1 || res.Events[0].Offset != 2 {
 		t.Errorf("long poll over gRPC: %+v, %v", res, err)
 	}
@@ -87,24 +87,24 @@ func TestGRPCPublishAndPull(t *testing.T) {
 func TestGRPCErrors(t *testing.T) {
 	ts := startServer(t)
 	c := ts.grpcClient()
-	_, err := c.Publish(context.Background(), "bad topic", []byte("1"), client.PublishOptions{})
+	_, err := c.Publish(context.Background(), "bad topic", []byte("1"))
 	e := apiError(t, err)
 	if e.Code != client.CodeBadTopic || e.GRPCCode != codes.InvalidArgument || e.Retryable() {
 		t.Errorf("bad topic: %+v", e)
 	}
-	_, err = c.Pull(context.Background(), client.PullRequest{Topics: []string{"a"}, Cursor: "%%"})
+	_, err = c.Pull(context.Background(), []string{"a"}, client.WithCursor("%%"))
 	if e := apiError(t, err); e.Code != client.CodeBadCursor {
 		t.Errorf("bad cursor: %+v", e)
 	}
-	if _, err := c.Subscribe(context.Background(), []string{"a"}, client.SubscribeOptions{Transport: client.TransportSSE}); err == nil {
+	if _, err := c.Subscribe(context.Background(), []string{"a"}, client.WithTransport(client.TransportSSE)); err == nil {
 		t.Error("a gRPC client subscribed over SSE")
 	}
-	if _, err := ts.c.Subscribe(context.Background(), []string{"a"}, client.SubscribeOptions{Transport: client.TransportGRPC}); err == nil {
+	if _, err := ts.c.Subscribe(context.Background(), []string{"a"}, client.WithTransport(client.TransportGRPC)); err == nil {
 		t.Error("an HTTP client subscribed over gRPC")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := c.Subscribe(ctx, []string{"a b"}, client.SubscribeOptions{}); err == nil {
+	if _, err := c.Subscribe(ctx, []string{"a b"}); err == nil {
 		t.Error("subscribing to a bad topic succeeded")
 	} else if e := apiError(t, err); e.Code != client.CodeBadTopic {
 		t.Errorf("subscribe to a bad topic: %+v", e)
@@ -122,7 +122,7 @@ func TestGRPCSubscribe(t *testing.T) {
 	c := ts.grpcClient()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	sub, err := c.Subscribe(ctx, []string{"gs.a", "gs.b"}, client.SubscribeOptions{})
+	sub, err := c.Subscribe(ctx, []string{"gs.a", "gs.b"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestGRPCSubscribe(t *testing.T) {
 	}
 	// Each message's cursor continues right after it.
 	for i, m := range msgs {
-		res, err := ts.c.Pull(context.Background(), client.PullRequest{Topics: []string{"gs.a", "gs.b"}, Cursor: m.Cursor})
+		res, err := ts.c.Pull(context.Background(), []string{"gs.a", "gs.b"}, client.WithCursor(m.Cursor))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -160,7 +160,7 @@ func TestGRPCSubscribe(t *testing.T) {
 	}
 	// And a new gRPC subscription from the first message's cursor resumes
 	// with the second.
-	sub2, err := c.Subscribe(ctx, []string{"gs.a", "gs.b"}, client.SubscribeOptions{Cursor: msgs[0].Cursor})
+	sub2, err := c.Subscribe(ctx, []string{"gs.a", "gs.b"}, client.WithCursor(msgs[0].Cursor))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestGRPCSubscribeReconnect(t *testing.T) {
 	c := ts.grpcClient()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	sub, err := c.Subscribe(ctx, []string{"gr.a"}, client.SubscribeOptions{})
+	sub, err := c.Subscribe(ctx, []string{"gr.a"})
 	if err != nil {
 		t.Fatal(err)
 	}

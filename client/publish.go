@@ -1,35 +1,72 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/url"
 )
 
-// PublishOptions are the optional parts of a publish.
-type PublishOptions struct {
-	// ContentType says how the server stores the payload: application/json
-	// (the default; any +json type too) must be valid JSON and is stored as
-	// json; text/* must be valid UTF-8 and is stored as text; anything else
-	// is stored as binary.
-	ContentType string
-	// Type is the event type, the SSE "event:" name. "gap" and "error" are
-	// reserved for server signals.
-	Type string
-	// IdempotencyKey makes retries safe: a publish with a key the server
-	// saw within its dedupe window (5 minutes by default) stores nothing new
-	// and answers the original position with Duplicate set. With a key,
-	// net/http also resends the request by itself when a pooled connection
-	// turns out to be closed (after a server restart, say); without one,
-	// such a publish fails with a network error, as it may have been stored.
-	IdempotencyKey string
-	// Headers are stored with the event; names are stored in lower case.
-	Headers map[string]string
+// publishParams are a publish's options, defaults applied.
+type publishParams struct {
+	contentType string
+	typ         string
+	key         string
+	headers     map[string]string
+}
+
+// PublishOption is an option of Publish.
+type PublishOption func(*publishParams)
+
+// WithContentType says how the server stores the payload:
+// application/json (the default; any +json type too) must be valid JSON
+// and is stored as json; text/* must be valid UTF-8 and is stored as text;
+// anything else is stored as binary.
+func WithContentType(contentType string) PublishOption {
+	return func(p *publishParams) { p.contentType = contentType }
+}
+
+// WithType sets the event type, the SSE "event:" name. The types of the
+// server's signals on SSE and WebSocket streams are reserved, and refused:
+//
+//	reserved: "gap", "error", "join", "leave"
+func WithType(eventType string) PublishOption {
+	return func(p *publishParams) { p.typ = eventType }
+}
+
+// WithKey sets an idempotency key, which makes retries safe: a publish
+// with a key the server saw within its dedupe window (5 minutes by
+// default) stores nothing new and answers the original position with
+// Ack.Duplicate set. With a key, net/http also resends the request by
+// itself when a pooled connection turns out to be closed (after a server
+// restart, say); without one, such a publish fails with a network error,
+// as it may have been stored.
+func WithKey(key string) PublishOption {
+	return func(p *publishParams) { p.key = key }
+}
+
+// WithHeader adds a header stored with the event (not a header of the
+// request: see WithRequestHeader for those). Names are stored in lower
+// case. It may be given several times; a name given again replaces the
+// earlier value.
+func WithHeader(name, value string) PublishOption {
+	return func(p *publishParams) {
+		if p.headers == nil {
+			p.headers = make(map[string]string)
+		}
+		p.headers[name] = value
+	}
+}
+
+// WithHeaders adds headers stored with the event, as WithHeader does for
+// each.
+func WithHeaders(headers map[string]string) PublishOption {
+	return func(p *publishParams) {
+		for k, v := range headers {
+			WithHeader(k, v)(p)
+		}
+	}
 }
 
 // Ack is the server's answer to a publish: where the event was stored.
@@ -48,34 +85,21 @@ type Ack struct {
 }
 
 // Publish stores data as one event of topic and returns its position once
-// the server has stored it.
-func (c *Client) Publish(ctx context.Context, topic string, data []byte, opts PublishOptions) (Ack, error) {
+// the server has stored it. Without WithContentType the payload must be
+// JSON.
+func (c *Client) Publish(ctx context.Context, topic string, data []byte, opts ...PublishOption) (Ack, error) {
 	if topic == "" {
 		return Ack{}, errors.New("publish: the topic is empty")
 	}
-	if c.grpc != nil {
-		return c.publishGRPC(ctx, topic, data, opts)
+	p := publishParams{contentType: "application/json"}
+	for _, o := range opts {
+		o(&p)
 	}
-	req, err := c.newRequest(ctx, http.MethodPost, "/v1/topics/"+url.PathEscape(topic)+"/events", nil, bytes.NewReader(data))
+	if p.contentType == "" {
+		p.contentType = "application/json"
+	}
+	ack, err := c.api.publish(ctx, topic, data, &p)
 	if err != nil {
-		return Ack{}, fmt.Errorf("publish to %s: %w", topic, err)
-	}
-	ct := opts.ContentType
-	if ct == "" {
-		ct = "application/json"
-	}
-	req.Header.Set("Content-Type", ct)
-	if opts.Type != "" {
-		req.Header.Set("Herald-Event-Type", opts.Type)
-	}
-	if opts.IdempotencyKey != "" {
-		req.Header.Set("Idempotency-Key", opts.IdempotencyKey)
-	}
-	for k, v := range opts.Headers {
-		req.Header.Set("Herald-Header-"+k, v)
-	}
-	var ack Ack
-	if err := c.doJSON(req, &ack); err != nil {
 		return Ack{}, fmt.Errorf("publish to %s: %w", topic, err)
 	}
 	return ack, nil
@@ -87,12 +111,12 @@ func (c *Client) Publish(ctx context.Context, topic string, data []byte, opts Pu
 // error.
 type BatchEvent struct {
 	Topic   string
-	Data    json.RawMessage // a JSON value, stored as json
-	Text    string          // UTF-8 text, stored as text
-	Binary  []byte          // opaque bytes, stored as binary
-	Type    string          // the event type, as in PublishOptions
-	Key     string          // the idempotency key, as in PublishOptions
-	Headers map[string]string
+	Data    json.RawMessage   // a JSON value, stored as json
+	Text    string            // UTF-8 text, stored as text
+	Binary  []byte            // opaque bytes, stored as binary
+	Type    string            // the event type, as WithType
+	Key     string            // the idempotency key, as WithKey
+	Headers map[string]string // stored with the event, as WithHeaders
 }
 
 // batchEventWire is BatchEvent as the batch endpoint takes it.
@@ -106,17 +130,22 @@ type batchEventWire struct {
 	Headers    map[string]string `json:"headers,omitempty"`
 }
 
-func (e *BatchEvent) wire() (batchEventWire, error) {
+// check refuses an event whose payload is ambiguous or not what it says.
+func (e *BatchEvent) check() error {
+	switch {
+	case e.Data != nil && (e.Binary != nil || e.Text != ""), e.Binary != nil && e.Text != "":
+		return errors.New("give only one of Data, Text or Binary")
+	case e.Data != nil && !json.Valid(e.Data):
+		return errors.New("data is not valid JSON; use Text or Binary for other payloads")
+	}
+	return nil
+}
+
+// wire returns e as the batch endpoint takes it; e has been checked.
+func (e *BatchEvent) wire() batchEventWire {
 	w := batchEventWire{Topic: e.Topic, Type: e.Type, Key: e.Key, Headers: e.Headers}
 	switch {
-	case e.Data != nil && (e.Binary != nil || e.Text != ""):
-		return w, errors.New("give only one of Data, Text or Binary")
-	case e.Binary != nil && e.Text != "":
-		return w, errors.New("give only one of Data, Text or Binary")
 	case e.Data != nil:
-		if !json.Valid(e.Data) {
-			return w, errors.New("data is not valid JSON; use Text or Binary for other payloads")
-		}
 		w.Data = e.Data
 	case e.Binary != nil:
 		s := base64.StdEncoding.EncodeToString(e.Binary)
@@ -125,7 +154,7 @@ func (e *BatchEvent) wire() (batchEventWire, error) {
 		s := e.Text
 		w.Text = &s
 	}
-	return w, nil
+	return w
 }
 
 // PublishBatch stores several events, of one topic or several, in one
@@ -137,42 +166,17 @@ func (c *Client) PublishBatch(ctx context.Context, events []BatchEvent) ([]Ack, 
 	if len(events) == 0 {
 		return nil, errors.New("publish batch: no events")
 	}
-	if c.grpc != nil {
-		return c.publishBatchGRPC(ctx, events)
-	}
-	body := struct {
-		Events []batchEventWire `json:"events"`
-	}{Events: make([]batchEventWire, len(events))}
 	for i := range events {
-		w, err := events[i].wire()
-		if err != nil {
+		if err := events[i].check(); err != nil {
 			return nil, fmt.Errorf("publish batch: event %d: %w", i, err)
 		}
-		body.Events[i] = w
 	}
-	b, err := json.Marshal(body)
+	acks, err := c.api.publishBatch(ctx, events)
 	if err != nil {
-		return nil, fmt.Errorf("publish batch: %w", err)
-	}
-	req, err := c.newRequest(ctx, http.MethodPost, "/v1/events", nil, bytes.NewReader(b))
-	if err != nil {
-		return nil, fmt.Errorf("publish batch: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	var ans struct {
-		Results []Ack `json:"results"`
-	}
-	if err := c.doJSON(req, &ans); err != nil {
 		return nil, fmt.Errorf("publish batch of %d events: %w", len(events), err)
 	}
-	if len(ans.Results) != len(events) {
-		return nil, fmt.Errorf("publish batch: the server answered %d results for %d events", len(ans.Results), len(events))
+	if len(acks) != len(events) {
+		return nil, fmt.Errorf("publish batch: the server answered %d acks for %d events", len(acks), len(events))
 	}
-	for i := range ans.Results {
-		a := &ans.Results[i]
-		if epoch, err := parseEpoch(a.Epoch); a.Cursor == "" && err == nil {
-			a.Cursor = encodeCursor([]cursorEntry{{topic: a.Topic, epoch: epoch, offset: a.Offset}})
-		}
-	}
-	return ans.Results, nil
+	return acks, nil
 }

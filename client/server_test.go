@@ -38,22 +38,32 @@ type testServer struct {
 	tr   *http.Transport
 	c    *client.Client
 	keys int // idempotency keys used by publish
+
+	srvOpts []server.Option // given to every start
 }
 
 // startServer starts a server on a free port with the default config,
-// changed by opts, and stops it when the test ends. The SSE retry hint is
-// short so that reconnection tests run fast.
+// changed by opts, and stops it when the test ends. The SSE and gRPC retry
+// hints are short so that reconnection tests run fast.
 func startServer(t *testing.T, opts ...func(*config.Config)) *testServer {
+	t.Helper()
+	return startServerWith(t, nil, opts...)
+}
+
+// startServerWith is startServer with options of the server, such as
+// server.WithAccess.
+func startServerWith(t *testing.T, srvOpts []server.Option, opts ...func(*config.Config)) *testServer {
 	t.Helper()
 	cfg := config.Default()
 	cfg.HTTP.Addr = "127.0.0.1:0"
 	cfg.GRPC.Addr = "127.0.0.1:0" // never the fixed default port
 	cfg.SSE.Retry = 20 * time.Millisecond
+	cfg.GRPC.Retry = 20 * time.Millisecond
 	cfg.Shutdown.Timeout = 5 * time.Second
 	for _, o := range opts {
 		o(&cfg)
 	}
-	ts := &testServer{t: t, cfg: cfg, tr: &http.Transport{}}
+	ts := &testServer{t: t, cfg: cfg, tr: &http.Transport{}, srvOpts: srvOpts}
 	ts.eng = ts.newEngine()
 	ts.start()
 	ts.cfg.HTTP.Addr = ts.addr // restarts listen on the same address
@@ -77,7 +87,7 @@ func (ts *testServer) newEngine() *memory.Engine {
 
 func (ts *testServer) start() {
 	ts.t.Helper()
-	srv, err := server.New(ts.cfg, nil, server.WithEngine(ts.eng))
+	srv, err := server.New(ts.cfg, nil, append([]server.Option{server.WithEngine(ts.eng)}, ts.srvOpts...)...)
 	if err != nil {
 		ts.t.Fatalf("server.New: %v", err)
 	}
@@ -149,7 +159,7 @@ func (ts *testServer) publish(topic, data string) client.Ack {
 	ts.t.Helper()
 	ts.keys++
 	key := fmt.Sprintf("test-%d", ts.keys)
-	ack, err := ts.c.Publish(context.Background(), topic, []byte(data), client.PublishOptions{IdempotencyKey: key})
+	ack, err := ts.c.Publish(context.Background(), topic, []byte(data), client.WithKey(key))
 	if err != nil {
 		ts.t.Fatalf("publish %s to %s: %v", data, topic, err)
 	}
@@ -157,13 +167,13 @@ func (ts *testServer) publish(topic, data string) client.Ack {
 }
 
 // subscribe subscribes and closes the subscription when the test ends.
-func (ts *testServer) subscribe(topics []string, opts client.SubscribeOptions) *client.Subscription {
+func (ts *testServer) subscribe(topics []string, opts ...client.SubscribeOption) *client.Subscription {
 	ts.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	sub, err := ts.c.Subscribe(ctx, topics, opts)
+	sub, err := ts.c.Subscribe(ctx, topics, opts...)
 	if err != nil {
-		ts.t.Fatalf("Subscribe(%v, %+v): %v", topics, opts, err)
+		ts.t.Fatalf("Subscribe(%v): %v", topics, err)
 	}
 	ts.t.Cleanup(func() { sub.Close() })
 	return sub
@@ -217,7 +227,7 @@ func apiError(t *testing.T, err error) *client.Error {
 	return e
 }
 
-var transports = []string{client.TransportSSE, client.TransportPoll, client.TransportWS}
+var transports = []client.Transport{client.TransportSSE, client.TransportPoll, client.TransportWS}
 
 func TestPublishAndPull(t *testing.T) {
 	ts := startServer(t)
@@ -225,16 +235,17 @@ func TestPublishAndPull(t *testing.T) {
 	const topic = "pp.one"
 	tests := []struct {
 		data         []byte
-		opts         client.PublishOptions
+		typ          string
+		opts         []client.PublishOption
 		wantEncoding string
 	}{
-		{[]byte(`{"text":"hi"}`), client.PublishOptions{Type: "message", Headers: map[string]string{"Trace": "t1"}}, client.EncodingJSON},
-		{[]byte("plain\r\ntext"), client.PublishOptions{ContentType: "text/plain; charset=utf-8"}, client.EncodingText},
-		{[]byte{0, 1, 2, 0xff}, client.PublishOptions{ContentType: "application/octet-stream"}, client.EncodingBinary},
+		{[]byte(`{"text":"hi"}`), "message", []client.PublishOption{client.WithType("message"), client.WithHeader("Trace", "t1")}, client.EncodingJSON},
+		{[]byte("plain\r\ntext"), "", []client.PublishOption{client.WithContentType("text/plain; charset=utf-8")}, client.EncodingText},
+		{[]byte{0, 1, 2, 0xff}, "", []client.PublishOption{client.WithContentType("application/octet-stream")}, client.EncodingBinary},
 	}
 	var acks []client.Ack
 	for i, tt := range tests {
-		ack, err := ts.c.Publish(ctx, topic, tt.data, tt.opts)
+		ack, err := ts.c.Publish(ctx, topic, tt.data, tt.opts...)
 		if err != nil {
 			t.Fatalf("publish %d: %v", i, err)
 		}
@@ -244,7 +255,7 @@ func TestPublishAndPull(t *testing.T) {
 		acks = append(acks, ack)
 	}
 
-	res, err := ts.c.Pull(ctx, client.PullRequest{Topics: []string{topic}})
+	res, err := ts.c.Pull(ctx, []string{topic}, client.WithFrom(client.FromEarliest))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +264,7 @@ func TestPublishAndPull(t *testing.T) {
 	}
 	for i, ev := range res.Events {
 		tt := tests[i]
-		if ev.Topic != topic || ev.Offset != uint64(i+1) || ev.Epoch != acks[i].Epoch || ev.Encoding != tt.wantEncoding || ev.Type != tt.opts.Type {
+		if ev.Topic != topic || ev.Offset != uint64(i+1) || ev.Epoch != acks[i].Epoch || ev.Encoding != tt.wantEncoding || ev.Type != tt.typ {
 			t.Errorf("event %d = %+v", i, ev)
 		}
 		if ev.Time.IsZero() || time.Since(ev.Time) > time.Minute {
@@ -268,15 +279,15 @@ func TestPublishAndPull(t *testing.T) {
 	}
 
 	// An ack's cursor reads on after its event; the pull's cursor after all.
-	res, err = ts.c.Pull(ctx, client.PullRequest{Topics: []string{topic}, Cursor: acks[0].Cursor, Limit: 1})
+	res, err = ts.c.Pull(ctx, []string{topic}, client.WithCursor(acks[0].Cursor), client.WithLimit(1))
 	if err != nil || len(res.Events) != 1 || res.Events[0].Offset != 2 {
 		t.Fatalf("pull from the first ack = %+v, %v", res, err)
 	}
-	res, err = ts.c.Pull(ctx, client.PullRequest{Topics: []string{topic}, Cursor: res.Cursor})
+	res, err = ts.c.Pull(ctx, []string{topic}, client.WithCursor(res.Cursor))
 	if err != nil || len(res.Events) != 1 || res.Events[0].Offset != 3 {
 		t.Fatalf("pull on = %+v, %v", res, err)
 	}
-	res, err = ts.c.Pull(ctx, client.PullRequest{Topics: []string{topic}, Cursor: res.Cursor})
+	res, err = ts.c.Pull(ctx, []string{topic}, client.WithCursor(res.Cursor))
 	if err != nil || len(res.Events) != 0 {
 		t.Fatalf("pull at the end = %+v, %v", res, err)
 	}
@@ -286,7 +297,7 @@ func TestLongPoll(t *testing.T) {
 	ts := startServer(t)
 	ctx := context.Background()
 	const topic = "lp.one"
-	res, err := ts.c.Pull(ctx, client.PullRequest{Topics: []string{topic}, From: "latest"})
+	res, err := ts.c.Pull(ctx, []string{topic}, client.WithFrom(client.FromLatest))
 	if err != nil || len(res.Events) != 0 {
 		t.Fatalf("first pull = %+v, %v", res, err)
 	}
@@ -296,7 +307,7 @@ func TestLongPoll(t *testing.T) {
 	}
 	done := make(chan answer, 1)
 	go func() {
-		r, err := ts.c.Pull(ctx, client.PullRequest{Topics: []string{topic}, Cursor: res.Cursor, Wait: 20 * time.Second})
+		r, err := ts.c.Pull(ctx, []string{topic}, client.WithCursor(res.Cursor), client.WithWait(20*time.Second))
 		done <- answer{r, err}
 	}()
 	ts.publish(topic, `"wake up"`)
@@ -329,12 +340,12 @@ func TestPublishBatch(t *testing.T) {
 		}
 	}
 	// A batch ack's cursor reads on after its event, as a single publish's.
-	res, err := ts.c.Pull(ctx, client.PullRequest{Topics: []string{"batch.a"}, Cursor: acks[0].Cursor})
+	res, err := ts.c.Pull(ctx, []string{"batch.a"}, client.WithCursor(acks[0].Cursor))
 	if err != nil || len(res.Events) != 2 || res.Events[0].Offset != 2 {
 		t.Errorf("pull from a batch ack's cursor: %+v, %v", res, err)
 	}
 
-	res, err = ts.c.Pull(ctx, client.PullRequest{Topics: []string{"batch.a", "batch.b"}})
+	res, err = ts.c.Pull(ctx, []string{"batch.a", "batch.b"}, client.WithFrom(client.FromEarliest))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,17 +366,17 @@ func TestPublishBatch(t *testing.T) {
 	if e := apiError(t, err); e.Status != 400 || e.Code != client.CodeBadTopic || !strings.Contains(e.Message, "event 1") {
 		t.Errorf("bad batch: %+v", e)
 	}
-	res, err = ts.c.Pull(ctx, client.PullRequest{Topics: []string{"batch.c"}})
+	res, err = ts.c.Pull(ctx, []string{"batch.c"}, client.WithFrom(client.FromEarliest))
 	if err != nil || len(res.Events) != 0 {
 		t.Errorf("refused batch stored %+v, %v", res.Events, err)
 	}
 
 	// The cursor of a batch's last event reads what comes after the batch.
-	after, err := ts.c.Publish(ctx, "batch.a", []byte("4"), client.PublishOptions{})
+	after, err := ts.c.Publish(ctx, "batch.a", []byte("4"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err = ts.c.Pull(ctx, client.PullRequest{Topics: []string{"batch.a"}, Cursor: acks[3].Cursor})
+	res, err = ts.c.Pull(ctx, []string{"batch.a"}, client.WithCursor(acks[3].Cursor))
 	if err != nil || len(res.Events) != 1 || res.Events[0].Offset != after.Offset {
 		t.Errorf("pull from the batch's last cursor: %+v, %v", res, err)
 	}
@@ -382,7 +393,7 @@ func TestPublishBatch(t *testing.T) {
 func TestIdempotency(t *testing.T) {
 	ts := startServer(t)
 	ctx := context.Background()
-	opts := client.PublishOptions{IdempotencyKey: "order-1"}
+	opts := client.WithKey("order-1")
 	first, err := ts.c.Publish(ctx, "idem.a", []byte(`{"n":1}`), opts)
 	if err != nil {
 		t.Fatal(err)
@@ -409,9 +420,12 @@ func TestIdempotency(t *testing.T) {
 func TestErrors(t *testing.T) {
 	ts := startServer(t)
 	ctx := context.Background()
-	pull := func(r client.PullRequest) error { _, err := ts.c.Pull(ctx, r); return err }
-	publish := func(topic, data string, o client.PublishOptions) error {
-		_, err := ts.c.Publish(ctx, topic, []byte(data), o)
+	pull := func(topics []string, opts ...client.PullOption) error {
+		_, err := ts.c.Pull(ctx, topics, opts...)
+		return err
+	}
+	publish := func(topic, data string, opts ...client.PublishOption) error {
+		_, err := ts.c.Publish(ctx, topic, []byte(data), opts...)
 		return err
 	}
 	tests := []struct {
@@ -420,15 +434,14 @@ func TestErrors(t *testing.T) {
 		status int
 		code   string
 	}{
-		{"bad topic", publish("a..b", "1", client.PublishOptions{}), 400, client.CodeBadTopic},
-		{"bad topic character", publish("a/b", "1", client.PublishOptions{}), 400, client.CodeBadTopic},
-		{"invalid JSON", publish("err.a", "{", client.PublishOptions{}), 400, client.CodeBadRequest},
-		{"reserved type", publish("err.a", "1", client.PublishOptions{Type: "gap"}), 400, client.CodeBadRequest},
-		{"too large", publish("err.a", `"`+strings.Repeat("x", 2<<20)+`"`, client.PublishOptions{}), 413, client.CodeTooLarge},
-		{"bad cursor", pull(client.PullRequest{Topics: []string{"err.a"}, Cursor: "!!"}), 400, client.CodeBadCursor},
-		{"bad limit", pull(client.PullRequest{Topics: []string{"err.a"}, Limit: 20000}), 400, client.CodeBadRequest},
-		{"bad from", pull(client.PullRequest{Topics: []string{"err.a"}, From: "middle"}), 400, client.CodeBadRequest},
-		{"bad pull topic", pull(client.PullRequest{Topics: []string{".a"}}), 400, client.CodeBadTopic},
+		{"bad topic", publish("a..b", "1"), 400, client.CodeBadTopic},
+		{"bad topic character", publish("a/b", "1"), 400, client.CodeBadTopic},
+		{"invalid JSON", publish("err.a", "{"), 400, client.CodeBadRequest},
+		{"reserved type", publish("err.a", "1", client.WithType("gap")), 400, client.CodeBadRequest},
+		{"too large", publish("err.a", `"`+strings.Repeat("x", 2<<20)+`"`), 413, client.CodeTooLarge},
+		{"bad cursor", pull([]string{"err.a"}, client.WithCursor("!!")), 400, client.CodeBadCursor},
+		{"bad limit", pull([]string{"err.a"}, client.WithLimit(20000)), 400, client.CodeBadRequest},
+		{"bad pull topic", pull([]string{".a"}), 400, client.CodeBadTopic},
 	}
 	for _, tt := range tests {
 		if tt.err == nil {
@@ -447,26 +460,42 @@ func TestErrors(t *testing.T) {
 		}
 	}
 
+	// What the client refuses itself, naming the bad value.
+	for _, tt := range []struct {
+		name, want string
+		err        error
+	}{
+		{"pull from", `"middle"`, pull([]string{"err.a"}, client.WithFrom("middle"))},
+		{"pull limit", "-1", pull([]string{"err.a"}, client.WithLimit(-1))},
+		{"pull topics", "topic", pull(nil)},
+		{"publish topic", "topic", publish("", "1")},
+	} {
+		if tt.err == nil || errors.As(tt.err, new(*client.Error)) || !strings.Contains(tt.err.Error(), tt.want) {
+			t.Errorf("%s: %v, want a client error naming %s", tt.name, tt.err, tt.want)
+		}
+	}
+
 	// Subscribe fails at once on what reconnecting cannot fix.
 	for _, tr := range transports {
-		_, err := ts.c.Subscribe(ctx, []string{"a..b"}, client.SubscribeOptions{Transport: tr})
+		_, err := ts.c.Subscribe(ctx, []string{"a..b"}, client.WithTransport(tr))
 		if e := apiError(t, err); e.Code != client.CodeBadTopic {
 			t.Errorf("%s subscribe to a bad topic: %v", tr, err)
 		}
-		_, err = ts.c.Subscribe(ctx, []string{"err.a"}, client.SubscribeOptions{Transport: tr, Cursor: "AgE"})
+		_, err = ts.c.Subscribe(ctx, []string{"err.a"}, client.WithTransport(tr), client.WithCursor("AgE"))
 		if e := apiError(t, err); e.Code != client.CodeBadCursor {
 			t.Errorf("%s subscribe with a bad cursor: %v", tr, err)
 		}
 	}
-	for name, opts := range map[string]client.SubscribeOptions{
-		"transport": {Transport: "carrier-pigeon"},
-		"from":      {From: "middle"},
+	for name, opt := range map[string]client.SubscribeOption{
+		"transport":  client.WithTransport("carrier-pigeon"),
+		"from":       client.WithFrom("middle"),
+		"poll limit": client.WithPollLimit(-1),
 	} {
-		if _, err := ts.c.Subscribe(ctx, []string{"err.a"}, opts); err == nil {
+		if _, err := ts.c.Subscribe(ctx, []string{"err.a"}, opt); err == nil {
 			t.Errorf("bad %s accepted", name)
 		}
 	}
-	if _, err := ts.c.Subscribe(ctx, nil, client.SubscribeOptions{}); err == nil {
+	if _, err := ts.c.Subscribe(ctx, nil); err == nil {
 		t.Error("subscribe without topics accepted")
 	}
 
@@ -481,10 +510,10 @@ func TestErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Publish(ctx, "err.a", []byte("1"), client.PublishOptions{}); err == nil || errors.As(err, new(*client.Error)) {
+	if _, err := c.Publish(ctx, "err.a", []byte("1")); err == nil || errors.As(err, new(*client.Error)) {
 		t.Errorf("publish to nothing: %v", err)
 	}
-	if _, err := c.Subscribe(ctx, []string{"err.a"}, client.SubscribeOptions{}); err == nil {
+	if _, err := c.Subscribe(ctx, []string{"err.a"}); err == nil {
 		t.Error("subscribe to nothing succeeded")
 	}
 }
@@ -512,11 +541,11 @@ func TestClientHeaders(t *testing.T) {
 		return ts.tr.RoundTrip(r)
 	})}
 	c, err := client.New("http://"+ts.addr, client.WithHTTPClient(hc), client.WithUserAgent("test/1"),
-		client.WithHeader("Authorization", "Bearer t0k3n"))
+		client.WithRequestHeader("Authorization", "Bearer t0k3n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Publish(context.Background(), "hdr.a", []byte("1"), client.PublishOptions{}); err != nil {
+	if _, err := c.Publish(context.Background(), "hdr.a", []byte("1")); err != nil {
 		t.Fatal(err)
 	}
 	h := <-seen
@@ -531,10 +560,10 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 
 func TestSubscribeLive(t *testing.T) {
 	for _, tr := range transports {
-		t.Run(tr, func(t *testing.T) {
+		t.Run(string(tr), func(t *testing.T) {
 			ts := startServer(t)
 			topics := []string{"live.a", "live.b"}
-			sub := ts.subscribe(topics, client.SubscribeOptions{Transport: tr})
+			sub := ts.subscribe(topics, client.WithTransport(tr))
 			// Subscribe has returned: the start is fixed, nothing is missed.
 			acks := map[string][]client.Ack{}
 			for _, p := range []struct{ topic, data string }{
@@ -560,7 +589,7 @@ func TestSubscribeLive(t *testing.T) {
 			}
 			// Each message's cursor continues with the messages after it.
 			for i, m := range msgs {
-				res, err := ts.c.Pull(context.Background(), client.PullRequest{Topics: topics, Cursor: m.Cursor})
+				res, err := ts.c.Pull(context.Background(), topics, client.WithCursor(m.Cursor))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -594,27 +623,28 @@ func positions(evs []client.Event) string {
 
 func TestSubscribeTypesAndEncodings(t *testing.T) {
 	for _, tr := range transports {
-		t.Run(tr, func(t *testing.T) {
+		t.Run(string(tr), func(t *testing.T) {
 			ts := startServer(t)
-			sub := ts.subscribe([]string{"enc.a"}, client.SubscribeOptions{Transport: tr})
+			sub := ts.subscribe([]string{"enc.a"}, client.WithTransport(tr))
 			ctx := context.Background()
 			pubs := []struct {
 				data string
-				opts client.PublishOptions
+				typ  string
+				ct   string
 			}{
-				{"{\n  \"pretty\": true\n}", client.PublishOptions{Type: "update"}},
-				{"two\nlines", client.PublishOptions{ContentType: "text/plain"}},
-				{"", client.PublishOptions{ContentType: "text/plain"}},
+				{"{\n  \"pretty\": true\n}", "update", ""},
+				{"two\nlines", "", "text/plain"},
+				{"", "", "text/plain"},
 			}
 			for _, p := range pubs {
-				if _, err := ts.c.Publish(ctx, "enc.a", []byte(p.data), p.opts); err != nil {
+				if _, err := ts.c.Publish(ctx, "enc.a", []byte(p.data), client.WithType(p.typ), client.WithContentType(p.ct)); err != nil {
 					t.Fatal(err)
 				}
 			}
 			for i, p := range pubs {
 				ev := nextEvent(t, sub).Event
-				if got := payload(t, ev); got != p.data || ev.Type != p.opts.Type || ev.Offset != uint64(i+1) {
-					t.Errorf("event %d: %+v payload %q, want %q type %q", i, ev, got, p.data, p.opts.Type)
+				if got := payload(t, ev); got != p.data || ev.Type != p.typ || ev.Offset != uint64(i+1) {
+					t.Errorf("event %d: %+v payload %q, want %q type %q", i, ev, got, p.data, p.typ)
 				}
 			}
 		})
@@ -623,14 +653,14 @@ func TestSubscribeTypesAndEncodings(t *testing.T) {
 
 func TestSubscribeFromHistory(t *testing.T) {
 	for _, tr := range transports {
-		t.Run(tr, func(t *testing.T) {
+		t.Run(string(tr), func(t *testing.T) {
 			ts := startServer(t)
 			var acks []client.Ack
 			for i := 1; i <= 3; i++ {
 				acks = append(acks, ts.publish("hist.a", strconv.Itoa(i)))
 			}
-			all := ts.subscribe([]string{"hist.a"}, client.SubscribeOptions{Transport: tr, From: "earliest"})
-			after1 := ts.subscribe([]string{"hist.a"}, client.SubscribeOptions{Transport: tr, Cursor: acks[0].Cursor})
+			all := ts.subscribe([]string{"hist.a"}, client.WithTransport(tr), client.WithFrom(client.FromEarliest))
+			after1 := ts.subscribe([]string{"hist.a"}, client.WithTransport(tr), client.WithCursor(acks[0].Cursor))
 			for i := 1; i <= 3; i++ {
 				if ev := nextEvent(t, all).Event; ev.Offset != uint64(i) || payload(t, ev) != strconv.Itoa(i) {
 					t.Errorf("from earliest: %+v", ev)
@@ -650,10 +680,10 @@ func TestSubscribeFromHistory(t *testing.T) {
 // it must see every event once, in order.
 func TestSubscribeResume(t *testing.T) {
 	for _, tr := range transports {
-		t.Run(tr, func(t *testing.T) {
+		t.Run(string(tr), func(t *testing.T) {
 			ts := startServer(t)
 			const topic = "resume.a"
-			sub := ts.subscribe([]string{topic}, client.SubscribeOptions{Transport: tr, PollWait: 5 * time.Second})
+			sub := ts.subscribe([]string{topic}, client.WithTransport(tr), client.WithPollWait(5*time.Second))
 			for i := 1; i <= 2; i++ {
 				ts.publish(topic, strconv.Itoa(i))
 			}
@@ -682,7 +712,7 @@ func TestSubscribeResume(t *testing.T) {
 // the server draining, with the API's code.
 func TestSubscribeReconnectNotice(t *testing.T) {
 	ts := startServer(t)
-	sub := ts.subscribe([]string{"notice.a"}, client.SubscribeOptions{})
+	sub := ts.subscribe([]string{"notice.a"})
 	ts.restart(true)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -704,10 +734,10 @@ func TestSubscribeReconnectNotice(t *testing.T) {
 // history.
 func TestSubscribeGapEpochChanged(t *testing.T) {
 	for _, tr := range transports {
-		t.Run(tr, func(t *testing.T) {
+		t.Run(string(tr), func(t *testing.T) {
 			ts := startServer(t)
 			const topic = "epoch.a"
-			sub := ts.subscribe([]string{topic}, client.SubscribeOptions{Transport: tr, PollWait: 5 * time.Second})
+			sub := ts.subscribe([]string{topic}, client.WithTransport(tr), client.WithPollWait(5*time.Second))
 			old := ts.publish(topic, `"old"`)
 			if ev := nextEvent(t, sub).Event; ev.Offset != 1 {
 				t.Fatalf("before restart: %+v", ev)
@@ -738,7 +768,7 @@ func TestSubscribeGapEpochChanged(t *testing.T) {
 // history.
 func TestSubscribeGapTrimmed(t *testing.T) {
 	for _, tr := range transports {
-		t.Run(tr, func(t *testing.T) {
+		t.Run(string(tr), func(t *testing.T) {
 			ts := startServer(t, func(c *config.Config) {
 				c.Namespaces = map[string]config.Namespace{"small": {History: config.Retention{MaxEvents: 3}}}
 			})
@@ -747,13 +777,13 @@ func TestSubscribeGapTrimmed(t *testing.T) {
 			for i := 2; i <= 10; i++ {
 				ts.publish(topic, strconv.Itoa(i))
 			}
-			sub := ts.subscribe([]string{topic}, client.SubscribeOptions{Transport: tr, Cursor: first.Cursor})
+			sub := ts.subscribe([]string{topic}, client.WithTransport(tr), client.WithCursor(first.Cursor))
 			m := next(t, sub)
 			if m.Gap == nil || m.Gap.Reason != client.GapTrimmed || m.Gap.Requested.Offset != 1 || m.Gap.Resumed.Offset != 7 || m.Gap.Earliest != 8 {
 				t.Fatalf("got %+v (gap %+v), want a trimmed gap", m, m.Gap)
 			}
 			// The gap's cursor resumes after the gap.
-			res, err := ts.c.Pull(context.Background(), client.PullRequest{Topics: []string{topic}, Cursor: m.Cursor})
+			res, err := ts.c.Pull(context.Background(), []string{topic}, client.WithCursor(m.Cursor))
 			if err != nil || len(res.Gaps) != 0 || len(res.Events) != 3 || res.Events[0].Offset != 8 {
 				t.Errorf("pull from the gap's cursor: %+v, %v", res, err)
 			}
@@ -768,9 +798,9 @@ func TestSubscribeGapTrimmed(t *testing.T) {
 
 func TestSubscribeClose(t *testing.T) {
 	for _, tr := range transports {
-		t.Run(tr, func(t *testing.T) {
+		t.Run(string(tr), func(t *testing.T) {
 			ts := startServer(t)
-			sub := ts.subscribe([]string{"close.a"}, client.SubscribeOptions{Transport: tr})
+			sub := ts.subscribe([]string{"close.a"}, client.WithTransport(tr))
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel()
 			if _, err := sub.Next(ctx); !errors.Is(err, context.Canceled) {
@@ -796,7 +826,7 @@ func TestSubscribeClose(t *testing.T) {
 func TestSubscribeContextBoundsConnectOnly(t *testing.T) {
 	ts := startServer(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	sub, err := ts.c.Subscribe(ctx, []string{"ctx.a"}, client.SubscribeOptions{})
+	sub, err := ts.c.Subscribe(ctx, []string{"ctx.a"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -806,7 +836,7 @@ func TestSubscribeContextBoundsConnectOnly(t *testing.T) {
 	if ev := nextEvent(t, sub).Event; ev.Offset != 1 {
 		t.Errorf("got %+v", ev)
 	}
-	if _, err := ts.c.Subscribe(ctx, []string{"ctx.a"}, client.SubscribeOptions{}); !errors.Is(err, context.Canceled) {
+	if _, err := ts.c.Subscribe(ctx, []string{"ctx.a"}); !errors.Is(err, context.Canceled) {
 		t.Errorf("Subscribe with a canceled context: %v", err)
 	}
 }
@@ -816,13 +846,9 @@ func TestSubscribeContextBoundsConnectOnly(t *testing.T) {
 // back.
 func TestSubscribeBackoff(t *testing.T) {
 	for _, tr := range transports {
-		t.Run(tr, func(t *testing.T) {
+		t.Run(string(tr), func(t *testing.T) {
 			ts := startServer(t)
-			sub := ts.subscribe([]string{"down.a"}, client.SubscribeOptions{
-				Transport: tr,
-				PollWait:  5 * time.Second,
-				Backoff:   client.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond},
-			})
+			sub := ts.subscribe([]string{"down.a"}, client.WithTransport(tr), client.WithPollWait(5*time.Second), client.WithBackoff(time.Millisecond, 5*time.Millisecond))
 			ack := ts.publish("down.a", "1")
 			if ev := nextEvent(t, sub).Event; ev.Offset != 1 {
 				t.Fatalf("got %+v", ev)

@@ -56,12 +56,12 @@ func (ts *testServer) publishUntil(topic string, done func() bool) int {
 // server ends its stream as a slow consumer; once it reads again it
 // reconnects and receives every event once, in order.
 func TestSubscribeSlowConsumer(t *testing.T) {
-	for _, transport := range []string{client.TransportSSE, client.TransportWS} {
-		t.Run(transport, func(t *testing.T) { testSlowConsumer(t, transport) })
+	for _, transport := range []client.Transport{client.TransportSSE, client.TransportWS} {
+		t.Run(string(transport), func(t *testing.T) { testSlowConsumer(t, transport) })
 	}
 }
 
-func testSlowConsumer(t *testing.T, transport string) {
+func testSlowConsumer(t *testing.T, transport client.Transport) {
 	ts := startServer(t, func(c *config.Config) {
 		c.Limits.MaxQueueBytes = 64 << 10
 		c.Limits.MaxEventBytes = 16 << 10
@@ -75,7 +75,7 @@ func testSlowConsumer(t *testing.T, transport string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sub, err := c.Subscribe(context.Background(), []string{"slow.a"}, client.SubscribeOptions{Transport: transport})
+	sub, err := c.Subscribe(context.Background(), []string{"slow.a"}, client.WithTransport(transport))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,74 +2,166 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"mime"
-	"net/http"
-	"net/url"
-	"sync/atomic"
 	"time"
 )
 
-// The transports of SubscribeOptions.Transport.
+// Transport is how a subscription receives events. The zero value is the
+// client's default: TransportSSE for a client made with New,
+// TransportGRPC (its only one) for a client made with NewGRPC.
+//
+// SSE and WebSocket push events with the least delay; WebSocket, poll and
+// gRPC carry every detail of an event (see Event); poll passes through
+// proxies that buffer streams. A Transport reads and writes itself as text
+// (its constant's value), so it can be a flag or a configuration field;
+// other values are refused.
+type Transport string
+
+// The transports of WithTransport.
 const (
-	TransportSSE  = "sse"  // one Server-Sent Events stream (GET /v1/sse)
-	TransportPoll = "poll" // repeated long polls (GET /v1/events?wait=…)
-	TransportWS   = "ws"   // one WebSocket connection (GET /v1/ws, docs/protocol.md)
+	TransportSSE  Transport = "sse"  // one Server-Sent Events stream (GET /v1/sse); the HTTP API's default
+	TransportPoll Transport = "poll" // repeated long polls (GET /v1/events?wait=…)
+	TransportWS   Transport = "ws"   // one WebSocket connection (GET /v1/ws, docs/protocol.md)
+	TransportGRPC Transport = "grpc" // the gRPC API's Subscribe stream (docs/grpc.md); needs NewGRPC
 )
 
-// SubscribeOptions configure Subscribe. The zero value follows new events
-// over SSE.
-type SubscribeOptions struct {
-	// Transport is TransportSSE (the default), TransportPoll or
-	// TransportWS. SSE and WebSocket push events with the least delay;
-	// WebSocket and poll answers carry every detail of an event (see
-	// Event); poll passes through proxies that buffer streams.
-	Transport string
-	// Cursor resumes after the positions it holds: a Message.Cursor, an
-	// Ack.Cursor or a PullResult.Cursor. Empty starts every topic per From.
-	Cursor string
-	// From is where topics without a position in Cursor start: "latest"
-	// (the default: only events published from now on) or "earliest" (the
-	// whole retained history first).
-	From string
-	// PollWait is how long each long poll of the poll transport waits for
-	// an event; default 30s. The server refuses more than its maximum
-	// (120s by default).
-	PollWait time.Duration
-	// PollLimit is the most events one poll answers; 0 takes the server's
-	// default (100).
-	PollLimit int
-	// IdleTimeout ends an SSE or WebSocket connection that has received
-	// nothing for this long, so that a connection that died silently is
-	// noticed; the server sends an SSE heartbeat after 15s without
-	// traffic, and a WebSocket ping after 25s without a frame from the
-	// client. Default 45s; negative disables it.
-	IdleTimeout time.Duration
-	// Backoff spaces reconnection attempts.
-	Backoff Backoff
+// check refuses a value that is none of the Transport constants.
+func (t Transport) check() error {
+	switch t {
+	case "", TransportSSE, TransportPoll, TransportWS, TransportGRPC:
+		return nil
+	}
+	return fmt.Errorf("transport %q: use %q, %q, %q or %q", string(t), TransportSSE, TransportPoll, TransportWS, TransportGRPC)
 }
 
-// Backoff is a jittered exponential backoff: before the n-th consecutive
-// reconnection attempt the subscription waits a random time between 0 and
-// min(Max, Initial·2ⁿ) ("full jitter"), plus the reconnection time the
-// server last asked for with an SSE retry: field. A connection that
-// delivers something resets n.
-type Backoff struct {
-	Initial time.Duration // default 100ms
-	Max     time.Duration // default 10s
+// MarshalText returns the transport's name.
+func (t Transport) MarshalText() ([]byte, error) { return []byte(t), nil }
+
+// UnmarshalText sets t to the transport named text ("" for the default),
+// refusing unknown names.
+func (t *Transport) UnmarshalText(text []byte) error {
+	v := Transport(text)
+	if err := v.check(); err != nil {
+		return err
+	}
+	*t = v
+	return nil
+}
+
+// subscribeParams are a subscription's options, defaults applied.
+type subscribeParams struct {
+	readParams
+	transport   Transport
+	pollWait    time.Duration
+	pollLimit   int
+	idleTimeout time.Duration
+	backoff     backoff
+}
+
+func newSubscribeParams(opts []SubscribeOption) (subscribeParams, error) {
+	p := subscribeParams{
+		pollWait:    30 * time.Second,
+		idleTimeout: 45 * time.Second,
+		backoff:     backoff{initial: 100 * time.Millisecond, max: 10 * time.Second},
+	}
+	for _, o := range opts {
+		o.applySubscribe(&p)
+	}
+	if err := p.transport.check(); err != nil {
+		return p, err
+	}
+	if err := p.readParams.check(); err != nil {
+		return p, err
+	}
+	if p.pollLimit < 0 {
+		return p, fmt.Errorf("poll limit %d: use 0 (the server's default) to 10000", p.pollLimit)
+	}
+	return p, nil
+}
+
+// SubscribeOption is an option of Subscribe: WithTransport, WithPollWait,
+// WithPollLimit, WithIdleTimeout, WithBackoff, and the options of
+// Subscribe and Pull (ReadOption): WithCursor and WithFrom.
+type SubscribeOption interface {
+	applySubscribe(*subscribeParams)
+}
+
+// subscribeOption is a SubscribeOption of Subscribe only.
+type subscribeOption func(*subscribeParams)
+
+func (o subscribeOption) applySubscribe(p *subscribeParams) { o(p) }
+
+// WithTransport makes a subscription receive events over t; the default is
+// the client's (see Transport). Subscribe refuses a transport the client
+// does not speak.
+func WithTransport(t Transport) SubscribeOption {
+	return subscribeOption(func(p *subscribeParams) { p.transport = t })
+}
+
+// WithPollWait sets how long each long poll of TransportPoll waits for an
+// event; default 30s. The server refuses more than its maximum (120s by
+// default). Zero or less keeps the default.
+func WithPollWait(d time.Duration) SubscribeOption {
+	return subscribeOption(func(p *subscribeParams) {
+		if d > 0 {
+			p.pollWait = d
+		}
+	})
+}
+
+// WithPollLimit sets the most events one poll of TransportPoll answers,
+// 1 to 10000; 0 takes the server's default (100).
+func WithPollLimit(n int) SubscribeOption {
+	return subscribeOption(func(p *subscribeParams) { p.pollLimit = n })
+}
+
+// WithIdleTimeout ends an SSE or WebSocket connection that has received
+// nothing for d, so that a connection that died silently is noticed and
+// replaced; the server sends an SSE heartbeat after 15s without traffic,
+// and a WebSocket ping after 25s without a frame from the client. Default
+// 45s; a negative d disables it, zero keeps the default. (gRPC connections
+// have keepalives of their own.)
+func WithIdleTimeout(d time.Duration) SubscribeOption {
+	return subscribeOption(func(p *subscribeParams) {
+		if d != 0 {
+			p.idleTimeout = d
+		}
+	})
+}
+
+// WithBackoff spaces reconnection attempts with a jittered exponential
+// backoff: before the n-th consecutive attempt the subscription waits a
+// random time between 0 and min(maxDelay, initial·2ⁿ) ("full jitter"), plus the
+// reconnection time the server last asked for (an SSE retry: field, or a
+// gRPC drain's retry delay). A connection that delivers something resets n.
+// The defaults are 100ms and 10s; zero or less keeps a default.
+func WithBackoff(initial, maxDelay time.Duration) SubscribeOption {
+	return subscribeOption(func(p *subscribeParams) {
+		if initial > 0 {
+			p.backoff.initial = initial
+		}
+		if maxDelay > 0 {
+			p.backoff.max = maxDelay
+		}
+	})
+}
+
+// backoff is the policy of WithBackoff.
+type backoff struct {
+	initial time.Duration
+	max     time.Duration
 }
 
 // delay returns the jittered wait before attempt n (counting from 0).
-func (b Backoff) delay(n int) time.Duration {
-	ceil := b.Initial
-	for i := 0; i < n && ceil < b.Max; i++ {
+func (b backoff) delay(n int) time.Duration {
+	limit := max(b.max, b.initial)
+	ceil := b.initial
+	for i := 0; i < n && ceil < limit; i++ {
 		ceil *= 2
 	}
-	ceil = min(ceil, b.Max)
+	ceil = min(ceil, limit)
 	if ceil <= 0 {
 		return 0
 	}
@@ -85,13 +177,14 @@ type Message struct {
 	// history lost, or a position from the future); delivery continues
 	// after Gap.Resumed.
 	Gap *Gap
-	// Err signals that the connection ended (a network error, a server
-	// restart, a slow-consumer disconnect); the subscription reconnects on
+	// Err signals that the connection ended or could not be made (a
+	// network error, a server restart, a slow-consumer disconnect, an error
+	// of the WithToken callback); the subscription reconnects on
 	// its own and resumes from Cursor. It is informational: a consumer may
 	// log it or ignore it.
 	Err error
 	// Cursor is the position of the whole subscription after this message.
-	// A new Subscribe (over either transport), or a Pull, given this cursor
+	// A new Subscribe (over any transport), or a Pull, given this cursor
 	// continues with the message after this one. For the events of a poll
 	// answer it is computed by the client; it is empty in the rare case
 	// that the server's cursor cannot be read (a newer format), except on
@@ -109,9 +202,10 @@ type Message struct {
 // consumer, and the subscription resumes from the last message Next
 // returned once the consumer reads again.
 type Subscription struct {
-	c      *Client          // static
-	topics []string         // static
-	opts   SubscribeOptions // static; defaults applied
+	topics []string        // static
+	p      subscribeParams // static
+	dial   dialFunc        // static: opens a connection over the transport
+	renew  bool            // static: a new connection gets a new token
 
 	ctx    context.Context    // the subscription's life; ended by cancel
 	cancel context.CancelFunc //
@@ -119,79 +213,72 @@ type Subscription struct {
 	done   chan struct{}      // closed when run has returned
 	err    error              // why run returned; written before done is closed
 
-	// Owned by run (and by Subscribe before run starts).
+	// Owned by run (and by Subscribe and the first dial before run starts).
 	cursor string        // the position after the last message delivered
 	pos    []cursorEntry // cursor decoded; valid when posOK
 	posOK  bool          //
-	retry  time.Duration // the server's latest SSE retry: hint
+	retry  time.Duration // the server's latest reconnection hint
+}
+
+// dialFunc opens one connection of s over its transport, from s.cursor. It
+// returns once the server has fixed where the connection starts.
+type dialFunc func(s *Subscription) (stream, error)
+
+// stream is one open connection of a subscription (for long polling, a
+// run of polls). Only the subscription's goroutine uses it.
+type stream interface {
+	// pump delivers the connection's messages until it ends, moving
+	// s.cursor past each, and resets *attempt when the connection has
+	// proved to work. It returns why the connection ended.
+	pump(s *Subscription, attempt *int) error
+	// close releases the connection.
+	close()
 }
 
 // Subscribe follows topics and returns once the server has fixed where the
 // subscription starts, so that every event published after Subscribe
-// returns is delivered. ctx bounds only this first connection (like
-// net.Dialer.DialContext): a bad topic, cursor or address fails here.
-// After that the subscription lives until Close, reconnecting as needed
-// (see Backoff) and resuming from the cursor of the last message
-// delivered, so that nothing is lost or repeated.
+// returns is delivered. Without WithCursor, or for topics the cursor does
+// not name, it starts per WithFrom: by default FromLatest, only events
+// published from now on (see From).
+//
+// ctx bounds only this first connection (like net.Dialer.DialContext): a
+// bad topic, cursor or address fails here. After that the subscription
+// lives until Close, reconnecting as needed (see WithBackoff) and resuming
+// from the cursor of the last message delivered, so that nothing is lost
+// or repeated.
 //
 // Over SSE, an event's Topic, Offset and Epoch are recovered from the
 // stream's cursor, and some details are not available; see Event.
-func (c *Client) Subscribe(ctx context.Context, topics []string, opts SubscribeOptions) (*Subscription, error) {
-	if err := c.grpcTransport(&opts); err != nil {
-		return nil, fmt.Errorf("subscribe to %v: %w", topics, err)
-	}
-	if err := opts.normalize(); err != nil {
-		return nil, fmt.Errorf("subscribe to %v: %w", topics, err)
-	}
+func (c *Client) Subscribe(ctx context.Context, topics []string, opts ...SubscribeOption) (*Subscription, error) {
 	if len(topics) == 0 {
 		return nil, errors.New("subscribe: give at least one topic")
 	}
+	p, err := newSubscribeParams(opts)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to %v: %w", topics, err)
+	}
+	dial, err := c.api.dialer(p.transport)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to %v: %w", topics, err)
+	}
 	life, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s := &Subscription{
-		c:      c,
 		topics: append([]string(nil), topics...),
-		opts:   opts,
+		p:      p,
+		dial:   dial,
+		renew:  c.renew,
 		ctx:    life,
 		cancel: cancel,
 		msgs:   make(chan Message),
 		done:   make(chan struct{}),
 	}
-	s.setCursor(opts.Cursor)
+	s.setCursor(p.cursor)
 
 	stop := context.AfterFunc(ctx, cancel)
-	var (
-		st    *sseStream
-		wst   *wsStream
-		gst   *grpcStream
-		first sseFrame
-		res   PullResult
-		err   error
-	)
-	switch opts.Transport {
-	case TransportSSE:
-		if st, err = s.openSSE(); err == nil {
-			if first, err = s.nextFrame(st); err != nil {
-				st.close()
-			}
-		}
-	case TransportWS:
-		wst, err = s.openWS()
-	case TransportGRPC:
-		gst, err = s.openGRPC()
-	default:
-		res, err = s.poll(0)
-	}
+	st, err := dial(s)
 	if !stop() && err == nil {
 		err = ctx.Err() // ctx ended just as the connection succeeded
-		if st != nil {
-			st.close()
-		}
-		if wst != nil {
-			wst.nc.Close()
-		}
-		if gst != nil {
-			gst.close()
-		}
+		st.close()
 	}
 	if err != nil {
 		cancel()
@@ -202,17 +289,7 @@ func (c *Client) Subscribe(ctx context.Context, topics []string, opts SubscribeO
 	}
 	go func() {
 		defer close(s.done)
-		var err error
-		switch {
-		case st != nil:
-			err = s.runSSE(st, first)
-		case wst != nil:
-			err = s.runWS(wst)
-		case gst != nil:
-			err = s.runGRPC(gst)
-		default:
-			err = s.runPoll(res)
-		}
+		err := s.run(st)
 		if !errors.Is(err, ErrClosed) {
 			err = fmt.Errorf("subscription to %v: %w", s.topics, err)
 		}
@@ -221,35 +298,28 @@ func (c *Client) Subscribe(ctx context.Context, topics []string, opts SubscribeO
 	return s, nil
 }
 
-func (o *SubscribeOptions) normalize() error {
-	switch o.Transport {
-	case "":
-		o.Transport = TransportSSE
-	case TransportSSE, TransportPoll, TransportWS, TransportGRPC:
-	default:
-		return fmt.Errorf("transport %q: use %q, %q, %q or %q", o.Transport, TransportSSE, TransportPoll, TransportWS, TransportGRPC)
+// run is the subscription's goroutine: it pumps st, the connection
+// Subscribe opened, then reconnects after each end until the subscription
+// is closed or meets an error reconnecting cannot fix.
+func (s *Subscription) run(st stream) error {
+	attempt := 0
+	for {
+		if st == nil {
+			var err error
+			if st, err = s.dial(s); err != nil {
+				if err := s.retryAfter(err, &attempt); err != nil {
+					return err
+				}
+				continue
+			}
+		}
+		err := st.pump(s, &attempt)
+		st.close()
+		st = nil
+		if err := s.retryAfter(err, &attempt); err != nil {
+			return err
+		}
 	}
-	switch o.From {
-	case "":
-		o.From = "latest"
-	case "latest", "earliest":
-	default:
-		return fmt.Errorf("from %q: use latest or earliest", o.From)
-	}
-	if o.PollWait <= 0 {
-		o.PollWait = 30 * time.Second
-	}
-	if o.IdleTimeout == 0 {
-		o.IdleTimeout = 45 * time.Second
-	}
-	if o.Backoff.Initial <= 0 {
-		o.Backoff.Initial = 100 * time.Millisecond
-	}
-	if o.Backoff.Max <= 0 {
-		o.Backoff.Max = 10 * time.Second
-	}
-	o.Backoff.Max = max(o.Backoff.Max, o.Backoff.Initial)
-	return nil
 }
 
 // Next returns the next message. It blocks until there is one, ctx ends
@@ -297,6 +367,12 @@ func (s *Subscription) setCursor(token string) {
 // meet it again, so it ends a subscription.
 var errBadFrame = errors.New("protocol violation")
 
+// renews reports whether reconnecting cures e: credentials that expired,
+// when a WithToken callback gives the new connection a fresh token.
+func (s *Subscription) renews(e *Error) bool {
+	return s.renew && e.Code == CodeTokenExpired
+}
+
 // retryAfter decides what follows err. It returns the error that ends the
 // subscription (ErrClosed once closed, or a permanent error), or signals
 // err to the consumer, waits for the backoff and returns nil.
@@ -305,13 +381,13 @@ func (s *Subscription) retryAfter(err error, attempt *int) error {
 		return ErrClosed
 	}
 	var apiErr *Error
-	if errors.Is(err, errBadFrame) || errors.As(err, &apiErr) && !apiErr.Retryable() {
+	if errors.Is(err, errBadFrame) || errors.As(err, &apiErr) && !apiErr.Retryable() && !s.renews(apiErr) {
 		return err
 	}
 	if err := s.deliver(Message{Err: err, Cursor: s.cursor}); err != nil {
 		return err
 	}
-	t := time.NewTimer(s.retry + s.opts.Backoff.delay(*attempt))
+	t := time.NewTimer(s.retry + s.p.backoff.delay(*attempt))
 	defer t.Stop()
 	*attempt++
 	select {
@@ -320,330 +396,4 @@ func (s *Subscription) retryAfter(err error, attempt *int) error {
 	case <-s.ctx.Done():
 		return ErrClosed
 	}
-}
-
-// sseStream is one open SSE connection.
-type sseStream struct {
-	body     io.ReadCloser
-	p        *sseParser
-	cancel   context.CancelFunc // ends the request
-	idle     *time.Timer        // nil without an idle timeout
-	timedOut atomic.Bool        // idle fired
-}
-
-func (st *sseStream) close() {
-	if st.idle != nil {
-		st.idle.Stop()
-	}
-	st.cancel()
-	st.body.Close()
-}
-
-// activityReader restarts the idle timer whenever bytes arrive.
-type activityReader struct {
-	r io.Reader
-	t *time.Timer
-	d time.Duration
-}
-
-func (a *activityReader) Read(p []byte) (int, error) {
-	n, err := a.r.Read(p)
-	if n > 0 {
-		a.t.Reset(a.d)
-	}
-	return n, err
-}
-
-// openSSE connects, resuming from s.cursor when there is one.
-func (s *Subscription) openSSE() (*sseStream, error) {
-	ctx, cancel := context.WithCancel(s.ctx)
-	q := url.Values{"topic": s.topics, "from": {s.opts.From}}
-	req, err := s.c.newRequest(ctx, http.MethodGet, "/v1/sse", q, nil)
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	req.Header.Set("Accept", "text/event-stream")
-	req.Header.Set("Cache-Control", "no-cache")
-	if s.cursor != "" {
-		req.Header.Set("Last-Event-ID", s.cursor)
-	}
-	resp, err := s.c.hc.Do(req)
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		err := readError(resp)
-		resp.Body.Close()
-		cancel()
-		return nil, err
-	}
-	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "text/event-stream" {
-		resp.Body.Close()
-		cancel()
-		return nil, fmt.Errorf("%w: the answer is %q, not an event stream; is %s a herald server?",
-			errBadFrame, resp.Header.Get("Content-Type"), s.c.base)
-	}
-	st := &sseStream{body: resp.Body, cancel: cancel}
-	var r io.Reader = resp.Body
-	if d := s.opts.IdleTimeout; d > 0 {
-		st.idle = time.AfterFunc(d, func() {
-			st.timedOut.Store(true)
-			cancel()
-		})
-		r = &activityReader{r: r, t: st.idle, d: d}
-	}
-	st.p = newSSEParser(r)
-	return st, nil
-}
-
-// nextFrame reads one frame, keeping the server's retry hint.
-func (s *Subscription) nextFrame(st *sseStream) (sseFrame, error) {
-	f, err := st.p.Next()
-	if r := st.p.Retry(); r > 0 {
-		s.retry = r
-	}
-	switch {
-	case err == nil:
-		return f, nil
-	case st.timedOut.Load():
-		return f, fmt.Errorf("nothing received for %v (IdleTimeout)", s.opts.IdleTimeout)
-	case errors.Is(err, io.EOF):
-		return f, errors.New("the server ended the event stream")
-	default:
-		return f, fmt.Errorf("read the event stream: %w", err)
-	}
-}
-
-// runSSE is the subscription's goroutine over SSE; first is the frame
-// Subscribe read from st.
-func (s *Subscription) runSSE(st *sseStream, first sseFrame) error {
-	pending := &first
-	attempt := 0
-	for {
-		if st == nil {
-			var err error
-			if st, err = s.openSSE(); err != nil {
-				if err := s.retryAfter(err, &attempt); err != nil {
-					return err
-				}
-				continue
-			}
-		}
-		err := s.pumpSSE(st, pending, &attempt)
-		pending = nil
-		st.close()
-		st = nil
-		if err := s.retryAfter(err, &attempt); err != nil {
-			return err
-		}
-	}
-}
-
-// pumpSSE delivers the frames of one connection until it ends.
-func (s *Subscription) pumpSSE(st *sseStream, pending *sseFrame, attempt *int) error {
-	for {
-		var f sseFrame
-		if pending != nil {
-			f, pending = *pending, nil
-		} else {
-			var err error
-			if f, err = s.nextFrame(st); err != nil {
-				return err
-			}
-		}
-		if err := s.handleFrame(f); err != nil {
-			return err
-		}
-		*attempt = 0
-	}
-}
-
-// handleFrame delivers one SSE frame and moves the cursor past it.
-func (s *Subscription) handleFrame(f sseFrame) error {
-	next := f.ID
-	if next == "" {
-		next = s.cursor // an empty id never erases a known position
-	}
-	if !f.HasData {
-		s.setCursor(next) // the starting cursor, or a bare id
-		return nil
-	}
-	switch f.Event {
-	case "join", "leave":
-		if f.ID == s.cursor {
-			return nil // a presence notice: it has no id of its own
-		}
-	case "gap":
-		g := new(Gap)
-		if err := json.Unmarshal([]byte(f.Data), g); err != nil {
-			return fmt.Errorf("%w: gap event: %v", errBadFrame, err)
-		}
-		if err := s.deliver(Message{Gap: g, Cursor: next}); err != nil {
-			return err
-		}
-		s.setCursor(next)
-		return nil
-	case "error":
-		var e struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		}
-		if err := json.Unmarshal([]byte(f.Data), &e); err != nil || e.Code == "" {
-			return fmt.Errorf("%w: error event %q", errBadFrame, f.Data)
-		}
-		return &Error{Code: e.Code, Message: e.Message}
-	}
-	ev := &Event{Type: f.Event}
-	if data := []byte(f.Data); json.Valid(data) {
-		ev.Encoding, ev.Data = EncodingJSON, data
-	} else {
-		ev.Encoding = EncodingText
-		ev.Data, _ = json.Marshal(f.Data) // a string cannot fail
-	}
-	pos, err := decodeCursor(next)
-	switch {
-	case err == nil && s.posOK:
-		if e, ok := advanced(s.pos, pos); ok {
-			ev.Topic, ev.Offset, ev.Epoch = e.topic, e.offset, formatEpoch(e.epoch)
-		}
-	case len(s.topics) == 1:
-		ev.Topic = s.topics[0]
-	}
-	if err := s.deliver(Message{Event: ev, Cursor: next}); err != nil {
-		return err
-	}
-	s.cursor, s.pos, s.posOK = next, pos, err == nil
-	return nil
-}
-
-// pollGrace is how much longer than its wait a long poll may take before
-// the connection is taken for dead.
-const pollGrace = 15 * time.Second
-
-// poll sends one pull from s.cursor.
-func (s *Subscription) poll(wait time.Duration) (PullResult, error) {
-	ctx := s.ctx
-	if err := ctx.Err(); err != nil {
-		return PullResult{}, err // do not dial for a request that cannot be sent
-	}
-	if wait > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, wait+pollGrace)
-		defer cancel()
-	}
-	return s.c.Pull(ctx, PullRequest{
-		Topics: s.topics,
-		Cursor: s.cursor,
-		From:   s.opts.From,
-		Limit:  s.opts.PollLimit,
-		Wait:   wait,
-	})
-}
-
-// runPoll is the subscription's goroutine over long polling; first is the
-// answer Subscribe got.
-func (s *Subscription) runPoll(first PullResult) error {
-	res := first
-	attempt := 0
-	for {
-		if err := s.deliverPull(res); err != nil {
-			return err
-		}
-		for {
-			var err error
-			if res, err = s.poll(s.opts.PollWait); err == nil {
-				attempt = 0
-				break
-			}
-			if err := s.retryAfter(err, &attempt); err != nil {
-				return err
-			}
-		}
-	}
-}
-
-// deliverPull delivers a poll answer's gaps, then its events, each with
-// the cursor that resumes right after it, then moves to the answer's
-// cursor.
-func (s *Subscription) deliverPull(res PullResult) error {
-	msgs := make([]Message, 0, len(res.Gaps)+len(res.Events))
-	for i := range res.Gaps {
-		msgs = append(msgs, Message{Gap: &res.Gaps[i]})
-	}
-	for i := range res.Events {
-		msgs = append(msgs, Message{Event: &res.Events[i]})
-	}
-	if len(msgs) > 0 {
-		if !pullCursors(msgs, res.Cursor) {
-			for i := range msgs {
-				msgs[i].Cursor = ""
-			}
-			msgs[len(msgs)-1].Cursor = res.Cursor
-		}
-	}
-	for _, m := range msgs {
-		if err := s.deliver(m); err != nil {
-			return err
-		}
-		if m.Cursor != "" {
-			s.setCursor(m.Cursor)
-		}
-	}
-	if res.Cursor != "" {
-		s.setCursor(res.Cursor)
-	}
-	return nil
-}
-
-// pullCursors sets the Cursor of each message of a poll answer whose final
-// cursor is final. Within an answer each topic's events are consecutive,
-// after the topic's gap if it has one, so the position of a topic before
-// the answer is its gap's Requested, else just before its first event,
-// else its final position. It reports false when a position cannot be read.
-func pullCursors(msgs []Message, final string) bool {
-	cur, err := decodeCursor(final)
-	if err != nil || len(cur) == 0 {
-		return false
-	}
-	// Wind the final cursor back to where the answer started, last
-	// messages first, so that the earliest position of each topic wins.
-	for i := len(msgs) - 1; i >= 0; i-- {
-		var e cursorEntry
-		var err error
-		if g := msgs[i].Gap; g != nil {
-			e = cursorEntry{topic: g.Topic, offset: g.Requested.Offset}
-			e.epoch, err = parseEpoch(g.Requested.Epoch)
-		} else {
-			ev := msgs[i].Event
-			e = cursorEntry{topic: ev.Topic, offset: ev.Offset - 1}
-			e.epoch, err = parseEpoch(ev.Epoch)
-			if ev.Offset == 0 {
-				err = errBadFrame
-			}
-		}
-		if err != nil {
-			return false
-		}
-		cur = setPosition(cur, e)
-	}
-	// Replay the answer, recording the cursor after each message.
-	for i := range msgs {
-		var e cursorEntry
-		if g := msgs[i].Gap; g != nil {
-			e = cursorEntry{topic: g.Topic, offset: g.Resumed.Offset}
-			e.epoch, err = parseEpoch(g.Resumed.Epoch)
-		} else {
-			ev := msgs[i].Event
-			e = cursorEntry{topic: ev.Topic, offset: ev.Offset}
-			e.epoch, err = parseEpoch(ev.Epoch)
-		}
-		if err != nil {
-			return false
-		}
-		cur = setPosition(cur, e)
-		msgs[i].Cursor = encodeCursor(cur)
-	}
-	return msgs[len(msgs)-1].Cursor == final
 }

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -45,8 +46,8 @@ type wsStream struct {
 }
 
 // wsURL turns the client's base URL into the WebSocket endpoint's.
-func (c *Client) wsURL() string {
-	u, _ := url.Parse(c.base) // checked by New
+func (b *httpBackend) wsURL() string {
+	u, _ := url.Parse(b.base) // checked by New
 	if u.Scheme == "https" {
 		u.Scheme = "wss"
 	} else {
@@ -58,15 +59,12 @@ func (c *Client) wsURL() string {
 
 // openWS connects, subscribes from s.cursor, and returns once the server
 // has answered the subscribe.
-func (s *Subscription) openWS() (*wsStream, error) {
+func (b *httpBackend) openWS(s *Subscription) (stream, error) {
 	ctx, cancel := context.WithTimeout(s.ctx, wsHandshakeTimeout)
 	defer cancel()
-	h := http.Header{}
-	for k, v := range s.c.header {
-		h[k] = v
-	}
-	if s.c.userAgent != "" {
-		h.Set("User-Agent", s.c.userAgent)
+	h, err := b.headers(ctx)
+	if err != nil {
+		return nil, err
 	}
 	var status *Error
 	d := ws.Dialer{
@@ -82,26 +80,31 @@ func (s *Subscription) openWS() (*wsStream, error) {
 			status, _ = readError(r).(*Error)
 		},
 	}
-	if t, ok := s.c.hc.Transport.(*http.Transport); ok {
+	if t, ok := b.s.hc.Transport.(*http.Transport); ok {
+		// Clone waits for net/http's lazy setup of t, which a request on
+		// another goroutine may be doing, and which writes its TLS config
+		// (adding h2 to NextProtos: a WebSocket handshake needs HTTP/1.1).
+		t = t.Clone()
 		if t.TLSClientConfig != nil {
-			d.TLSConfig = t.TLSClientConfig.Clone()
+			d.TLSConfig = t.TLSClientConfig
+			d.TLSConfig.NextProtos = slices.DeleteFunc(d.TLSConfig.NextProtos, func(p string) bool { return p == "h2" })
 		}
 		d.NetDial = t.DialContext
 	}
-	nc, br, _, err := d.Dial(ctx, s.c.wsURL())
+	nc, br, _, err := d.Dial(ctx, b.wsURL())
 	if err != nil {
 		if status != nil {
 			return nil, status
 		}
-		return nil, fmt.Errorf("open websocket %s: %w", s.c.wsURL(), err)
+		return nil, fmt.Errorf("open websocket %s: %w", b.wsURL(), err)
 	}
 	if br == nil {
 		br = bufio.NewReaderSize(nc, 4096)
 	}
-	st := &wsStream{nc: nc, br: br, idle: max(s.opts.IdleTimeout, 0), hdr: make([]byte, ws.MaxHeaderSize)}
+	st := &wsStream{nc: nc, br: br, idle: max(s.p.idleTimeout, 0), hdr: make([]byte, ws.MaxHeaderSize)}
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
-	if err := s.subscribeWS(st); err != nil {
+	if err := s.subscribeWS(st, b.base); err != nil {
 		nc.Close()
 		if ctx.Err() != nil && s.ctx.Err() == nil {
 			return nil, fmt.Errorf("websocket handshake: %w", ctx.Err())
@@ -145,13 +148,14 @@ type wsMessage struct {
 }
 
 // subscribeWS reads the welcome, sends the subscribe and reads its reply.
-func (s *Subscription) subscribeWS(st *wsStream) error {
+// base names the server in errors.
+func (s *Subscription) subscribeWS(st *wsStream, base string) error {
 	if m, err := st.next(); err != nil {
 		return err
 	} else if m.Op != "welcome" {
-		return fmt.Errorf("%w: the first message is %q, not a welcome; is %s a herald server?", errBadFrame, m.Op, s.c.base)
+		return fmt.Errorf("%w: the first message is %q, not a welcome; is %s a herald server?", errBadFrame, m.Op, base)
 	}
-	cmd, _ := json.Marshal(wsCommand{Op: "subscribe", ID: 1, Topics: s.topics, Cursor: s.cursor, From: s.opts.From})
+	cmd, _ := json.Marshal(wsCommand{Op: "subscribe", ID: 1, Topics: s.topics, Cursor: s.cursor, From: string(s.p.from)})
 	if err := st.write(ws.OpText, cmd); err != nil {
 		return fmt.Errorf("send subscribe: %w", err)
 	}
@@ -185,34 +189,13 @@ func (s *Subscription) subscribeWS(st *wsStream) error {
 	}
 }
 
-// runWS is the subscription's goroutine over WebSocket; st is the
-// connection Subscribe opened.
-func (s *Subscription) runWS(st *wsStream) error {
-	attempt := 0
-	for {
-		if st == nil {
-			var err error
-			if st, err = s.openWS(); err != nil {
-				if err := s.retryAfter(err, &attempt); err != nil {
-					return err
-				}
-				continue
-			}
-		}
-		nc := st.nc
-		stop := context.AfterFunc(s.ctx, func() { nc.Close() }) // unblocks the read
-		err := s.pumpWS(st, &attempt)
-		stop()
-		st.nc.Close()
-		st = nil
-		if err := s.retryAfter(err, &attempt); err != nil {
-			return err
-		}
-	}
-}
+// close releases the connection.
+func (st *wsStream) close() { st.nc.Close() }
 
-// pumpWS delivers the messages of one connection until it ends.
-func (s *Subscription) pumpWS(st *wsStream, attempt *int) error {
+// pump delivers the messages of the connection until it ends.
+func (st *wsStream) pump(s *Subscription, attempt *int) error {
+	stop := context.AfterFunc(s.ctx, func() { st.nc.Close() }) // unblocks the read
+	defer stop()
 	for {
 		m, err := st.next()
 		if err != nil {
@@ -321,7 +304,7 @@ func (st *wsStream) next() (*wsMessage, error) {
 func (st *wsStream) readErr(err error) error {
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() && st.idle > 0 {
-		return fmt.Errorf("nothing received for %v (IdleTimeout)", st.idle)
+		return fmt.Errorf("nothing received for %v (WithIdleTimeout)", st.idle)
 	}
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return errors.New("the server closed the websocket without a close frame")

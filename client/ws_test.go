@@ -13,13 +13,11 @@ import (
 // as in a pull answer, and presence notices of the topic are not messages.
 func TestSubscribeWSDetails(t *testing.T) {
 	ts := startServer(t, func(c *config.Config) { c.Presence = true })
-	sub := ts.subscribe([]string{"det.a"}, client.SubscribeOptions{Transport: client.TransportWS})
-	other := ts.subscribe([]string{"det.a"}, client.SubscribeOptions{Transport: client.TransportWS}) // a join
+	sub := ts.subscribe([]string{"det.a"}, client.WithTransport(client.TransportWS))
+	other := ts.subscribe([]string{"det.a"}, client.WithTransport(client.TransportWS)) // a join
 	defer other.Close()
 	before := time.Now().Add(-time.Second)
-	ack, err := ts.c.Publish(context.Background(), "det.a", []byte{0, 1, 2}, client.PublishOptions{
-		ContentType: "application/octet-stream", Type: "blob", Headers: map[string]string{"Trace": "t1"},
-	})
+	ack, err := ts.c.Publish(context.Background(), "det.a", []byte{0, 1, 2}, client.WithContentType("application/octet-stream"), client.WithType("blob"), client.WithHeader("Trace", "t1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,8 +39,8 @@ func TestSubscribeWSDetails(t *testing.T) {
 // gets join and leave events; the client does not take them for events.
 func TestSubscribeSSEPresenceNotices(t *testing.T) {
 	ts := startServer(t, func(c *config.Config) { c.Presence = true })
-	sub := ts.subscribe([]string{"pres.a"}, client.SubscribeOptions{})
-	other := ts.subscribe([]string{"pres.a"}, client.SubscribeOptions{})
+	sub := ts.subscribe([]string{"pres.a"})
+	other := ts.subscribe([]string{"pres.a"})
 	other.Close() // a join, then (at its next heartbeat) a leave
 	ack := ts.publish("pres.a", `"real"`)
 	if ev := nextEvent(t, sub).Event; ev.Offset != ack.Offset || ev.Topic != "pres.a" {

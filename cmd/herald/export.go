@@ -17,7 +17,8 @@ import (
 const exportPage = 1000
 
 func newExportCmd() *cobra.Command {
-	var server, cursor, from string
+	var server, cursor string
+	from := client.FromEarliest
 	cmd := &cobra.Command{
 		Use:   "export TOPIC",
 		Short: "Write a topic's retained events as NDJSON (batch pull)",
@@ -42,7 +43,7 @@ herald import loads such a file into a server.`,
 			enc.SetEscapeHTML(false)
 			n := 0
 			for {
-				res, err := c.Pull(cmd.Context(), client.PullRequest{Topics: []string{args[0]}, Cursor: cursor, From: from, Limit: exportPage})
+				res, err := c.Pull(cmd.Context(), []string{args[0]}, client.WithCursor(cursor), client.WithFrom(from), client.WithLimit(exportPage))
 				if err != nil {
 					return err
 				}
@@ -70,7 +71,7 @@ herald import loads such a file into a server.`,
 	f := cmd.Flags()
 	f.StringVar(&server, "server", heraldServerDefault(), "herald server URL (env HERALD_SERVER)")
 	f.StringVar(&cursor, "cursor", "", "start after this cursor")
-	f.StringVar(&from, "from", "earliest", "where to start without a cursor: earliest or latest")
+	f.Var(textFlag{&from}, "from", "where to start without a cursor: earliest or latest")
 	return cmd
 }
 

@@ -13,13 +13,13 @@ const defaultGRPCAddr = "127.0.0.1:9090"
 // Transports of herald publish --transport.
 const (
 	publishHTTP = "http"
-	publishGRPC = client.TransportGRPC
+	publishGRPC = string(client.TransportGRPC)
 )
 
 // newTransportClient returns a client of the HTTP API at server, or of the
-// gRPC API at grpcAddr when transport is "grpc". The caller closes it.
-func newTransportClient(server, transport, grpcAddr string) (*client.Client, error) {
-	if transport == client.TransportGRPC {
+// gRPC API at grpcAddr when useGRPC is set. The caller closes it.
+func newTransportClient(server string, useGRPC bool, grpcAddr string) (*client.Client, error) {
+	if useGRPC {
 		c, err := client.NewGRPC(grpcAddr, client.WithUserAgent("herald-cli/"+version))
 		if err != nil {
 			return nil, fmt.Errorf("--grpc-addr: %w", err)

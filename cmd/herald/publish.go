@@ -111,7 +111,7 @@ func runPublish(cmd *cobra.Command, args []string, f *publishFlags) error {
 	if f.transport != publishHTTP && f.transport != publishGRPC {
 		return fmt.Errorf("--transport %q: use %s or %s", f.transport, publishHTTP, publishGRPC)
 	}
-	c, err := newTransportClient(f.server, f.transport, f.grpcAddr)
+	c, err := newTransportClient(f.server, f.transport == publishGRPC, f.grpcAddr)
 	if err != nil {
 		return err
 	}
@@ -135,12 +135,8 @@ func runPublish(cmd *cobra.Command, args []string, f *publishFlags) error {
 	if contentType == "" {
 		contentType = detectContentType(data)
 	}
-	ack, err := c.Publish(cmd.Context(), topic, data, client.PublishOptions{
-		ContentType:    contentType,
-		Type:           f.eventType,
-		IdempotencyKey: f.key,
-		Headers:        headers,
-	})
+	ack, err := c.Publish(cmd.Context(), topic, data,
+		client.WithContentType(contentType), client.WithType(f.eventType), client.WithKey(f.key), client.WithHeaders(headers))
 	if err != nil {
 		return err
 	}

@@ -59,7 +59,7 @@ func startCLIServer(t *testing.T, opts ...func(*config.Config)) *cliServer {
 // pull returns every event of topic.
 func (s *cliServer) pull(t *testing.T, topic string) []client.Event {
 	t.Helper()
-	res, err := s.c.Pull(hub.Internal(context.Background()), client.PullRequest{Topics: []string{topic}, Limit: 10000})
+	res, err := s.c.Pull(hub.Internal(context.Background()), []string{topic}, client.WithFrom(client.FromEarliest), client.WithLimit(10000))
 	if err != nil {
 		t.Fatal(err)
 	}

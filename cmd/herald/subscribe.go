@@ -17,9 +17,9 @@ import (
 // subscribeFlags are the flags of herald subscribe.
 type subscribeFlags struct {
 	server    string
-	transport string
+	transport client.Transport
 	cursor    string
-	from      string
+	from      client.From
 	count     int
 	grpcAddr  string
 }
@@ -59,9 +59,10 @@ SIGINT or SIGTERM stops it cleanly, as does reaching --count events.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.server, "server", heraldServerDefault(), "herald server URL (env HERALD_SERVER)")
-	fl.StringVar(&f.transport, "transport", client.TransportSSE, "sse (Server-Sent Events), ws (WebSocket), poll (long polling) or grpc (the gRPC API at --grpc-addr)")
+	f.transport, f.from = client.TransportSSE, client.FromLatest
+	fl.Var(textFlag{&f.transport}, "transport", "sse (Server-Sent Events), ws (WebSocket), poll (long polling) or grpc (the gRPC API at --grpc-addr)")
 	fl.StringVar(&f.cursor, "cursor", "", "resume after this cursor (the cursor of a printed line)")
-	fl.StringVar(&f.from, "from", "latest", "where topics without a cursor start: latest or earliest")
+	fl.Var(textFlag{&f.from}, "from", "where topics without a cursor start: latest or earliest")
 	fl.IntVar(&f.count, "count", 0, "exit after this many events (0: run until interrupted)")
 	fl.StringVar(&f.grpcAddr, "grpc-addr", defaultGRPCAddr, "the server's gRPC address, host:port, for --transport grpc")
 	return cmd
@@ -94,18 +95,14 @@ func runSubscribe(cmd *cobra.Command, topics []string, f *subscribeFlags) error 
 	if f.count < 0 {
 		return fmt.Errorf("--count %d: use 0 or more", f.count)
 	}
-	c, err := newTransportClient(f.server, f.transport, f.grpcAddr)
+	c, err := newTransportClient(f.server, f.transport == client.TransportGRPC, f.grpcAddr)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	sub, err := c.Subscribe(ctx, topics, client.SubscribeOptions{
-		Transport: f.transport,
-		Cursor:    f.cursor,
-		From:      f.from,
-	})
+	sub, err := c.Subscribe(ctx, topics, client.WithTransport(f.transport), client.WithCursor(f.cursor), client.WithFrom(f.from))
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // interrupted while connecting

@@ -48,15 +48,16 @@ func TestSubscribeCommand(t *testing.T) {
 	ctx := context.Background()
 	pubs := []struct {
 		data string
-		opts client.PublishOptions
+		typ  string
+		opts []client.PublishOption
 	}{
-		{`{"n":1}`, client.PublishOptions{Headers: map[string]string{"k": "v"}}},
-		{"some text", client.PublishOptions{ContentType: "text/plain", Type: "note"}},
-		{`[3]`, client.PublishOptions{}},
+		{`{"n":1}`, "", []client.PublishOption{client.WithHeader("k", "v")}},
+		{"some text", "note", []client.PublishOption{client.WithContentType("text/plain"), client.WithType("note")}},
+		{`[3]`, "", nil},
 	}
 	var acks []client.Ack
 	for _, p := range pubs {
-		ack, err := s.c.Publish(ctx, "cli.sub", []byte(p.data), p.opts)
+		ack, err := s.c.Publish(ctx, "cli.sub", []byte(p.data), p.opts...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -76,7 +77,7 @@ func TestSubscribeCommand(t *testing.T) {
 			wantData := []string{`{"n":1}`, `"some text"`, `[3]`}
 			for i, l := range lines {
 				if l.Topic != "cli.sub" || l.Offset != acks[i].Offset || l.Epoch != acks[i].Epoch || string(l.Data) != wantData[i] ||
-					l.Type != pubs[i].opts.Type || l.Cursor == "" {
+					l.Type != pubs[i].typ || l.Cursor == "" {
 					t.Errorf("line %d: %+v", i, l)
 				}
 				if tr != "sse" && (l.Time == "" || l.Encoding == "") {
@@ -106,7 +107,7 @@ func TestSubscribeCommandGap(t *testing.T) {
 	})
 	var first client.Ack
 	for i := range 5 {
-		ack, err := s.c.Publish(hub.Internal(context.Background()), "tiny.a", []byte("1"), client.PublishOptions{})
+		ack, err := s.c.Publish(hub.Internal(context.Background()), "tiny.a", []byte("1"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -132,7 +133,7 @@ func TestSubscribeCommandGap(t *testing.T) {
 // cleanly (exit status 0), as does canceling its context.
 func TestSubscribeCommandInterrupt(t *testing.T) {
 	s := startCLIServer(t)
-	if _, err := s.c.Publish(hub.Internal(context.Background()), "cli.int", []byte("1"), client.PublishOptions{}); err != nil {
+	if _, err := s.c.Publish(hub.Internal(context.Background()), "cli.int", []byte("1")); err != nil {
 		t.Fatal(err)
 	}
 	for _, how := range []string{"signal", "context"} {
