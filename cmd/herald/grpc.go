@@ -20,7 +20,7 @@ const (
 // gRPC API at grpcAddr when useGRPC is set. The caller closes it.
 func newTransportClient(server string, useGRPC bool, grpcAddr string) (*client.Client, error) {
 	if useGRPC {
-		c, err := client.NewGRPC(grpcAddr, client.WithUserAgent("herald-cli/"+version))
+		c, err := client.NewGRPC(grpcAddr, clientOptions()...)
 		if err != nil {
 			return nil, fmt.Errorf("--grpc-addr: %w", err)
 		}

@@ -44,6 +44,16 @@ Publish and subscribe from another terminal:
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	// The client commands' credentials: one flag for all of them, kept in
+	// the environment variable they read (clientOptions).
+	var token string
+	root.PersistentFlags().StringVar(&token, "token", "", "credentials of the client commands: an API key or a JWT, sent as Authorization: Bearer (env "+tokenEnv+")")
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if token != "" {
+			return os.Setenv(tokenEnv, token)
+		}
+		return nil
+	}
 	root.AddCommand(newServeCmd(), newPublishCmd(), newSubscribeCmd(), newExportCmd(), newImportCmd(), newBenchCmd(), newKeyCmd(), newTokenCmd())
 	return root
 }

@@ -99,8 +99,22 @@ func heraldServerDefault() string {
 
 // newAPIClient returns a client of the server given with --server.
 func newAPIClient(server string) (*client.Client, error) {
-	return client.New(server, client.WithUserAgent("herald-cli/"+version))
+	return client.New(server, clientOptions()...)
 }
+
+// clientOptions are the options of every client the commands make: the
+// CLI's user agent, and the token of --token or HERALD_TOKEN (an API key
+// or a JWT) when one is given.
+func clientOptions() []client.Option {
+	opts := []client.Option{client.WithUserAgent("herald-cli/" + version)}
+	if t := os.Getenv(tokenEnv); t != "" {
+		opts = append(opts, client.WithStaticToken(t))
+	}
+	return opts
+}
+
+// tokenEnv is the environment variable of the client commands' token.
+const tokenEnv = "HERALD_TOKEN"
 
 func runPublish(cmd *cobra.Command, args []string, f *publishFlags) error {
 	topic := args[0]
