@@ -38,6 +38,11 @@ func startServer(t *testing.T) string {
 	cfg := config.Default()
 	cfg.HTTP.Addr = "127.0.0.1:0"
 	cfg.GRPC.Addr = "127.0.0.1:0" // never the fixed default port
+	// These tests check what the load generator counts, not slow-consumer
+	// handling: a queue that holds a whole run (3.5 MB of 70 kB events in
+	// the largest) keeps a generator slowed by the race detector on a
+	// loaded machine from being cut off as a slow consumer.
+	cfg.Limits.MaxQueueBytes = 16 << 20
 	srv, err := server.New(cfg, nil)
 	if err != nil {
 		t.Fatalf("server.New: %v", err)
