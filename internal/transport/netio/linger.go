@@ -127,7 +127,10 @@ func LingerClose(nc net.Conn, maxTime time.Duration, maxBytes int64) error {
 
 // drainClose is LingerClose with the read deadline already set.
 func drainClose(nc net.Conn, maxBytes int64) error {
-	if err := CloseWrite(nc); err != nil {
+	// Only a connection without a write side of its own is closed at
+	// once; another error (the write side was shut down already, or the
+	// peer reset) leaves the reads below to find out.
+	if err := CloseWrite(nc); errors.Is(err, ErrNoCloseWrite) {
 		nc.Close()
 		return err
 	}
