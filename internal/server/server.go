@@ -282,11 +282,11 @@ func uncleanPaths(next http.Handler) http.Handler {
 			return
 		}
 		if strings.HasPrefix(p, "/v1/topics/") {
-			wire.WriteErrorCode(w, http.StatusBadRequest, wire.CodeBadTopic, fmt.Sprintf(
+			wire.WriteErrorCode(w, reason.BadTopic, fmt.Sprintf(
 				"invalid topic: the path %s has an empty or dot segment where the topic goes; a topic is one non-empty segment, such as /v1/topics/orders.eu/events", p))
 			return
 		}
-		wire.WriteErrorCode(w, http.StatusNotFound, wire.CodeNotFound, fmt.Sprintf(
+		wire.WriteErrorCode(w, reason.NotFound, fmt.Sprintf(
 			"no such path %s: it has an empty or dot segment; the API is described at /v1/openapi.json", p))
 	})
 }

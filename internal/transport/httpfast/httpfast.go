@@ -31,6 +31,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/heraldhq/herald/internal/reason"
 	"github.com/heraldhq/herald/internal/transport/netio"
 	"github.com/heraldhq/herald/internal/transport/rest"
 	"github.com/heraldhq/herald/internal/wire"
@@ -494,7 +495,7 @@ func (c *handedConn) Read(p []byte) (int, error) {
 func (c *handedConn) refuseHead() {
 	c.broken = errHeadTooLarge
 	max := c.srv.opts.MaxHeaderBytes
-	body := wire.AppendError(nil, wire.CodeTooLarge, "the request's head (request line and headers) is over "+
+	body := wire.AppendError(nil, reason.HeadersTooLarge, "the request's head (request line and headers) is over "+
 		strconv.Itoa(max)+" bytes; send a shorter URL or fewer and shorter headers")
 	c.Conn.SetWriteDeadline(time.Now().Add(c.srv.opts.ReadHeaderTimeout))
 	c.Conn.Write(appendAnswer(nil, http.StatusRequestHeaderFieldsTooLarge, body, true))
@@ -631,7 +632,7 @@ func Guard(next http.Handler) http.Handler {
 		if hc, ok := r.Context().Value(connKey{}).(*handedConn); ok {
 			if why := hc.refused(); why != "" {
 				w.Header().Set("Connection", "close")
-				wire.WriteErrorCode(w, http.StatusBadRequest, wire.CodeBadRequest, why)
+				wire.WriteErrorCode(w, reason.BadRequest, why)
 				return
 			}
 		}
