@@ -223,7 +223,7 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 		// the API's form); net/http's own limit, which answers in plain
 		// text, stays out of its way.
 		MaxHeaderBytes: maxHeaderBytes + 16<<10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	return s, nil
 }
