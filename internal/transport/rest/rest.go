@@ -347,7 +347,7 @@ func (h *Handler) publishBatch(w http.ResponseWriter, r *http.Request) {
 	// form or text/plain POST is a CORS simple request, which any web page
 	// can send here without a preflight; a JSON one is not.
 	ct := r.Header.Get("Content-Type")
-	if mt, _, _ := mime.ParseMediaType(ct); mt != "application/json" {
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
 		wire.WriteErrorCode(w, reason.UnsupportedMediaType, fmt.Sprintf(
 			"the batch endpoint takes Content-Type application/json, not %q; with curl, add -H 'Content-Type: application/json'", ct))
 		return
@@ -355,6 +355,11 @@ func (h *Handler) publishBatch(w http.ResponseWriter, r *http.Request) {
 	gz, err := gzipped(r.Header)
 	if err != nil {
 		wire.WriteErrorCode(w, reason.UnsupportedMediaType, err.Error())
+		return
+	}
+	if r.ContentLength > h.opts.MaxBodyBytes {
+		// Known to be too large: refused before reading megabytes of it.
+		writeErrorAndClose(w, fmt.Errorf("%w: the body is %d bytes, over %d (http.max_body_bytes)", hub.ErrTooLarge, r.ContentLength, h.opts.MaxBodyBytes))
 		return
 	}
 	body, err := readAll(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes), r.ContentLength, h.opts.MaxBodyBytes)
