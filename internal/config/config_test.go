@@ -318,6 +318,29 @@ func TestValidateNamesTheKey(t *testing.T) {
 		}},
 		{"log.level", func(c *config.Config) { c.Log.Level = "loud" }},
 		{"log.format", func(c *config.Config) { c.Log.Format = "xml" }},
+		{"grpc.retry", func(c *config.Config) { c.GRPC.Retry = 0 }},
+		{"namespaces.chat.anonymous", func(c *config.Config) {
+			c.Namespaces = map[string]config.Namespace{"chat": {Anonymous: []string{"delete"}}}
+		}},
+		{"auth.api_keys[0].name", func(c *config.Config) { c.Auth.APIKeys = []config.APIKey{{Hash: keyHash("1")}} }},
+		{"auth.api_keys[1].name", func(c *config.Config) {
+			c.Auth.APIKeys = []config.APIKey{{Name: "a", Hash: keyHash("1")}, {Name: "a", Hash: keyHash("2")}}
+		}},
+		{"auth.api_keys[0].hash", func(c *config.Config) { c.Auth.APIKeys = []config.APIKey{{Name: "a", Hash: "secret"}} }},
+		{"auth.api_keys[1].hash", func(c *config.Config) {
+			c.Auth.APIKeys = []config.APIKey{{Name: "a", Hash: keyHash("1")}, {Name: "b", Hash: keyHash("1")}}
+		}},
+		{"auth.jwt.hmac_secret", func(c *config.Config) { c.Auth.JWT.HMACSecret = "short" }},
+		{"auth.jwt.jwks_url", func(c *config.Config) { c.Auth.JWT.JWKSURL = "ftp://keys" }},
+		{"auth.jwt.algorithms", func(c *config.Config) { c.Auth.JWT.Algorithms = []string{"none"} }},
+		{"auth.jwt.leeway", func(c *config.Config) { c.Auth.JWT.Leeway = time.Hour }},
+		{"auth.jwt.jwks_refresh", func(c *config.Config) { c.Auth.JWT.JWKSRefresh = time.Second }},
+		{"auth.jwt.jwks_unknown_kid_refresh", func(c *config.Config) { c.Auth.JWT.JWKSUnknownKIDRefresh = 0 }},
+		{"auth.jwt.claim", func(c *config.Config) { c.Auth.JWT.Claim = "" }},
+		{"auth.jwt.cache_size", func(c *config.Config) { c.Auth.JWT.CacheSize = -1 }},
+		{"auth.cookie_name", func(c *config.Config) { c.Auth.CookieName = "a b" }},
+		{"auth.query_param", func(c *config.Config) { c.Auth.QueryParam = "a&b" }},
+		{"auth", func(c *config.Config) { c.HTTP.Addr, c.Auth.InsecureOpen = "0.0.0.0:8080", false }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.key, func(t *testing.T) {
@@ -332,4 +355,9 @@ func TestValidateNamesTheKey(t *testing.T) {
 			}
 		})
 	}
+}
+
+// keyHash returns a well-formed API key hash, distinct per seed.
+func keyHash(seed string) string {
+	return "sha256:" + strings.Repeat(seed, 64)[:64]
 }
