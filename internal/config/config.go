@@ -314,11 +314,17 @@ func (c *Config) Validate() error {
 		bad("engine", "unknown engine %q; available: memory, durable", c.Engine)
 	}
 	checkHistory := func(prefix string, h Retention, def bool) {
-		if h.MaxEvents < 0 || h.MaxBytes < 0 || h.MaxAge < 0 {
-			bad(prefix, "history bounds must not be negative")
+		if h.MaxEvents < 0 {
+			bad(prefix+".max_events", "must not be negative (0: no count bound), got %d", h.MaxEvents)
+		}
+		if h.MaxAge < 0 {
+			bad(prefix+".max_age", "must not be negative (0: no age bound), got %v", h.MaxAge)
+		}
+		if h.MaxBytes < 0 {
+			bad(prefix+".max_bytes", "must not be negative (0: no size bound), got %d", h.MaxBytes)
 		}
 		if def && h.MaxEvents == 0 && h.MaxBytes == 0 && h.MaxAge == 0 {
-			bad(prefix, "set at least one of max_events, max_age, max_bytes")
+			bad(prefix, "set at least one of %[1]s.max_events, %[1]s.max_age, %[1]s.max_bytes", prefix)
 		}
 	}
 	checkHistory("history", Retention{MaxEvents: c.History.MaxEvents, MaxAge: c.History.MaxAge, MaxBytes: c.History.MaxBytes}, true)

@@ -210,9 +210,9 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 		{name: "negative event bytes", file: "limits:\n  max_event_bytes: -1\n", want: []string{"limits.max_event_bytes"}},
 		{name: "zero body bytes", file: "http:\n  max_body_bytes: 0\n", want: []string{"http.max_body_bytes"}},
 		{name: "queue under event", file: "limits:\n  max_queue_bytes: 1024\n", want: []string{"limits.max_queue_bytes"}},
-		{name: "negative history", file: "history:\n  max_events: -5\n", want: []string{"history"}},
+		{name: "negative history", file: "history:\n  max_events: -5\n", want: []string{"history.max_events"}},
 		{name: "no history bound", file: "history:\n  max_events: 0\n  max_age: 0s\n  max_bytes: 0\n", want: []string{"history"}},
-		{name: "negative namespace history", file: "namespaces:\n  chat:\n    history:\n      max_bytes: -1\n", want: []string{"namespaces.chat.history"}},
+		{name: "negative namespace history", file: "namespaces:\n  chat:\n    history:\n      max_bytes: -1\n", want: []string{"namespaces.chat.history.max_bytes"}},
 		{name: "namespace with a dot", file: "namespaces:\n  a.b:\n    history:\n      max_events: 1\n", want: []string{"namespaces"}},
 		{name: "unknown namespace key", file: "namespaces:\n  chat:\n    retention: 1\n", want: []string{"chat", "retention"}},
 		{name: "bad address", env: []string{"HERALD_HTTP_ADDR=localhost"}, want: []string{"http.addr"}},
@@ -267,4 +267,97 @@ func TestParseLevel(t *testing.T) {
 	if _, err := config.ParseLevel("verbose"); err == nil {
 		t.Errorf("ParseLevel(verbose) succeeded")
 	}
+}
+
+// TestValidateNamesTheKey covers every check of Config.Validate: each bad
+// value's error names its key in full, dotted as in the YAML file
+// ("config history.max_events: ..."), as docs/configuration.md promises.
+func TestValidateNamesTheKey(t *testing.T) {
+	tests := []struct {
+		key string
+		set func(c *config.Config)
+	}{
+		{"http.addr", func(c *config.Config) { c.HTTP.Addr = "localhost" }},
+		{"http.read_header_timeout", func(c *config.Config) { c.HTTP.ReadHeaderTimeout = 0 }},
+		{"http.idle_timeout", func(c *config.Config) { c.HTTP.IdleTimeout = -time.Second }},
+		{"http.max_body_bytes", func(c *config.Config) { c.HTTP.MaxBodyBytes = 0 }},
+		{"sse.heartbeat", func(c *config.Config) { c.SSE.Heartbeat = 0 }},
+		{"sse.retry", func(c *config.Config) { c.SSE.Retry = 0 }},
+		{"sse.write_timeout", func(c *config.Config) { c.SSE.WriteTimeout = 0 }},
+		{"sse.writers", func(c *config.Config) { c.SSE.Writers = -1 }},
+		{"pull.max_wait", func(c *config.Config) { c.Pull.MaxWait = 0 }},
+		{"shutdown.timeout", func(c *config.Config) { c.Shutdown.Timeout = 0 }},
+		{"history.dedupe_window", func(c *config.Config) { c.History.DedupeWindow = 0 }},
+		{"history.max_events", func(c *config.Config) { c.History.MaxEvents = -5 }},
+		{"history.max_age", func(c *config.Config) { c.History.MaxAge = -time.Second }},
+		{"history.max_bytes", func(c *config.Config) { c.History.MaxBytes = -1 }},
+		{"history", func(c *config.Config) { c.History.MaxEvents, c.History.MaxAge, c.History.MaxBytes = 0, 0, 0 }},
+		{"limits.max_event_bytes", func(c *config.Config) { c.Limits.MaxEventBytes = -1 }},
+		{"limits.max_queue_bytes", func(c *config.Config) { c.Limits.MaxQueueBytes = c.Limits.MaxEventBytes - 1 }},
+		{"ws.ping_interval", func(c *config.Config) { c.WS.PingInterval = 0 }},
+		{"ws.idle_timeout", func(c *config.Config) { c.WS.IdleTimeout = c.WS.PingInterval }},
+		{"ws.write_timeout", func(c *config.Config) { c.WS.WriteTimeout = 0 }},
+		{"ws.writers", func(c *config.Config) { c.WS.Writers = config.MaxWriters + 1 }},
+		{"ws.max_message_bytes", func(c *config.Config) { c.WS.MaxMessageBytes = 10 }},
+		{"grpc.addr", func(c *config.Config) { c.GRPC.Enabled, c.GRPC.Addr = true, "nohostport" }},
+		{"grpc.max_message_bytes", func(c *config.Config) { c.GRPC.MaxMessageBytes = 10 }},
+		{"data_reserve_bytes", func(c *config.Config) { c.DataReserveBytes = -1 }},
+		{"data_dir", func(c *config.Config) { c.Engine, c.DataDir = "durable", "" }},
+		{"engine", func(c *config.Config) { c.Engine = "postgres" }},
+		{"namespaces.a.b", func(c *config.Config) {
+			c.Namespaces = map[string]config.Namespace{"a.b": {}}
+		}},
+		{"namespaces.chat.history.max_events", func(c *config.Config) {
+			c.Namespaces = map[string]config.Namespace{"chat": {History: config.Retention{MaxEvents: -1}}}
+		}},
+		{"namespaces.chat.history.max_age", func(c *config.Config) {
+			c.Namespaces = map[string]config.Namespace{"chat": {History: config.Retention{MaxAge: -time.Second}}}
+		}},
+		{"namespaces.chat.history.max_bytes", func(c *config.Config) {
+			c.Namespaces = map[string]config.Namespace{"chat": {History: config.Retention{MaxBytes: -1}}}
+		}},
+		{"log.level", func(c *config.Config) { c.Log.Level = "loud" }},
+		{"log.format", func(c *config.Config) { c.Log.Format = "xml" }},
+		{"grpc.retry", func(c *config.Config) { c.GRPC.Retry = 0 }},
+		{"namespaces.chat.anonymous", func(c *config.Config) {
+			c.Namespaces = map[string]config.Namespace{"chat": {Anonymous: []string{"delete"}}}
+		}},
+		{"auth.api_keys[0].name", func(c *config.Config) { c.Auth.APIKeys = []config.APIKey{{Hash: keyHash("1")}} }},
+		{"auth.api_keys[1].name", func(c *config.Config) {
+			c.Auth.APIKeys = []config.APIKey{{Name: "a", Hash: keyHash("1")}, {Name: "a", Hash: keyHash("2")}}
+		}},
+		{"auth.api_keys[0].hash", func(c *config.Config) { c.Auth.APIKeys = []config.APIKey{{Name: "a", Hash: "secret"}} }},
+		{"auth.api_keys[1].hash", func(c *config.Config) {
+			c.Auth.APIKeys = []config.APIKey{{Name: "a", Hash: keyHash("1")}, {Name: "b", Hash: keyHash("1")}}
+		}},
+		{"auth.jwt.hmac_secret", func(c *config.Config) { c.Auth.JWT.HMACSecret = "short" }},
+		{"auth.jwt.jwks_url", func(c *config.Config) { c.Auth.JWT.JWKSURL = "ftp://keys" }},
+		{"auth.jwt.algorithms", func(c *config.Config) { c.Auth.JWT.Algorithms = []string{"none"} }},
+		{"auth.jwt.leeway", func(c *config.Config) { c.Auth.JWT.Leeway = time.Hour }},
+		{"auth.jwt.jwks_refresh", func(c *config.Config) { c.Auth.JWT.JWKSRefresh = time.Second }},
+		{"auth.jwt.jwks_unknown_kid_refresh", func(c *config.Config) { c.Auth.JWT.JWKSUnknownKIDRefresh = 0 }},
+		{"auth.jwt.claim", func(c *config.Config) { c.Auth.JWT.Claim = "" }},
+		{"auth.jwt.cache_size", func(c *config.Config) { c.Auth.JWT.CacheSize = -1 }},
+		{"auth.cookie_name", func(c *config.Config) { c.Auth.CookieName = "a b" }},
+		{"auth.query_param", func(c *config.Config) { c.Auth.QueryParam = "a&b" }},
+		{"auth", func(c *config.Config) { c.HTTP.Addr, c.Auth.InsecureOpen = "0.0.0.0:8080", false }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.key, func(t *testing.T) {
+			c := config.Default()
+			tt.set(&c)
+			err := c.Validate()
+			if err == nil {
+				t.Fatal("Validate succeeded")
+			}
+			if want := "config " + tt.key + ": "; !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q does not name the key as %q", err, want)
+			}
+		})
+	}
+}
+
+// keyHash returns a well-formed API key hash, distinct per seed.
+func keyHash(seed string) string {
+	return "sha256:" + strings.Repeat(seed, 64)[:64]
 }

@@ -11,7 +11,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -25,6 +27,7 @@ import (
 	"github.com/heraldhq/herald/internal/reason"
 	"github.com/heraldhq/herald/internal/transport/grpcapi"
 	"github.com/heraldhq/herald/internal/transport/httpfast"
+	"github.com/heraldhq/herald/internal/transport/netio"
 	"github.com/heraldhq/herald/internal/transport/rest"
 	"github.com/heraldhq/herald/internal/transport/sse"
 	"github.com/heraldhq/herald/internal/transport/ws"
@@ -49,7 +52,8 @@ type Server struct {
 
 	hub     *hub.Hub
 	rest    *rest.Handler
-	fast    *httpfast.Server // nil when http.fast_path is off
+	fast    *httpfast.Server // owns the listener; serves no request itself when http.fast_path is off
+	linger  *netio.Lingerer  // lingering closes of HTTP connections (httpfast's handed-off ones, so WebSocket and SSE too)
 	sse     *sse.Handler
 	ws      *ws.Handler
 	grpc    *grpcapi.Server // nil when grpc.enabled is off
@@ -119,7 +123,7 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: log, metrics: metrics.New()}
+	s := &Server{cfg: cfg, log: log, metrics: metrics.New(), linger: netio.NewLingerer(netio.LingerOptions{})}
 	for _, o := range opts {
 		o(s)
 	}
@@ -211,11 +215,15 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 	}
 	s.http = &http.Server{
 		ConnState:         s.trackNew,
-		Handler:           s.routes(),
+		ConnContext:       httpfast.ConnContext,
+		Handler:           httpfast.Guard(s.routes()),
 		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
 		IdleTimeout:       cfg.HTTP.IdleTimeout,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		// httpfast's screen answers heads over maxHeaderBytes (431, in
+		// the API's form); net/http's own limit, which answers in plain
+		// text, stays out of its way.
+		MaxHeaderBytes: maxHeaderBytes + 16<<10,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	return s, nil
 }
@@ -256,7 +264,41 @@ func (s *Server) routes() http.Handler {
 		wire.WriteErrorCode(w, reason.NotFound,
 			fmt.Sprintf("no such path %s; the API is described at /v1/openapi.json", r.URL.Path))
 	})
-	return s.cors(mux)
+	return s.cors(uncleanPaths(mux))
+}
+
+// maxHeaderBytes is the largest request head (request line and headers).
+const maxHeaderBytes = 64 << 10
+
+// uncleanPaths answers paths with empty or dot segments itself, which
+// ServeMux would redirect to their cleaned form (a POST to
+// /v1/topics//events to /v1/topics/events): a topic's segment that is
+// empty or a dot is a bad topic, any other such path does not exist.
+func uncleanPaths(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		if p == "" || p[0] != '/' || cleanPath(p) == p {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if strings.HasPrefix(p, "/v1/topics/") {
+			wire.WriteErrorCode(w, reason.BadTopic, fmt.Sprintf(
+				"invalid topic: the path %s has an empty or dot segment where the topic goes; a topic is one non-empty segment, such as /v1/topics/orders.eu/events", p))
+			return
+		}
+		wire.WriteErrorCode(w, reason.NotFound, fmt.Sprintf(
+			"no such path %s: it has an empty or dot segment; the API is described at /v1/openapi.json", p))
+	})
+}
+
+// cleanPath is ServeMux's canonical form of a path: path.Clean, keeping a
+// trailing slash.
+func cleanPath(p string) string {
+	np := path.Clean(p)
+	if p[len(p)-1] == '/' && np != "/" {
+		np += "/"
+	}
+	return np
 }
 
 // allowOrigin returns the Access-Control-Allow-Origin value for origin.
@@ -317,18 +359,19 @@ func (s *Server) Start() error {
 	}
 	s.ln = ln
 	s.serveCh = make(chan error, 1)
-	var httpLn net.Listener = ln
-	if s.cfg.HTTP.FastPath && len(s.cfg.HTTP.CORSOrigins) == 0 {
-		// With CORS on, every answer needs its headers: net/http serves all.
-		s.fast = httpfast.New(ln, s.rest, httpfast.Options{
-			ReadHeaderTimeout: s.cfg.HTTP.ReadHeaderTimeout,
-			IdleTimeout:       s.cfg.HTTP.IdleTimeout,
-			MaxHeaderBytes:    s.http.MaxHeaderBytes,
-		})
-		httpLn = s.fast.Listener()
-		go s.fast.Serve()
-	}
-	go func() { s.serveCh <- s.http.Serve(httpLn) }()
+	// httpfast owns the listener either way: it screens what it hands to
+	// net/http (request smuggling, heads over the limit) and closes those
+	// connections with a lingering close. With CORS on, every answer needs
+	// its headers: net/http serves all.
+	s.fast = httpfast.New(ln, s.rest, httpfast.Options{
+		ReadHeaderTimeout: s.cfg.HTTP.ReadHeaderTimeout,
+		IdleTimeout:       s.cfg.HTTP.IdleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		HandOffAll:        !s.cfg.HTTP.FastPath || len(s.cfg.HTTP.CORSOrigins) > 0,
+		Linger:            s.linger,
+	})
+	go s.fast.Serve()
+	go func() { s.serveCh <- s.http.Serve(s.fast.Listener()) }()
 	s.ready.Store(true)
 	if s.grpcLn != nil {
 		s.log.Info("herald listening", "http", "http://"+ln.Addr().String(), "grpc", s.grpcLn.Addr().String(), "engine", s.cfg.Engine)
@@ -396,7 +439,7 @@ func (s *Server) shutdown(ctx context.Context) error {
 	if s.fast != nil {
 		go func() { fastDone <- s.fast.Shutdown(ctx) }()
 	} else {
-		fastDone <- nil
+		fastDone <- nil // never started
 	}
 	// gRPC: GOAWAY to every connection now; its streams end through
 	// hub.Close below, with UNAVAILABLE and a resume hint.
@@ -420,6 +463,7 @@ func (s *Server) shutdown(ctx context.Context) error {
 	if s.grpcCh != nil {
 		errs = append(errs, <-s.grpcCh)
 	}
+	s.linger.Close() // what still lingers is closed now
 	if s.auth != nil {
 		errs = append(errs, s.auth.Close())
 	}

@@ -155,7 +155,7 @@ func parseHead(b []byte, maxHead int, h *head) parseResult {
 			default:
 				return handoff
 			}
-		case equalFold(name, "transfer-encoding"), equalFold(name, "expect"), equalFold(name, "origin"),
+		case equalFold(name, "transfer-encoding"), equalFold(name, "content-encoding"), equalFold(name, "expect"), equalFold(name, "origin"),
 			equalFold(name, "upgrade"), equalFold(name, "te"), equalFold(name, "trailer"),
 			equalFold(name, "access-control-request-method"),
 			// A cookie may carry credentials, which need the request's

@@ -32,6 +32,9 @@ func TestParseHead(t *testing.T) {
 		{"two hosts", "POST /v1/topics/a/events HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", handoff},
 		{"bad host", "POST /v1/topics/a/events HTTP/1.1\r\nHost: a b\r\n\r\n", handoff},
 		{"chunked", "POST /v1/topics/a/events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", handoff},
+		{"length and chunked", "POST /v1/topics/a/events HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n", handoff},
+		{"gzip", "POST /v1/topics/a/events HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\nContent-Length: 2\r\n\r\n", handoff},
+		{"empty topic", "POST /v1/topics//events HTTP/1.1\r\nHost: x\r\n\r\n", handoff},
 		{"expect", "POST /v1/topics/a/events HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n", handoff},
 		{"origin", "POST /v1/topics/a/events HTTP/1.1\r\nHost: x\r\nOrigin: https://a\r\n\r\n", handoff},
 		{"two lengths", "POST /v1/topics/a/events HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n", handoff},
@@ -76,6 +79,11 @@ func FuzzParseHead(f *testing.F) {
 		"POST /v1/topics/a/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer hk_abc\r\nContent-Length: 0\r\n\r\n",
 		"POST /v1/topics/a/events HTTP/1.1\r\nHost: x\r\nAuthorization: a\r\nauthorization: b\r\n\r\n",
 		"POST /v1/topics/a/events HTTP/1.1\r\nHost: x\r\nCookie: herald_token=t\r\n\r\n",
+		// Issue 15's malformed requests: each is handed off.
+		"POST /v1/topics/a/events HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+		"POST /v1/topics/a/events HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\nContent-Length: 2\r\n\r\n{}",
+		"POST /v1/topics//events HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
+		"POST /v1/topics/a/events HTTP/1.1\r\nHost: x\r\nX-Long: " + strings.Repeat("a", 70000) + "\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -101,6 +109,9 @@ func FuzzParseHead(f *testing.F) {
 		}
 		if r.Method != "POST" || r.URL.Path != "/v1/topics/"+string(h.topic)+"/events" || r.URL.RawQuery != "" || r.URL.RawPath != "" {
 			t.Fatalf("fast path took %q: net/http sees %s %s", b, r.Method, r.URL)
+		}
+		if r.Header.Get("Content-Encoding") != "" {
+			t.Fatalf("fast path took %q, a coded body it cannot decode", b)
 		}
 		if len(r.TransferEncoding) > 0 || r.ContentLength != int64(h.contentLength) || r.Close != h.close {
 			t.Fatalf("fast path took %q: length %d close %v; net/http: %d %v %v", b, h.contentLength, h.close, r.ContentLength, r.Close, r.TransferEncoding)

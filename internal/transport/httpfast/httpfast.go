@@ -31,7 +31,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/heraldhq/herald/internal/reason"
+	"github.com/heraldhq/herald/internal/transport/netio"
 	"github.com/heraldhq/herald/internal/transport/rest"
+	"github.com/heraldhq/herald/internal/wire"
 )
 
 // Publisher publishes one event and appends the answer's body to dst,
@@ -55,7 +58,13 @@ type Publisher interface {
 type Options struct {
 	ReadHeaderTimeout time.Duration // a request's head and body; default 10s
 	IdleTimeout       time.Duration // between requests; default 120s
-	MaxHeaderBytes    int           // default 64 KiB
+	MaxHeaderBytes    int           // a request's head; default 64 KiB
+	// HandOffAll serves no request on the fast path: every connection
+	// goes to net/http at once, screened all the same (screen.go).
+	HandOffAll bool
+	// Linger closes the connections that end while the client may still
+	// be sending; nil closes them at once.
+	Linger *netio.Lingerer
 }
 
 // Server accepts connections, serves fast-path requests and hands the
@@ -248,6 +257,10 @@ const bufSize = 4 << 10
 func (c *conn) serve() {
 	defer c.srv.forget(c)
 	s := c.srv
+	if s.opts.HandOffAll {
+		c.handoff(nil)
+		return
+	}
 	remote := c.nc.RemoteAddr().String()
 	anon, err := s.pub.Anonymous(s.ctx, remote)
 	if err != nil {
@@ -354,8 +367,9 @@ func (c *conn) serve() {
 		closeAfter := h.close || s.closing.Load()
 		out = appendAnswer(out, status, body, closeAfter)
 		if closeAfter {
-			c.write(out)
-			c.nc.Close()
+			if c.write(out) {
+				s.opts.Linger.Linger(c.nc) // the client may have sent more
+			}
 			return
 		}
 		if cap(out) > 64<<10 && len(out) > 32<<10 {
@@ -410,30 +424,108 @@ func (c *conn) write(b []byte) bool {
 func (c *conn) handoff(pending []byte) {
 	c.srv.handoffs.Add(1)
 	c.nc.SetReadDeadline(time.Time{})
-	hc := &handedConn{Conn: c.nc, pre: append([]byte(nil), pending...)}
+	hc := &handedConn{Conn: c.nc, srv: c.srv, sc: screen{maxHead: c.srv.opts.MaxHeaderBytes}}
+	if len(pending) > 0 {
+		hc.pre = append([]byte(nil), pending...)
+	}
 	if !c.srv.hand.give(hc) {
 		c.nc.Close()
 	}
 }
 
 // handedConn is a connection handed to net/http: reads return the bytes
-// the fast path had read first. It keeps syscall.Conn so that transports
-// that work on the socket (SSE's peek and non-blocking writes) still can.
+// the fast path had read first, and pass through the screen, which
+// follows the requests. Its Close is a lingering close. It keeps
+// syscall.Conn so that transports that work on the socket (SSE's peek
+// and non-blocking writes, the WebSocket poller) still can.
 type handedConn struct {
 	net.Conn
-	pre []byte
+	srv *Server
+
+	rmu    sync.Mutex // held by Read; Close takes it to wait a Read out
+	pre    []byte     // guarded by rmu, as are the fields below
+	sc     screen
+	broken error // every Read's error, once the connection was refused
+
+	bad    atomic.Pointer[string] // why its requests are refused (Guard)
+	closed atomic.Bool
 }
 
+// errHeadTooLarge is what net/http reads after the screen answered a head
+// over the limit: a read error, so that it closes without answering.
+var errHeadTooLarge = &net.OpError{Op: "read", Net: "tcp", Err: errors.New("request head over the limit, answered 431")}
+
 func (c *handedConn) Read(p []byte) (int, error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if c.broken != nil {
+		return 0, c.broken
+	}
+	if c.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	var n int
+	var err error
 	if len(c.pre) > 0 {
-		n := copy(p, c.pre)
+		n = copy(p, c.pre)
 		c.pre = c.pre[n:]
 		if len(c.pre) == 0 {
 			c.pre = nil
 		}
-		return n, nil
+	} else {
+		n, err = c.Conn.Read(p)
 	}
-	return c.Conn.Read(p)
+	if n > 0 && c.sc.state != scanOff {
+		ok := c.sc.scan(p[:n])
+		if c.sc.bad != "" && c.bad.Load() == nil {
+			why := c.sc.bad
+			c.bad.Store(&why)
+		}
+		if !ok {
+			c.refuseHead()
+			return 0, c.broken
+		}
+	}
+	return n, err
+}
+
+// refuseHead answers a request whose head is over the limit, in the API's
+// form, instead of net/http's plain text. net/http is waiting for that
+// head, so it is not writing.
+func (c *handedConn) refuseHead() {
+	c.broken = errHeadTooLarge
+	max := c.srv.opts.MaxHeaderBytes
+	body := wire.AppendError(nil, reason.HeadersTooLarge, "the request's head (request line and headers) is over "+
+		strconv.Itoa(max)+" bytes; send a shorter URL or fewer and shorter headers")
+	c.Conn.SetWriteDeadline(time.Now().Add(c.srv.opts.ReadHeaderTimeout))
+	c.Conn.Write(appendAnswer(nil, http.StatusRequestHeaderFieldsTooLarge, body, true))
+}
+
+// Close closes the connection with a lingering close: the client may be
+// sending still (a body not read, a head cut short). A Read under way
+// returns first.
+func (c *handedConn) Close() error {
+	if c.closed.Swap(true) {
+		return net.ErrClosed
+	}
+	c.Conn.SetReadDeadline(time.Unix(1, 0)) // a Read under way returns
+	c.rmu.Lock()
+	c.pre = nil
+	c.rmu.Unlock()
+	c.srv.opts.Linger.Linger(c.Conn)
+	return nil
+}
+
+// CloseWrite shuts the connection's write side down (net/http does before
+// it closes a connection whose request it did not read to the end).
+func (c *handedConn) CloseWrite() error { return netio.CloseWrite(c.Conn) }
+
+// refused returns why requests on the connection are refused, or "".
+func (c *handedConn) refused() string {
+	if p := c.bad.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // SyscallConn returns the socket's raw connection.
@@ -514,4 +606,36 @@ func lower(b []byte) string {
 		out[i] = c
 	}
 	return string(out)
+}
+
+// connKey is the context key of a request's handed-off connection.
+type connKey struct{}
+
+// ConnContext is http.Server's ConnContext for the connections of a
+// Listener: it lets Guard find the connection a request came on.
+func ConnContext(ctx context.Context, nc net.Conn) context.Context {
+	if hc, ok := nc.(*handedConn); ok {
+		return context.WithValue(ctx, connKey{}, hc)
+	}
+	return ctx
+}
+
+// Guard refuses the requests of a connection on which the screen found a
+// request net/http would take but must not (request smuggling, a folded
+// header, a malformed chunked body): 400 in the API's form, and the
+// connection closes after it (RFC 9112 §6.1). It needs ConnContext.
+//
+// The screen reads ahead of net/http, so a request pipelined in front of
+// the bad one may be refused too: the whole connection is suspect.
+func Guard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hc, ok := r.Context().Value(connKey{}).(*handedConn); ok {
+			if why := hc.refused(); why != "" {
+				w.Header().Set("Connection", "close")
+				wire.WriteErrorCode(w, reason.BadRequest, why)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }

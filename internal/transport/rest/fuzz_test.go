@@ -2,8 +2,11 @@ package rest
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/base64"
 	"encoding/json"
+	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -186,6 +189,7 @@ func FuzzBatch(f *testing.F) {
 	// More seeds are in testdata/fuzz/FuzzBatch.
 	f.Add([]byte(`{"events":[{"topic":"a","data":{"n":1}},{"topic":"b","text":"t"},{"topic":"a","data_base64":"AAEC","key":"k"}]}`), "application/json")
 	f.Add([]byte(`{"events":[{"topic":"a","data":1},{"topic":"a..b","data":1}]}`), "")
+	f.Add([]byte(`{"events":[{"topic":"a","data":1}]}`), "application/x-www-form-urlencoded") // refused: a CORS simple request
 	fx := newFixture(f, fuzzOpts)
 	stored := func(t *testing.T) uint64 {
 		infos, err := fx.hub.Topics(hub.Internal(t.Context()))
@@ -200,11 +204,14 @@ func FuzzBatch(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte, ct string) {
 		before := stored(t)
-		var hdr []string
-		if ct != "" {
-			hdr = []string{"Content-Type", ct}
+		if ct == "" {
+			ct = "application/json" // the seeds' default; no type at all is refused (TestBatchMediaType)
 		}
+		hdr := []string{"Content-Type", ct}
 		rec := fx.do(http.MethodPost, "/v1/events", body, hdr...)
+		if mt, _, err := mime.ParseMediaType(ct); rec.Code == http.StatusOK && (err != nil || mt != "application/json") {
+			t.Fatalf("accepted a batch of Content-Type %q", ct)
+		}
 		if rec.Code >= 500 {
 			t.Fatalf("status %d: %s", rec.Code, rec.Body)
 		}
@@ -280,5 +287,55 @@ func FuzzBatch(f *testing.F) {
 		if after := stored(t); after != before+fresh {
 			t.Fatalf("stored %d events for %d fresh results", after-before, fresh)
 		}
+	})
+}
+
+// FuzzGzipBody publishes bodies with Content-Encoding: gzip, either
+// compressed from the input or the input's bytes as they are: the answer
+// is never a 5xx, what is stored is always the decompressed payload (never
+// the coded bytes), and a payload over the event limit is too_large however
+// small it compresses.
+func FuzzGzipBody(f *testing.F) {
+	f.Add([]byte(`{"a":1}`), true)
+	f.Add(make([]byte, 5000), true) // inflates past the limit
+	f.Add([]byte("\x1f\x8b\x08\x00"), false)
+	f.Add([]byte("not gzip"), false)
+	fx := newFixture(f, fuzzOpts)
+	const topic = "fuzz.gzip"
+	f.Fuzz(func(t *testing.T, in []byte, compress bool) {
+		body := in
+		if compress {
+			var b bytes.Buffer
+			zw := gzip.NewWriter(&b)
+			zw.Write(in)
+			zw.Close()
+			body = b.Bytes()
+		}
+		rec := fx.do(http.MethodPost, "/v1/topics/"+topic+"/events", body,
+			"Content-Type", "application/octet-stream", "Content-Encoding", "gzip")
+		if rec.Code >= 500 {
+			t.Fatalf("status %d: %s", rec.Code, rec.Body)
+		}
+		var want []byte // the payload, when the body is valid gzip
+		if zr, err := gzip.NewReader(bytes.NewReader(body)); err == nil {
+			if b, err := io.ReadAll(io.LimitReader(zr, 1<<20)); err == nil {
+				want = b
+			}
+		}
+		if rec.Code != http.StatusCreated {
+			checkErrorBody(t, rec.Code, rec.Body.Bytes())
+			if want != nil && len(want) <= fuzzOpts.MaxEventBytes && len(body) <= fuzzOpts.MaxEventBytes {
+				t.Fatalf("valid gzip of %d bytes refused: %s", len(want), rec.Body)
+			}
+			return
+		}
+		if want == nil || len(want) > fuzzOpts.MaxEventBytes {
+			t.Fatalf("stored a body that is not valid gzip, or too large decoded (%d bytes)", len(want))
+		}
+		var ack ackJSON
+		if err := strictDecode(rec.Body.Bytes(), &ack); err != nil {
+			t.Fatalf("ack does not parse: %v: %q", err, rec.Body)
+		}
+		checkData(t, fx.pullAt(t, topic, ack.Epoch, ack.Offset), want)
 	})
 }

@@ -13,6 +13,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -116,15 +117,35 @@ func badRequest(format string, a ...any) error {
 
 // publish handles POST /v1/topics/{topic}/events.
 func (h *Handler) publish(w http.ResponseWriter, r *http.Request) {
+	gz, err := gzipped(r.Header)
+	if err != nil {
+		wire.WriteErrorCode(w, reason.UnsupportedMediaType, err.Error())
+		return
+	}
 	buf := h.bufs.Get().(*bytes.Buffer)
 	defer h.putBuf(buf)
-	if err := readBody(buf, r, int64(h.opts.MaxEventBytes)); err != nil {
+	limit := int64(h.opts.MaxEventBytes)
+	if err := readBody(buf, r, limit); err != nil {
+		if errors.Is(err, hub.ErrTooLarge) && (r.ContentLength < 0 || r.ContentLength > maxDiscard) {
+			writeErrorAndClose(w, err) // the rest of the body is unread
+			return
+		}
 		wire.WriteError(w, err)
 		return
 	}
+	body := buf.Bytes()
+	if gz {
+		dec := h.bufs.Get().(*bytes.Buffer)
+		defer h.putBuf(dec)
+		if err := gunzip(dec, body, limit, "limits.max_event_bytes"); err != nil {
+			wire.WriteError(w, err)
+			return
+		}
+		body = dec.Bytes()
+	}
 	in := Single{
 		Topic:       r.PathValue("topic"),
-		Body:        buf.Bytes(),
+		Body:        body,
 		ContentType: r.Header.Get("Content-Type"),
 		Key:         r.Header.Get(idempotencyKV),
 		Type:        r.Header.Get(typeHeader),
@@ -322,23 +343,42 @@ type batchEvent struct {
 
 // publishBatch handles POST /v1/events.
 func (h *Handler) publishBatch(w http.ResponseWriter, r *http.Request) {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		// curl -d sends the form type by default; the body is JSON regardless.
-		if mt, _, _ := mime.ParseMediaType(ct); mt != "application/json" && mt != "application/x-www-form-urlencoded" {
-			wire.WriteErrorCode(w, reason.UnsupportedMediaType,
-				"the batch endpoint takes Content-Type application/json")
-			return
-		}
+	// application/json only: not curl -d's default form type, nor none. A
+	// form or text/plain POST is a CORS simple request, which any web page
+	// can send here without a preflight; a JSON one is not.
+	ct := r.Header.Get("Content-Type")
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+		wire.WriteErrorCode(w, reason.UnsupportedMediaType, fmt.Sprintf(
+			"the batch endpoint takes Content-Type application/json, not %q; with curl, add -H 'Content-Type: application/json'", ct))
+		return
+	}
+	gz, err := gzipped(r.Header)
+	if err != nil {
+		wire.WriteErrorCode(w, reason.UnsupportedMediaType, err.Error())
+		return
+	}
+	if r.ContentLength > h.opts.MaxBodyBytes {
+		// Known to be too large: refused before reading megabytes of it.
+		writeErrorAndClose(w, fmt.Errorf("%w: the body is %d bytes, over %d (http.max_body_bytes)", hub.ErrTooLarge, r.ContentLength, h.opts.MaxBodyBytes))
+		return
 	}
 	body, err := readAll(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes), r.ContentLength, h.opts.MaxBodyBytes)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			wire.WriteError(w, fmt.Errorf("%w: the body is over %d bytes (http.max_body_bytes)", hub.ErrTooLarge, mbe.Limit))
+			writeErrorAndClose(w, fmt.Errorf("%w: the body is over %d bytes (http.max_body_bytes)", hub.ErrTooLarge, mbe.Limit))
 			return
 		}
 		wire.WriteError(w, badRequest("reading the body: %v", err))
 		return
+	}
+	if gz {
+		var dec bytes.Buffer
+		if err := gunzip(&dec, body, h.opts.MaxBodyBytes, "http.max_body_bytes"); err != nil {
+			wire.WriteError(w, err)
+			return
+		}
+		body = dec.Bytes()
 	}
 	events, err := decodeBatch(body)
 	if err != nil {
@@ -484,14 +524,18 @@ func (h *Handler) parsePull(r *http.Request, topics []string) (hub.PullRequest, 
 	if req.From, err = hub.ParseFrom(q.Get("from"), hub.FromEarliest); err != nil {
 		return req, err
 	}
-	if s := q.Get("limit"); s != "" {
+	if s, ok, err := numericParam(q, "limit"); err != nil {
+		return req, err
+	} else if ok {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > hub.MaxPullLimit {
-			return req, badRequest("limit=%q: use a whole number from 1 to %d", s, hub.MaxPullLimit)
+			return req, badRequest("limit=%q: use a whole number from 1 to %d, or leave limit out for the default (100)", s, hub.MaxPullLimit)
 		}
 		req.Limit = n
 	}
-	if s := q.Get("wait"); s != "" {
+	if s, ok, err := numericParam(q, "wait"); err != nil {
+		return req, err
+	} else if ok {
 		d, err := ParseWait(s)
 		if err != nil {
 			return req, badRequest("wait=%q: %v", s, err)
@@ -502,6 +546,21 @@ func (h *Handler) parsePull(r *http.Request, topics []string) (hub.PullRequest, 
 		req.Wait = d
 	}
 	return req, nil
+}
+
+// numericParam returns the value of the numeric query parameter name and
+// whether it is there. A parameter given is checked like any other value,
+// an empty one (limit=) too: only a parameter left out takes the default.
+// Given twice, it is an error.
+func numericParam(q url.Values, name string) (string, bool, error) {
+	vals, ok := q[name]
+	switch {
+	case !ok:
+		return "", false, nil
+	case len(vals) > 1:
+		return "", false, badRequest("%s is given %d times; give it once", name, len(vals))
+	}
+	return vals[0], true, nil
 }
 
 // ParseWait parses a wait= value: a Go duration ("30s", "1m") or a whole

@@ -199,3 +199,33 @@ func TestPullMergesTopicsByTime(t *testing.T) {
 		t.Errorf("pull Cache-Control = %q", rec.Header().Get("Cache-Control"))
 	}
 }
+
+// TestBatchMediaType: the batch endpoint takes application/json only. A
+// form (curl -d's default) or text/plain POST is a CORS simple request any
+// web page could send without a preflight; no type at all is refused too.
+func TestBatchMediaType(t *testing.T) {
+	fx := newFixture(t, Options{})
+	body := []byte(`{"events":[{"topic":"mt","data":1}]}`)
+	for _, tt := range []struct {
+		ct   string
+		want int
+	}{
+		{"application/json", http.StatusOK},
+		{"application/json; charset=utf-8", http.StatusOK},
+		{"APPLICATION/JSON", http.StatusOK},
+		{"", http.StatusUnsupportedMediaType},
+		{"application/x-www-form-urlencoded", http.StatusUnsupportedMediaType},
+		{"text/plain", http.StatusUnsupportedMediaType},
+		{"multipart/form-data; boundary=x", http.StatusUnsupportedMediaType},
+		{"application/json; charset", http.StatusUnsupportedMediaType},
+		{"application/jsonx", http.StatusUnsupportedMediaType},
+	} {
+		var hdr []string
+		if tt.ct != "" {
+			hdr = []string{"Content-Type", tt.ct}
+		}
+		if rec := fx.do(http.MethodPost, "/v1/events", body, hdr...); rec.Code != tt.want {
+			t.Errorf("Content-Type %q: status %d, want %d: %s", tt.ct, rec.Code, tt.want, rec.Body)
+		}
+	}
+}
