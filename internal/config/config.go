@@ -58,11 +58,18 @@ type Config struct {
 
 // HTTP configures the HTTP listener.
 type HTTP struct {
-	Addr              string        `koanf:"addr"`
+	Addr string `koanf:"addr"`
+	// ReadHeaderTimeout bounds the time a client may take to send a
+	// request's head (on the fast path, its head and body), counted from
+	// its first byte, or from the connection's opening for the first
+	// request: the slowloris defence.
 	ReadHeaderTimeout time.Duration `koanf:"read_header_timeout"`
-	IdleTimeout       time.Duration `koanf:"idle_timeout"`
-	MaxBodyBytes      int64         `koanf:"max_body_bytes"` // batch publish body cap
-	CORSOrigins       []string      `koanf:"cors_origins"`   // allowed Origin values; "*" allows any
+	// MaxHeaderBytes bounds a request's head (request line and headers);
+	// over it the answer is 431.
+	MaxHeaderBytes int           `koanf:"max_header_bytes"`
+	IdleTimeout    time.Duration `koanf:"idle_timeout"`
+	MaxBodyBytes   int64         `koanf:"max_body_bytes"` // batch publish body cap
+	CORSOrigins    []string      `koanf:"cors_origins"`   // allowed Origin values; "*" allows any
 	// FastPath serves single-event publishes without net/http (package
 	// httpfast); off, net/http serves every request.
 	FastPath bool `koanf:"fast_path"`
@@ -76,10 +83,39 @@ type History struct {
 	DedupeWindow time.Duration `koanf:"dedupe_window"` // how long idempotency keys are remembered
 }
 
-// Limits bound what one client can make the server hold.
+// Limits bound what one client can make the server hold and do
+// (docs/security.md, "Limits"). Per-address limits apply to client
+// addresses outside IPExempt; an IPv6 client is counted by its /64.
 type Limits struct {
-	MaxEventBytes int `koanf:"max_event_bytes"` // largest payload
+	MaxEventBytes int `koanf:"max_event_bytes"` // largest payload; a namespace may set its own
 	MaxQueueBytes int `koanf:"max_queue_bytes"` // per push connection, before "slow consumer"
+	// MaxConnections caps the node's open connections, HTTP and gRPC
+	// together; 0 takes 90% of the process's open-file limit at start.
+	MaxConnections      int `koanf:"max_connections"`
+	MaxConnectionsPerIP int `koanf:"max_connections_per_ip"` // 0: no cap
+	// NewConnectionsPerIP is the new connections a client address may
+	// open per second on average, NewConnectionsPerIPBurst at once; 0: no
+	// limit.
+	NewConnectionsPerIP      float64 `koanf:"new_connections_per_ip"`
+	NewConnectionsPerIPBurst int     `koanf:"new_connections_per_ip_burst"`
+	// IPExempt lists the client addresses (IPs or CIDR prefixes) that the
+	// per-address limits skip: this host, a reverse proxy.
+	IPExempt []string `koanf:"ip_exempt"`
+	// MaxSubscriptionsPerConnection caps the topics one connection (a
+	// WebSocket, an SSE stream, a gRPC stream) follows at once.
+	MaxSubscriptionsPerConnection int `koanf:"max_subscriptions_per_connection"`
+	// Publish rates, in events per second (0: no limit), and bursts, in
+	// events at once: per API key, per user (a JWT's subject), per
+	// client address of anonymous callers, and per end-user connection
+	// (WebSocket, gRPC Connect).
+	PublishRatePerKey         float64 `koanf:"publish_rate_per_key"`
+	PublishBurstPerKey        int     `koanf:"publish_burst_per_key"`
+	PublishRatePerUser        float64 `koanf:"publish_rate_per_user"`
+	PublishBurstPerUser       int     `koanf:"publish_burst_per_user"`
+	PublishRatePerIP          float64 `koanf:"publish_rate_per_ip"`
+	PublishBurstPerIP         int     `koanf:"publish_burst_per_ip"`
+	PublishRatePerConnection  float64 `koanf:"publish_rate_per_connection"`
+	PublishBurstPerConnection int     `koanf:"publish_burst_per_connection"`
 }
 
 // MaxWriters bounds sse.writers and ws.writers: a writer is a goroutine,
@@ -141,6 +177,9 @@ type Namespace struct {
 	// namespace's topics when auth is on: any of subscribe, history,
 	// presence, publish. Empty: nothing.
 	Anonymous []string `koanf:"anonymous"`
+	// MaxEventBytes overrides limits.max_event_bytes for the namespace's
+	// topics (larger or smaller); 0 keeps it.
+	MaxEventBytes int `koanf:"max_event_bytes"`
 }
 
 // Retention is a namespace's history bounds; a zero field keeps the
@@ -152,7 +191,7 @@ type Retention struct {
 }
 
 // namespaceKeys are the keys a namespace may set, below namespaces.NAME.
-var namespaceKeys = []string{"history.max_events", "history.max_age", "history.max_bytes", "presence", "client_publish", "anonymous"}
+var namespaceKeys = []string{"history.max_events", "history.max_age", "history.max_bytes", "presence", "client_publish", "anonymous", "max_event_bytes"}
 
 // AnonymousActions are the actions a namespace may open to anonymous
 // callers (namespaces.NAME.anonymous).
@@ -164,6 +203,7 @@ func Default() Config {
 		HTTP: HTTP{
 			Addr:              "127.0.0.1:8080",
 			ReadHeaderTimeout: 10 * time.Second,
+			MaxHeaderBytes:    64 << 10,
 			IdleTimeout:       120 * time.Second,
 			MaxBodyBytes:      16 << 20,
 			FastPath:          true,
@@ -176,7 +216,24 @@ func Default() Config {
 			MaxBytes:     event.DefaultRetention().MaxBytes,
 			DedupeWindow: event.DefaultDedupeWindow,
 		},
-		Limits: Limits{MaxEventBytes: 1 << 20, MaxQueueBytes: 1 << 20},
+		Limits: Limits{
+			MaxEventBytes:                 1 << 20,
+			MaxQueueBytes:                 1 << 20,
+			MaxConnections:                0, // 90% of the open-file limit
+			MaxConnectionsPerIP:           1000,
+			NewConnectionsPerIP:           50,
+			NewConnectionsPerIPBurst:      100,
+			IPExempt:                      []string{"127.0.0.0/8", "::1/128"},
+			MaxSubscriptionsPerConnection: 128,
+			PublishRatePerKey:             0,
+			PublishBurstPerKey:            1000,
+			PublishRatePerUser:            100,
+			PublishBurstPerUser:           200,
+			PublishRatePerIP:              100,
+			PublishBurstPerIP:             200,
+			PublishRatePerConnection:      0,
+			PublishBurstPerConnection:     200,
+		},
 		SSE: SSE{
 			Heartbeat:    15 * time.Second,
 			Retry:        2 * time.Second,
@@ -278,9 +335,13 @@ func (c *Config) Validate() error {
 	if c.Limits.MaxEventBytes <= 0 {
 		bad("limits.max_event_bytes", "must be positive, got %d", c.Limits.MaxEventBytes)
 	}
-	if c.Limits.MaxQueueBytes < c.Limits.MaxEventBytes {
-		bad("limits.max_queue_bytes", "must be at least limits.max_event_bytes (%d), got %d", c.Limits.MaxEventBytes, c.Limits.MaxQueueBytes)
+	if largest, key := c.largestEvent(); c.Limits.MaxQueueBytes < largest {
+		bad("limits.max_queue_bytes", "must be at least %s (%d), got %d", key, largest, c.Limits.MaxQueueBytes)
 	}
+	if c.HTTP.MaxHeaderBytes < 1024 {
+		bad("http.max_header_bytes", "must be at least 1024, got %d", c.HTTP.MaxHeaderBytes)
+	}
+	c.Limits.validate(bad)
 	if c.WS.IdleTimeout <= c.WS.PingInterval {
 		bad("ws.idle_timeout", "must be longer than ws.ping_interval (%v), got %v", c.WS.PingInterval, c.WS.IdleTimeout)
 	}
@@ -333,6 +394,9 @@ func (c *Config) Validate() error {
 			bad("namespaces."+name, "a namespace is one topic segment without dots")
 		}
 		checkHistory("namespaces."+name+".history", c.Namespaces[name].History, false)
+		if n := c.Namespaces[name].MaxEventBytes; n < 0 {
+			bad("namespaces."+name+".max_event_bytes", "must not be negative (0 keeps limits.max_event_bytes), got %d", n)
+		}
 		for _, a := range c.Namespaces[name].Anonymous {
 			if !slices.Contains(AnonymousActions, a) {
 				bad("namespaces."+name+".anonymous", "unknown action %q; anonymous callers may be allowed %s", a, strings.Join(AnonymousActions, ", "))
@@ -488,7 +552,7 @@ func durationNeedsUnit(from, to reflect.Type, data any) (any, error) {
 }
 
 // listKeys are the keys whose value is a list of strings.
-var listKeys = []string{"http.cors_origins", "auth.jwt.algorithms"}
+var listKeys = []string{"http.cors_origins", "auth.jwt.algorithms", "limits.ip_exempt"}
 
 // envValue turns an environment string into the type a key expects where
 // the decoder would not: lists are comma-separated.

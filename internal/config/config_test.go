@@ -75,7 +75,7 @@ auth:
 	want.SSE.Heartbeat = 5 * time.Second
 	want.SSE.Retry = 1500 * time.Millisecond
 	want.History.MaxEvents = 500
-	want.Limits = config.Limits{MaxEventBytes: 4096, MaxQueueBytes: 65536}
+	want.Limits.MaxEventBytes, want.Limits.MaxQueueBytes = 4096, 65536
 	want.Namespaces = map[string]config.Namespace{
 		"chat":   {History: config.Retention{MaxEvents: 10, MaxAge: time.Hour}},
 		"prices": {History: config.Retention{MaxBytes: 1024}},

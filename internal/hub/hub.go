@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/heraldhq/herald/internal/cursor"
 	"github.com/heraldhq/herald/internal/event"
 )
 
@@ -32,6 +33,7 @@ type Observer struct {
 	SlowConsumers func()                   // subscribers ended for overflow
 	Subscriptions func(delta int)          // active topic subscriptions
 	Disconnects   func(reason CloseReason) // subscribers ended, by reason
+	Refused       func(key string)         // requests refused by a limit, by its configuration key (limits.go)
 }
 
 // Options configure a Hub. Zero fields take the defaults noted.
@@ -48,6 +50,15 @@ type Options struct {
 	// ClientPublish reports whether end-user clients (calls whose context
 	// carries OriginClient) may publish to a topic; nil allows them.
 	ClientPublish func(topic string) bool
+	// EventLimit returns the largest payload a topic takes and the
+	// configuration key that sets it; nil (or 0) means MaxEventBytes.
+	EventLimit func(topic string) (bytes int, key string)
+	// MaxSubscriptions is the default of SubscriberOptions.MaxTopics;
+	// default cursor.MaxTopics.
+	MaxSubscriptions int
+	// PublishLimiter, when set, is asked once per publish whether the
+	// caller may publish that many events now (limits.go).
+	PublishLimiter PublishLimiter
 }
 
 // Errors the hub returns that transports map to status codes.
@@ -121,6 +132,9 @@ func New(eng Engine, opts Options) *Hub {
 	if opts.CatchupBatch <= 0 {
 		opts.CatchupBatch = 256
 	}
+	if opts.MaxSubscriptions <= 0 {
+		opts.MaxSubscriptions = cursor.MaxTopics
+	}
 	h := &Hub{eng: eng, opts: opts, seed: maphash.MakeSeed(), subs: make(map[*Subscriber]struct{}), done: make(chan struct{})}
 	for i := range h.shards {
 		h.shards[i].topics = make(map[string]*topicSubs)
@@ -164,13 +178,16 @@ func (h *Hub) CheckPublish(ctx context.Context, topic string, recs []event.Recor
 	if err := event.ValidateTopic(topic); err != nil {
 		return err
 	}
-	if err := h.checkRecords(recs); err != nil {
+	if err := h.checkRecords(topic, recs); err != nil {
 		return err
 	}
 	if err := h.checkOrigin(ctx, topic); err != nil {
 		return err
 	}
-	return h.allow(ctx, ActionPublish, topic)
+	if err := h.allow(ctx, ActionPublish, topic); err != nil {
+		return err
+	}
+	return h.countPublish(ctx, topic, len(recs))
 }
 
 // deliver is the engine's callback. It queues ev for its topic's fan-out

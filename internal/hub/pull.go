@@ -36,7 +36,7 @@ const MaxPullLimit = 10000
 // end, or for the hub to close, then answers with what is there (maybe
 // nothing, with the same cursor).
 func (h *Hub) Pull(ctx context.Context, req PullRequest) (PullResult, error) {
-	if err := checkTopics(req.Topics); err != nil {
+	if err := h.checkTopics(req.Topics); err != nil {
 		return PullResult{}, err
 	}
 	if req.Limit <= 0 {

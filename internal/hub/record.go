@@ -35,9 +35,10 @@ func (e *RecordError) Unwrap() error { return e.Err }
 // checkRecords checks every record of a publish: payload size, type, key
 // and headers. A publish of several records reports the first refused one
 // as a *RecordError.
-func (h *Hub) checkRecords(recs []event.Record) error {
+func (h *Hub) checkRecords(topic string, recs []event.Record) error {
+	maxBytes, key := h.eventLimit(topic)
 	for i := range recs {
-		if err := h.checkRecord(&recs[i]); err != nil {
+		if err := h.checkRecord(&recs[i], maxBytes, key); err != nil {
 			if len(recs) > 1 {
 				return &RecordError{Index: i, Err: err}
 			}
@@ -48,11 +49,13 @@ func (h *Hub) checkRecords(recs []event.Record) error {
 }
 
 // checkRecord is the one check of a published event, made by Publish
-// whatever transport the event came through. Errors wrap ErrTooLarge or
-// ErrBadInput.
-func (h *Hub) checkRecord(rec *event.Record) error {
-	if n := len(rec.Data); n > h.opts.MaxEventBytes {
-		return fmt.Errorf("%w: payload is %d bytes, the limit is %d (limits.max_event_bytes)", ErrTooLarge, n, h.opts.MaxEventBytes)
+// whatever transport the event came through: a payload of at most
+// maxBytes (set by the configuration key key), then type, key and
+// headers. Errors wrap ErrTooLarge or ErrBadInput.
+func (h *Hub) checkRecord(rec *event.Record, maxBytes int, key string) error {
+	if n := len(rec.Data); n > maxBytes {
+		h.refused(key)
+		return fmt.Errorf("%w: payload is %d bytes, the limit is %d (%s)", ErrTooLarge, n, maxBytes, key)
 	}
 	if len(rec.Type) > MaxTypeLen {
 		return badInput("event type is %d bytes, the limit is %d", len(rec.Type), MaxTypeLen)

@@ -60,12 +60,14 @@ var ErrLimit = errors.New("limit reached")
 
 // checkTopics checks a request's topic list: 1 to cursor.MaxTopics valid
 // names, none twice.
-func checkTopics(topics []string) error {
+func (h *Hub) checkTopics(topics []string) error {
 	if len(topics) == 0 {
 		return fmt.Errorf("%w: at least one topic is required", ErrBadInput)
 	}
 	if len(topics) > cursor.MaxTopics {
-		return fmt.Errorf("%w: %d topics, the limit is %d per request", ErrBadInput, len(topics), cursor.MaxTopics)
+		h.refused(KeyTopicsPerRequest)
+		return fmt.Errorf("%w: %d topics, the limit is %d per request (%s, fixed by the cursor format); split the request",
+			ErrBadInput, len(topics), cursor.MaxTopics, KeyTopicsPerRequest)
 	}
 	for i, t := range topics {
 		if err := event.ValidateTopic(t); err != nil {

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/heraldhq/herald/internal/cursor"
 	"github.com/heraldhq/herald/internal/event"
 	"github.com/heraldhq/herald/internal/reason"
 )
@@ -121,7 +120,7 @@ type SubscriberOptions struct {
 	// MaxQueueBytes overrides the hub's per-subscriber queue cap.
 	MaxQueueBytes int
 	// MaxTopics caps the topics the subscriber follows at once; default
-	// cursor.MaxTopics.
+	// the hub's Options.MaxSubscriptions.
 	MaxTopics int
 }
 
@@ -172,7 +171,7 @@ func (h *Hub) NewSubscriber(opts SubscriberOptions) (*Subscriber, error) {
 		opts.Wake = func() {}
 	}
 	if opts.MaxTopics <= 0 {
-		opts.MaxTopics = cursor.MaxTopics
+		opts.MaxTopics = h.opts.MaxSubscriptions
 	}
 	s := &Subscriber{h: h, opts: opts, client: newClientID(), subs: make(map[string]*subscription)}
 	h.mu.Lock()
@@ -205,7 +204,7 @@ type Reply func(starts []event.Position, err error) (note any, size int)
 // With reply set, the reply's note is queued at the place in the queue
 // the request reached it, and Next hands out nothing until it is built.
 func (s *Subscriber) Subscribe(ctx context.Context, req *SubscribeRequest, reply Reply) ([]event.Position, error) {
-	err := checkTopics(req.Topics)
+	err := s.h.checkTopics(req.Topics)
 	slot := -1
 	s.mu.Lock()
 	if s.reason != CloseNone {
@@ -213,7 +212,9 @@ func (s *Subscriber) Subscribe(ctx context.Context, req *SubscribeRequest, reply
 		return nil, ErrClosed
 	}
 	if n := len(s.subs) + len(req.Topics); err == nil && n > s.opts.MaxTopics {
-		err = fmt.Errorf("%w: a connection follows at most %d topics; this one would follow %d: unsubscribe some first", ErrLimit, s.opts.MaxTopics, n)
+		err = &LimitError{Key: KeyMaxSubscriptions, Message: fmt.Sprintf(
+			"a connection follows at most %d topics (%s); this one would follow %d: unsubscribe some first", s.opts.MaxTopics, KeyMaxSubscriptions, n)}
+		s.h.refused(KeyMaxSubscriptions)
 	}
 	if reply != nil {
 		s.hold++

@@ -4,6 +4,7 @@ package metrics
 
 import (
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +25,17 @@ type Metrics struct {
 	slow          prometheus.Counter
 	disconnects   *prometheus.CounterVec
 	publishTime   prometheus.Histogram
+	refusals      *prometheus.CounterVec
+}
+
+// Limits are the names of the limits counted by
+// herald_limit_refusals_total, the last segment of their configuration
+// keys; each is exported from zero.
+var Limits = []string{
+	"max_connections", "max_connections_per_ip", "new_connections_per_ip",
+	"max_subscriptions_per_connection", "topics_per_request", "max_event_bytes",
+	"publish_rate_per_key", "publish_rate_per_user", "publish_rate_per_ip", "publish_rate_per_connection",
+	"publish_burst_per_key", "publish_burst_per_user", "publish_burst_per_ip", "publish_burst_per_connection",
 }
 
 // New registers herald's metrics, plus the Go runtime and process
@@ -54,9 +66,16 @@ func New() *Metrics {
 			Help:    "Time for the engine to store a publish (one event or a batch for one topic).",
 			Buckets: []float64{.00001, .00005, .0001, .0005, .001, .005, .01, .05, .1, .5, 1},
 		}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_limit_refusals_total",
+			Help: "Connections and requests refused by a limit, by the limit's name (its configuration key's last segment).",
+		}, []string{"limit"}),
+	}
+	for _, l := range Limits {
+		m.refusals.WithLabelValues(l)
 	}
 	m.reg.MustRegister(m.connections, m.subscriptions, m.published, m.delivered, m.slow,
-		m.disconnects, m.publishTime,
+		m.disconnects, m.publishTime, m.refusals,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -78,12 +97,23 @@ func (m *Metrics) HubObserver() hub.Observer {
 		PublishTime:   func(d time.Duration) { m.publishTime.Observe(d.Seconds()) },
 		SlowConsumers: func() { m.slow.Inc() },
 		Subscriptions: func(d int) { m.subscriptions.Add(float64(d)) },
+		Refused:       m.Refused,
 		Disconnects: func(r hub.CloseReason) {
 			if c, ok := reasons[r]; ok {
 				c.Inc()
 			}
 		},
 	}
+}
+
+// Refused counts a refusal by the limit whose configuration key is key
+// (limits.max_connections, namespaces.chat.max_event_bytes): the label is
+// the key's last segment.
+func (m *Metrics) Refused(key string) {
+	if i := strings.LastIndexByte(key, '.'); i >= 0 {
+		key = key[i+1:]
+	}
+	m.refusals.WithLabelValues(key).Inc()
 }
 
 // Connections returns the gauge of open connections of one transport.

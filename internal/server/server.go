@@ -23,6 +23,7 @@ import (
 	"github.com/heraldhq/herald/internal/engine/durable"
 	"github.com/heraldhq/herald/internal/engine/memory"
 	"github.com/heraldhq/herald/internal/hub"
+	"github.com/heraldhq/herald/internal/limit"
 	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/reason"
 	"github.com/heraldhq/herald/internal/transport/grpcapi"
@@ -59,6 +60,7 @@ type Server struct {
 	grpc    *grpcapi.Server // nil when grpc.enabled is off
 	metrics *metrics.Metrics
 	http    *http.Server
+	conns   *limit.Conns // the connection limits of both listeners
 
 	ln       net.Listener
 	ready    atomic.Bool
@@ -153,22 +155,28 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 		}
 		s.auth, s.authn, s.gate = a, a.Authenticator(), a.Gate()
 	}
+	s.conns = limit.NewConns(s.connLimits())
 	tokens := wire.TokenSources{
 		QueryParam:  cfg.Auth.QueryParam,
 		Cookie:      cfg.Auth.CookieName,
 		AllowOrigin: func(o string) bool { return s.allowOrigin(o) != "" },
 	}
 	s.hub = hub.New(s.eng, hub.Options{
-		Authenticator: s.authn,
-		Gate:          s.gate,
-		MaxEventBytes: cfg.Limits.MaxEventBytes,
-		MaxQueueBytes: cfg.Limits.MaxQueueBytes,
-		Observer:      s.metrics.HubObserver(),
-		Presence:      s.cfg.PresenceOn,
-		ClientPublish: s.cfg.ClientPublishOn,
+		Authenticator:    s.authn,
+		Gate:             s.gate,
+		MaxEventBytes:    cfg.Limits.MaxEventBytes,
+		EventLimit:       s.cfg.EventLimit(),
+		MaxQueueBytes:    cfg.Limits.MaxQueueBytes,
+		MaxSubscriptions: cfg.Limits.MaxSubscriptionsPerConnection,
+		PublishLimiter:   s.publishLimiter(),
+		Observer:         s.metrics.HubObserver(),
+		Presence:         s.cfg.PresenceOn,
+		ClientPublish:    s.cfg.ClientPublishOn,
 	})
+	// The transports let through the largest event any namespace takes;
+	// the hub holds each topic to its own.
 	s.rest = rest.New(s.hub, rest.Options{
-		MaxEventBytes: cfg.Limits.MaxEventBytes,
+		MaxEventBytes: cfg.LargestEventBytes(),
 		MaxBodyBytes:  cfg.HTTP.MaxBodyBytes,
 		MaxWait:       cfg.Pull.MaxWait,
 		Tokens:        tokens,
@@ -191,6 +199,7 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 		WriteTimeout:    cfg.WS.WriteTimeout,
 		Writers:         cfg.WS.Writers,
 		MaxMessageBytes: cfg.WS.MaxMessageBytes,
+		MaxTopics:       cfg.Limits.MaxSubscriptionsPerConnection,
 		Compression:     cfg.WS.Compression,
 		AllowOrigin:     s.allowOrigin,
 		Tokens:          tokens,
@@ -200,7 +209,7 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 	if cfg.GRPC.Enabled {
 		grpcConns := s.metrics.Connections("grpc")
 		g, err := grpcapi.New(s.hub, grpcapi.Options{
-			MaxEventBytes:   cfg.Limits.MaxEventBytes,
+			MaxEventBytes:   cfg.LargestEventBytes(),
 			MaxMessageBytes: cfg.GRPC.MaxMessageBytes,
 			MaxQueueBytes:   cfg.Limits.MaxQueueBytes,
 			MaxWait:         cfg.Pull.MaxWait,
@@ -219,10 +228,10 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 		Handler:           httpfast.Guard(s.routes()),
 		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
 		IdleTimeout:       cfg.HTTP.IdleTimeout,
-		// httpfast's screen answers heads over maxHeaderBytes (431, in
+		// httpfast's screen answers heads over http.max_header_bytes (431, in
 		// the API's form); net/http's own limit, which answers in plain
 		// text, stays out of its way.
-		MaxHeaderBytes: maxHeaderBytes + 16<<10,
+		MaxHeaderBytes: cfg.HTTP.MaxHeaderBytes + 16<<10,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	return s, nil
@@ -267,8 +276,6 @@ func (s *Server) routes() http.Handler {
 	return s.cors(uncleanPaths(mux))
 }
 
-// maxHeaderBytes is the largest request head (request line and headers).
-const maxHeaderBytes = 64 << 10
 
 // uncleanPaths answers paths with empty or dot segments itself, which
 // ServeMux would redirect to their cleaned form (a POST to
@@ -355,7 +362,8 @@ func (s *Server) Start() error {
 		}
 		s.grpcLn = gln
 		s.grpcCh = make(chan error, 1)
-		go func() { s.grpcCh <- s.grpc.Serve(gln) }()
+		lln := s.conns.Listen(gln, refuseGRPC)
+		go func() { s.grpcCh <- s.grpc.Serve(lln) }()
 	}
 	s.ln = ln
 	s.serveCh = make(chan error, 1)
@@ -363,10 +371,12 @@ func (s *Server) Start() error {
 	// net/http (request smuggling, heads over the limit) and closes those
 	// connections with a lingering close. With CORS on, every answer needs
 	// its headers: net/http serves all.
-	s.fast = httpfast.New(ln, s.rest, httpfast.Options{
+	// The connection limits come first: a connection over one is refused
+	// before the fast path or net/http sees it.
+	s.fast = httpfast.New(s.conns.Listen(ln, s.refuseHTTP), s.rest, httpfast.Options{
 		ReadHeaderTimeout: s.cfg.HTTP.ReadHeaderTimeout,
 		IdleTimeout:       s.cfg.HTTP.IdleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
+		MaxHeaderBytes:    s.cfg.HTTP.MaxHeaderBytes,
 		HandOffAll:        !s.cfg.HTTP.FastPath || len(s.cfg.HTTP.CORSOrigins) > 0,
 		Linger:            s.linger,
 	})

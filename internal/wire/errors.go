@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/heraldhq/herald/internal/cursor"
 	"github.com/heraldhq/herald/internal/event"
@@ -59,10 +61,20 @@ func Describe(err error) (reason.Reason, string) {
 	return r, msg
 }
 
-// WriteError writes the API's error JSON for err.
+// WriteError writes the API's error JSON for err, with Retry-After when
+// err carries a retry hint (a limit's refusal).
 func WriteError(w http.ResponseWriter, err error) {
 	r, msg := Describe(err)
+	if d := hub.RetryAfter(err); d > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(RetrySeconds(d)))
+	}
 	WriteErrorCode(w, r.Code, msg)
+}
+
+// RetrySeconds is a retry hint in whole seconds, as Retry-After counts
+// them: rounded up, at least 1.
+func RetrySeconds(d time.Duration) int {
+	return max(1, int((d+time.Second-1)/time.Second))
 }
 
 // AppendError appends the API's error JSON, with a final newline.

@@ -67,7 +67,7 @@ func statusError(err error) error {
 		return err // already a status (from gRPC itself)
 	}
 	code, reason, msg := describe(err)
-	return newStatus(code, reason, msg, nil, 0)
+	return newStatus(code, reason, msg, nil, hub.RetryAfter(err))
 }
 
 // newStatus builds a status error carrying an ErrorInfo (reason, metadata)

@@ -13,6 +13,7 @@ import (
 
 	heraldv1 "github.com/heraldhq/herald/api/herald/v1"
 	"github.com/heraldhq/herald/internal/event"
+	"github.com/heraldhq/herald/internal/hub"
 )
 
 // publishHandler is the Publish method's handler (it replaces the
@@ -151,6 +152,7 @@ func (s *Server) publish(ctx context.Context, in *publishIn) (*publishOut, error
 		}
 	}
 	out.acks = make([]event.Ack, n)
+	ctx = hub.PublishCounted(ctx) // CheckPublish counted the events against the rate limits
 	for _, t := range order {
 		g := groups[t]
 		acks, err := s.hub.Publish(ctx, t, g.recs)

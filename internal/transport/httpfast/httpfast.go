@@ -56,7 +56,11 @@ type Publisher interface {
 
 // Options configure a Server. Zero fields take the defaults noted.
 type Options struct {
-	ReadHeaderTimeout time.Duration // a request's head and body; default 10s
+	// ReadHeaderTimeout bounds the time a request's head and body may take
+	// to arrive, counted from its first byte (from the connection's
+	// opening for its first request, as net/http counts), however slowly
+	// they trickle in; default 10s.
+	ReadHeaderTimeout time.Duration
 	IdleTimeout       time.Duration // between requests; default 120s
 	MaxHeaderBytes    int           // a request's head; default 64 KiB
 	// HandOffAll serves no request on the fast path: every connection
@@ -278,6 +282,13 @@ func (c *conn) serve() {
 	var h head
 	var in rest.Single
 	start := 0 // of the current request in buf
+	// The current request must be in by deadline, set when it starts: one
+	// deadline per request, not per read, or a client sending a byte now
+	// and then could hold the connection for ever (slowloris). The first
+	// request's starts with the connection, as net/http's does; a later
+	// one's with its first byte, after an idle wait of up to IdleTimeout.
+	deadline := time.Now().Add(s.opts.ReadHeaderTimeout)
+	first := true
 	for {
 		if start == len(buf) {
 			if cap(buf) > 64<<10 {
@@ -315,7 +326,17 @@ func (c *conn) serve() {
 				buf = nb
 			}
 			idle := start == len(buf)
-			if !c.read(&buf, idle) {
+			switch {
+			case idle && !first:
+				if !c.read(&buf, time.Now().Add(s.opts.IdleTimeout), true) {
+					return
+				}
+				deadline = time.Now().Add(s.opts.ReadHeaderTimeout)
+				continue
+			case deadline.IsZero():
+				deadline = time.Now().Add(s.opts.ReadHeaderTimeout) // a pipelined request, begun with the last read
+			}
+			if !c.read(&buf, deadline, idle) {
 				return
 			}
 			continue
@@ -330,6 +351,7 @@ func (c *conn) serve() {
 		// A complete fast request.
 		data := buf[start+h.size : start+h.size+h.contentLength]
 		start += h.size + h.contentLength
+		first, deadline = false, time.Time{}
 		in = rest.Single{Topic: string(h.topic), Body: data}
 		in.ContentType = bytesString(h.contentType)
 		if h.key != nil {
@@ -365,7 +387,7 @@ func (c *conn) serve() {
 			status, body = s.pub.PublishSingle(ctx, &in, body[:0])
 		}
 		closeAfter := h.close || s.closing.Load()
-		out = appendAnswer(out, status, body, closeAfter)
+		out = appendAnswer(out, status, body, in.RetryAfter, closeAfter)
 		if closeAfter {
 			if c.write(out) {
 				s.opts.Linger.Linger(c.nc) // the client may have sent more
@@ -381,21 +403,19 @@ func (c *conn) serve() {
 	}
 }
 
-// read reads more of the connection into buf. idle says no request is
-// under way: the wait is bounded by the idle timeout, and shutdown may
-// close the connection meanwhile.
-func (c *conn) read(buf *[]byte, idle bool) bool {
+// read reads more of the connection into buf, waiting until deadline at
+// most. idle says no request is under way: shutdown may close the
+// connection meanwhile.
+func (c *conn) read(buf *[]byte, deadline time.Time, idle bool) bool {
 	s := c.srv
-	timeout := s.opts.ReadHeaderTimeout
 	if idle {
-		timeout = s.opts.IdleTimeout
 		c.idle.Store(true)
 		if s.closing.Load() {
 			c.nc.Close()
 			return false
 		}
 	}
-	c.nc.SetReadDeadline(time.Now().Add(timeout))
+	c.nc.SetReadDeadline(deadline)
 	b := *buf
 	n, err := c.nc.Read(b[len(b):cap(b)])
 	c.idle.Store(false)
@@ -498,7 +518,7 @@ func (c *handedConn) refuseHead() {
 	body := wire.AppendError(nil, reason.HeadersTooLarge, "the request's head (request line and headers) is over "+
 		strconv.Itoa(max)+" bytes; send a shorter URL or fewer and shorter headers")
 	c.Conn.SetWriteDeadline(time.Now().Add(c.srv.opts.ReadHeaderTimeout))
-	c.Conn.Write(appendAnswer(nil, http.StatusRequestHeaderFieldsTooLarge, body, true))
+	c.Conn.Write(appendAnswer(nil, http.StatusRequestHeaderFieldsTooLarge, body, 0, true))
 }
 
 // Close closes the connection with a lingering close: the client may be
@@ -541,13 +561,19 @@ func (c *handedConn) SyscallConn() (syscall.RawConn, error) {
 func (c *handedConn) NetConn() net.Conn { return c.Conn }
 
 // appendAnswer appends an HTTP/1.1 answer with a JSON body, with the
-// headers net/http sends for rest's answers.
-func appendAnswer(b []byte, status int, body []byte, closeAfter bool) []byte {
+// headers net/http sends for rest's answers (Retry-After when retry is
+// set).
+func appendAnswer(b []byte, status int, body []byte, retry time.Duration, closeAfter bool) []byte {
 	b = append(b, "HTTP/1.1 "...)
 	b = strconv.AppendInt(b, int64(status), 10)
 	b = append(b, ' ')
 	b = append(b, http.StatusText(status)...)
 	b = append(b, "\r\nContent-Type: application/json\r\n"...)
+	if retry > 0 {
+		b = append(b, "Retry-After: "...)
+		b = strconv.AppendInt(b, int64(wire.RetrySeconds(retry)), 10)
+		b = append(b, "\r\n"...)
+	}
 	if status >= 400 {
 		b = append(b, "X-Content-Type-Options: nosniff\r\n"...)
 	}

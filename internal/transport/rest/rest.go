@@ -167,6 +167,9 @@ func (h *Handler) publish(w http.ResponseWriter, r *http.Request) {
 	if status >= 400 {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 	}
+	if in.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(wire.RetrySeconds(in.RetryAfter)))
+	}
 	writeJSON(w, status, b)
 }
 
@@ -179,6 +182,9 @@ type Single struct {
 	Key         string            // the Idempotency-Key header
 	Type        string            // the Herald-Event-Type header or ?type=
 	Headers     map[string]string // Herald-Header-* (names lower-cased); may be nil
+	// RetryAfter is set by PublishSingle when it answers a refusal that
+	// carries a retry hint (a rate limit's): the answer's Retry-After.
+	RetryAfter time.Duration
 }
 
 // PublishSingle publishes in through the hub and appends the answer's JSON
@@ -202,6 +208,7 @@ func (h *Handler) PublishSingle(ctx context.Context, in *Single, dst []byte) (in
 	}
 	acks, err := h.hub.Publish(ctx, in.Topic, []event.Record{rec})
 	if err != nil {
+		in.RetryAfter = hub.RetryAfter(err)
 		return errorAnswer(dst, err)
 	}
 	ack := acks[0]
@@ -429,9 +436,10 @@ func (h *Handler) publishBatch(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	acks := make([]event.Ack, len(req.Events))
+	ctx := hub.PublishCounted(r.Context()) // CheckPublish counted the events against the rate limits
 	for _, t := range order {
 		g := groups[t]
-		got, err := h.hub.Publish(r.Context(), t, g.recs)
+		got, err := h.hub.Publish(ctx, t, g.recs)
 		if err != nil {
 			wire.WriteError(w, err)
 			return

@@ -26,7 +26,7 @@ const (
 
 // Limits of the protocol (docs/protocol.md, "Limits").
 const (
-	MaxTopicsPerConn = 256            // topics one connection follows
+	MaxTopicsPerConn = 256            // topics one connection follows, unless Options.MaxTopics says otherwise
 	MaxIDBytes       = 64             // the JSON text of a command's id
 	MaxTypeLen       = hub.MaxTypeLen // an event type, as in the HTTP API
 	MaxKeyLen        = hub.MaxKeyLen  // an idempotency key

@@ -81,7 +81,7 @@ func (c *conn) welcome() []byte {
 		b = append(b, `,"max_message_bytes":`...)
 		b = strconv.AppendInt(b, int64(c.h.opts.MaxMessageBytes), 10)
 		b = append(b, `,"max_topics":`...)
-		b = strconv.AppendInt(b, MaxTopicsPerConn, 10)
+		b = strconv.AppendInt(b, int64(c.h.opts.MaxTopics), 10)
 		b = append(b, `,"ping_interval_ms":`...)
 		b = strconv.AppendInt(b, c.h.opts.PingInterval.Milliseconds(), 10)
 		b = append(b, `,"compression":`...)

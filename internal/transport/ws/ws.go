@@ -76,6 +76,7 @@ type Options struct {
 	Compression     bool          // negotiate permessage-deflate when the client offers it
 	Writers         int           // goroutines writing woken connections; 0: GOMAXPROCS-1, at least 1 (pool.go)
 	MaxQueueBytes   int           // per connection; 0 uses the hub's
+	MaxTopics       int           // topics one connection follows (limits.max_subscriptions_per_connection); default MaxTopicsPerConn
 	// MaxConns caps the open connections; a connection over it is
 	// accepted and closed at once with limit_reached (4029), which a
 	// browser can see, unlike a refused upgrade. 0 means no cap.
@@ -131,6 +132,9 @@ func New(h *hub.Hub, opts Options) *Handler {
 	}
 	if opts.MaxMessageBytes <= 0 {
 		opts.MaxMessageBytes = 1<<20 + 64<<10
+	}
+	if opts.MaxTopics <= 0 {
+		opts.MaxTopics = MaxTopicsPerConn
 	}
 	if opts.AllowOrigin == nil {
 		opts.AllowOrigin = func(string) string { return "" }
@@ -269,7 +273,7 @@ func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := newConn(s, nc, base, ctx, deflate != nil && deflate())
-	sub, err := s.hub.NewSubscriber(hub.SubscriberOptions{Wake: c.Wake, Kick: c.Kick, MaxQueueBytes: s.opts.MaxQueueBytes, MaxTopics: MaxTopicsPerConn})
+	sub, err := s.hub.NewSubscriber(hub.SubscriberOptions{Wake: c.Wake, Kick: c.Kick, MaxQueueBytes: s.opts.MaxQueueBytes, MaxTopics: s.opts.MaxTopics})
 	if err != nil {
 		closeNow(nc, shutdown)
 		return
