@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
-	"golang.org/x/net/http2"
 
 	"github.com/heraldhq/herald/internal/limit"
 	"github.com/heraldhq/herald/internal/reason"
@@ -113,19 +112,6 @@ func (s *Server) httpRefusal(req *http.Request, r *limit.Refusal) []byte {
 // retrySeconds is r's Retry-After in whole seconds, at least 1.
 func retrySeconds(r *limit.Refusal) int {
 	return max(1, int((r.RetryAfter+time.Second-1)/time.Second))
-}
-
-// refuseGRPC answers a refused connection of the gRPC listener in HTTP/2:
-// the server's SETTINGS, then GOAWAY with ENHANCE_YOUR_CALM and the
-// limit's message as debug data, which gRPC clients report in the
-// UNAVAILABLE error of the calls they tried; they retry with backoff.
-func refuseGRPC(nc net.Conn, r *limit.Refusal) {
-	nc.SetDeadline(time.Now().Add(refuseTime))
-	fr := http2.NewFramer(nc, nil)
-	if fr.WriteSettings() == nil {
-		fr.WriteGoAway(0, http2.ErrCodeEnhanceYourCalm, []byte(r.Message))
-	}
-	linger(nc)
 }
 
 // linger half-closes nc and reads what the client still sends, until it
