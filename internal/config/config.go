@@ -90,7 +90,8 @@ type Limits struct {
 	MaxEventBytes int `koanf:"max_event_bytes"` // largest payload; a namespace may set its own
 	MaxQueueBytes int `koanf:"max_queue_bytes"` // per push connection, before "slow consumer"
 	// MaxConnections caps the node's open connections, HTTP and gRPC
-	// together; 0 takes 90% of the process's open-file limit at start.
+	// together; 0 takes the process's open-file limit less a headroom
+	// (limit.DefaultMaxConns).
 	MaxConnections      int `koanf:"max_connections"`
 	MaxConnectionsPerIP int `koanf:"max_connections_per_ip"` // 0: no cap
 	// NewConnectionsPerIP is the new connections a client address may
@@ -219,7 +220,7 @@ func Default() Config {
 		Limits: Limits{
 			MaxEventBytes:                 1 << 20,
 			MaxQueueBytes:                 1 << 20,
-			MaxConnections:                0, // 90% of the open-file limit
+			MaxConnections:                0, // the open-file limit less a headroom
 			MaxConnectionsPerIP:           1000,
 			NewConnectionsPerIP:           50,
 			NewConnectionsPerIPBurst:      100,

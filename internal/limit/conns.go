@@ -335,7 +335,11 @@ func (c *conn) CloseWrite() error {
 func (c *conn) NetConn() net.Conn { return c.Conn }
 
 // DefaultMaxConns is the connection cap taken when none is configured:
-// 90% of the open-file limit, leaving the rest to the engine's files and
-// outgoing connections, so that accept(2) never fails for want of a file
-// descriptor (0 when the limit is unknown: no cap).
-func DefaultMaxConns() int { return OpenFileLimit() / 10 * 9 }
+// the open-file limit less a headroom of 10% or 512, whichever is less,
+// for the engine's files and outgoing connections, so that accept(2) never
+// fails for want of a file descriptor (0 when the limit is unknown: no
+// cap).
+func DefaultMaxConns() int {
+	n := OpenFileLimit()
+	return max(n-n/10, n-512)
+}

@@ -560,16 +560,6 @@ func (c *handedConn) SyscallConn() (syscall.RawConn, error) {
 // NetConn returns the accepted connection.
 func (c *handedConn) NetConn() net.Conn { return c.Conn }
 
-// CloseWrite shuts down the writing side, as net/http does before closing
-// a connection whose request it did not read whole (an answer such as 431):
-// without it, the close would reset the connection and the client could
-// lose the answer.
-func (c *handedConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return nil
-}
 
 // appendAnswer appends an HTTP/1.1 answer with a JSON body, with the
 // headers net/http sends for rest's answers (Retry-After when retry is
