@@ -305,10 +305,15 @@ type conn struct {
 // Close frees the connection's place, then closes it: by the time the
 // client sees the close, another connection may take the place.
 func (c *conn) Close() error {
+	c.release()
+	return c.Conn.Close()
+}
+
+// release frees the connection's place, once.
+func (c *conn) release() {
 	if c.closed.CompareAndSwap(false, true) {
 		c.owner.release(c.key, c.perIP)
 	}
-	return c.Conn.Close()
 }
 
 // SyscallConn returns the socket's raw connection, so that transports that
@@ -322,9 +327,13 @@ func (c *conn) SyscallConn() (syscall.RawConn, error) {
 	return sc.SyscallConn()
 }
 
-// CloseWrite shuts down the writing side, as net/http does before it
-// closes a connection whose request it did not read to the end.
+// CloseWrite shuts down the writing side, as a lingering close does
+// (netio.LingerClose) before it reads out what the client still sends. It
+// frees the connection's place first: the server has said its last word,
+// and a client that goes on sending must not keep the place for the
+// linger's few seconds.
 func (c *conn) CloseWrite() error {
+	c.release()
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}

@@ -123,6 +123,19 @@ func TestListenerRelease(t *testing.T) {
 	if n := conns.Open(); n != 1 {
 		t.Errorf("%d open, want 1 (a double close must not free a place twice)", n)
 	}
+	// A lingering close shuts the write side down first: the place is
+	// free from then on.
+	nc = <-accepted
+	if err := nc.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if n := conns.Open(); n != 0 {
+		t.Errorf("%d open after CloseWrite, want 0", n)
+	}
+	nc.Close()
+	if n := conns.Open(); n != 0 {
+		t.Errorf("%d open after CloseWrite and Close, want 0", n)
+	}
 }
 
 // TestListenerCloseEndsRefusals checks that Close ends refusals that are

@@ -15,6 +15,7 @@ import (
 
 	"github.com/heraldhq/herald/internal/limit"
 	"github.com/heraldhq/herald/internal/reason"
+	"github.com/heraldhq/herald/internal/transport/netio"
 	"github.com/heraldhq/herald/internal/wire"
 )
 
@@ -114,12 +115,7 @@ func retrySeconds(r *limit.Refusal) int {
 	return max(1, int((r.RetryAfter+time.Second-1)/time.Second))
 }
 
-// linger half-closes nc and reads what the client still sends, until it
-// closes or the deadline: closing a socket with unread input resets the
-// connection, and the client could lose the answer.
-func linger(nc net.Conn) {
-	if cw, ok := nc.(interface{ CloseWrite() error }); ok {
-		cw.CloseWrite()
-	}
-	io.Copy(io.Discard, io.LimitReader(nc, 64<<10))
-}
+// linger closes nc with a lingering close (netio.LingerClose): closing a
+// socket with the client's bytes unread would reset the connection, and
+// the client could lose the answer.
+func linger(nc net.Conn) { netio.LingerClose(nc, refuseTime, 64<<10) }

@@ -276,7 +276,6 @@ func (s *Server) routes() http.Handler {
 	return s.cors(uncleanPaths(mux))
 }
 
-
 // uncleanPaths answers paths with empty or dot segments itself, which
 // ServeMux would redirect to their cleaned form (a POST to
 // /v1/topics//events to /v1/topics/events): a topic's segment that is

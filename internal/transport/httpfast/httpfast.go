@@ -560,7 +560,6 @@ func (c *handedConn) SyscallConn() (syscall.RawConn, error) {
 // NetConn returns the accepted connection.
 func (c *handedConn) NetConn() net.Conn { return c.Conn }
 
-
 // appendAnswer appends an HTTP/1.1 answer with a JSON body, with the
 // headers net/http sends for rest's answers (Retry-After when retry is
 // set).
