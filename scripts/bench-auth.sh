@@ -9,9 +9,7 @@ cd "$(dirname "$0")/.."
 runs=${1:-3}
 make -s build
 bin=bin/herald
-addr=127.0.0.1:18080
-url=http://$addr
-payload=$(printf '{"seq":1,"pad":"%0110d"}' 0) # 128 bytes
+. scripts/bench-lib.sh
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"; kill $srv 2>/dev/null || true' EXIT
 
@@ -26,20 +24,9 @@ auth:
       grants:
         publish: ["bench.>"]
 YAML
-cat >"$dir/open.lua" <<LUA
-wrk.method = "POST"
-wrk.body = '$payload'
-wrk.headers["Content-Type"] = "application/json"
-LUA
-cp "$dir/open.lua" "$dir/key.lua"
-echo "wrk.headers[\"Authorization\"] = \"Bearer $key\"" >>"$dir/key.lua"
-
-start() { # [config]
-  "$bin" serve --addr "$addr" --log-level warn ${1:+--config "$1"} & srv=$!
-  for _ in $(seq 50); do curl -sf "$url/readyz" >/dev/null && return; sleep 0.1; done
-  echo "server did not start" >&2; exit 1
-}
-stop() { kill "$srv"; wait "$srv" 2>/dev/null || true; }
+wrk_lua "$dir/open.lua"
+wrk_lua "$dir/key.lua" "Bearer $key"
+start() { serve "$bin" ${1:+--config "$1"}; }
 
 echo "== $(date -u +%FT%TZ) $(nproc) cores, load: $(cut -d' ' -f1-3 /proc/loadavg)"
 for i in $(seq "$runs"); do

@@ -8,23 +8,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 old=$1 new=$2 runs=${3:-3}
-addr=127.0.0.1:18080
-url=http://$addr
-payload=$(printf '{"seq":1,"pad":"%0110d"}' 0)
+. scripts/bench-lib.sh
 lua=$(mktemp)
 trap 'rm -f "$lua"; kill $srv 2>/dev/null || true' EXIT
-cat >"$lua" <<LUA
-wrk.method = "POST"
-wrk.body = '$payload'
-wrk.headers["Content-Type"] = "application/json"
-LUA
-
-start() { # bin
-  HERALD_GRPC_ENABLED=false "$1" serve --addr "$addr" --log-level warn & srv=$!
-  for _ in $(seq 50); do curl -sf "$url/readyz" >/dev/null && return; sleep 0.1; done
-  echo "server did not start" >&2; exit 1
-}
-stop() { kill "$srv"; wait "$srv" 2>/dev/null || true; }
+wrk_lua "$lua"
+start() { HERALD_GRPC_ENABLED=false serve "$1"; }
 
 echo "== $(date -u +%FT%TZ) $(nproc) cores, load: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "old: $old ($("$old" --version 2>/dev/null || true)); new: $new ($("$new" --version 2>/dev/null || true))"

@@ -7,23 +7,11 @@ cd "$(dirname "$0")/.."
 runs=${1:-3}
 make -s build
 bin=bin/herald
-addr=127.0.0.1:18080
-url=http://$addr
-payload=$(printf '{"seq":1,"pad":"%0110d"}' 0)   # 128 bytes with the JSON framing around the padding
+. scripts/bench-lib.sh
 lua=$(mktemp)
 trap 'rm -f "$lua"; kill $srv 2>/dev/null || true' EXIT
-cat >"$lua" <<LUA
-wrk.method = "POST"
-wrk.body = '$payload'
-wrk.headers["Content-Type"] = "application/json"
-LUA
-
-start() {
-  "$bin" serve --addr "$addr" --log-level warn & srv=$!
-  for _ in $(seq 50); do curl -sf "$url/readyz" >/dev/null && return; sleep 0.1; done
-  echo "server did not start" >&2; exit 1
-}
-stop() { kill "$srv"; wait "$srv" 2>/dev/null || true; }
+wrk_lua "$lua"
+start() { serve "$bin"; }
 
 echo "== $(date -u +%FT%TZ) $(nproc) cores, load: $(cut -d' ' -f1-3 /proc/loadavg)"
 for i in $(seq "$runs"); do
