@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"go/build"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -293,4 +294,30 @@ func TestGRPCurl(t *testing.T) {
 	}
 	cancel()
 	io.Copy(io.Discard, stdout)
+}
+
+// TestGRPCHandshakeTimeout: a connection to the gRPC listener that never
+// completes its handshake is closed after http.read_header_timeout, so it
+// does not hold a connection slot (slowloris).
+func TestGRPCHandshakeTimeout(t *testing.T) {
+	ts := startServer(t, func(c *config.Config) { c.HTTP.ReadHeaderTimeout = 300 * time.Millisecond })
+	nc, err := net.Dial("tcp", ts.srv.GRPCAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	start := time.Now()
+	nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 64)
+	for {
+		if _, err := nc.Read(buf); err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatal("the silent connection was kept open")
+			}
+			break
+		}
+	}
+	if d := time.Since(start); d < 250*time.Millisecond {
+		t.Errorf("closed after %v, before the timeout", d)
+	}
 }

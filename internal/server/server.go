@@ -214,8 +214,10 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 			MaxQueueBytes:   cfg.Limits.MaxQueueBytes,
 			MaxWait:         cfg.Pull.MaxWait,
 			Retry:           cfg.GRPC.Retry,
-			OnConn:          func(d int) { grpcConns.Add(float64(d)) },
-			Log:             log,
+			// The same bound as an HTTP request's head (slowloris).
+			HandshakeTimeout: cfg.HTTP.ReadHeaderTimeout,
+			OnConn:           func(d int) { grpcConns.Add(float64(d)) },
+			Log:              log,
 		})
 		if err != nil {
 			return s.fail(fmt.Errorf("grpc: %w", err))

@@ -66,6 +66,11 @@ type Options struct {
 	// a drain: each gets one to four times it, spreading the reconnects.
 	// Default 2s.
 	Retry time.Duration
+	// HandshakeTimeout bounds how long a new connection may take to
+	// complete its HTTP/2 handshake, so that a client that connects and
+	// sends nothing does not hold a connection slot (the HTTP listener's
+	// read_header_timeout). Default 10s.
+	HandshakeTimeout time.Duration
 	// OnConn is told of Subscribe and Connect streams opening (+1) and
 	// ending (-1).
 	OnConn func(delta int)
@@ -101,6 +106,9 @@ func New(h *hub.Hub, opts Options) (*Server, error) {
 	if opts.Retry <= 0 {
 		opts.Retry = 2 * time.Second
 	}
+	if opts.HandshakeTimeout <= 0 {
+		opts.HandshakeTimeout = 10 * time.Second
+	}
 	if opts.OnConn == nil {
 		opts.OnConn = func(int) {}
 	}
@@ -116,6 +124,7 @@ func New(h *hub.Hub, opts Options) (*Server, error) {
 	s.gs = grpc.NewServer(
 		grpc.ForceServerCodecV2(c),
 		grpc.MaxRecvMsgSize(opts.MaxMessageBytes),
+		grpc.ConnectionTimeout(opts.HandshakeTimeout),
 		// Find peers that vanished without a FIN (the SSE heartbeat's job),
 		// and let clients keep idle connections alive with their own pings.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
