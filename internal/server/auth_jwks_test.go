@@ -87,7 +87,9 @@ func TestAuthJWKS(t *testing.T) {
 		t.Fatalf("%d JWKS fetches at start, want 1", n)
 	}
 	claims := userClaims("judy", time.Now().Add(time.Hour), grantsOn("idp.>"))
-	tok := func(key *ecdsa.PrivateKey, kid string) string { return signJWT(t, jwt.SigningMethodES256, key, claims, kid) }
+	tok := func(key *ecdsa.PrivateKey, kid string) string {
+		return signJWT(t, jwt.SigningMethodES256, key, claims, kid)
+	}
 	gc := ts.grpcClient()
 
 	// accepted reports whether token is accepted over REST, SSE,
