@@ -159,7 +159,7 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 	tokens := wire.TokenSources{
 		QueryParam:  cfg.Auth.QueryParam,
 		Cookie:      cfg.Auth.CookieName,
-		AllowOrigin: func(o string) bool { return s.allowOrigin(o) != "" },
+		AllowOrigin: s.cookieOrigin,
 	}
 	s.hub = hub.New(s.eng, hub.Options{
 		Authenticator:    s.authn,
@@ -320,6 +320,16 @@ func (s *Server) allowOrigin(origin string) string {
 		}
 	}
 	return ""
+}
+
+// cookieOrigin reports whether a page of origin, not the server's own,
+// may have its requests authenticated by the visitor's cookie: only when
+// http.cors_origins names it. "*" lets any page call the API with a token
+// the page holds, never with the visitor's cookie (cross-site request
+// forgery, cross-site WebSocket hijacking).
+func (s *Server) cookieOrigin(origin string) bool {
+	a := s.allowOrigin(origin)
+	return a != "" && a != "*"
 }
 
 // cors adds CORS headers for allowed origins and answers preflights.
