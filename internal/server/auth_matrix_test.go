@@ -84,6 +84,8 @@ func TestAuthMatrix(t *testing.T) {
 		{name: "tampered payload", token: tamperJWT(t, validHS, with(userA, "herald", grantsOn(">"))), topic: "chat.b", want: unauth},
 		{name: "bad signature", token: signJWT(t, jwt.SigningMethodHS256, []byte("another-secret-0123456789abcdef-x"), userA, ""),
 			topic: "chat.a", want: unauth},
+		// With a public key file the kid is not looked at: the token fails
+		// on its signature (TestAuthJWKS has unknown kids of a key set).
 		{name: "unknown kid", token: signJWT(t, jwt.SigningMethodRS256, otherRSA, userA, "k-unknown"), topic: "chat.a", want: unauth},
 		{name: "valid HS256", token: validHS, topic: "chat.a", per: notAdmin},
 		{name: "valid RS256", token: signJWT(t, jwt.SigningMethodRS256, rsaKey, userA, ""), topic: "chat.a", per: notAdmin},
@@ -418,8 +420,10 @@ func (m *matrix) dialWS(c *matrixCase) (*wsClient, *matrixResult) {
 	return wc, nil
 }
 
-// wsCredentialRefused checks that refused credentials are answered at
-// the handshake, and anything else after it.
+// wsWhere checks where a WebSocket refusal came: refused credentials and
+// foreign origins at the handshake, anything else (no credentials
+// included: the connection may take them with a refresh) in an error
+// message after it.
 func (m *matrix) wsWhere(c *matrixCase, handshake bool, code string) {
 	m.t.Helper()
 	atHandshake := code == string(reason.Unauthenticated) && c.token != "" && c.source != "cookie-foreign" ||
