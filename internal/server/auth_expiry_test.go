@@ -214,19 +214,15 @@ func TestAuthExpiry(t *testing.T) {
 		if r := wc.reply(2, `{"op":"subscribe","id":2,"topics":["`+topic+`"]}`, nil); r["op"] != "subscribed" {
 			t.Fatalf("subscribe: %v", r)
 		}
-		for {
-			m, err := wc.next()
-			if err == nil {
-				t.Fatalf("message %v, want the close", m)
-			}
-			end := time.Now()
-			ce, ok := wsCloseOf(err)
-			if !ok || ce.Code != 4001 {
-				t.Fatalf("the connection ended with %v, want close 4001 token_expired", err)
-			}
-			checkEndTime(t, "the WebSocket connection", exp, end)
-			break
+		m, err := wc.next()
+		if err == nil {
+			t.Fatalf("message %v, want the close", m)
 		}
+		end := time.Now()
+		if ce, ok := wsCloseOf(err); !ok || ce.Code != 4001 {
+			t.Fatalf("the connection ended with %v, want close 4001 token_expired", err)
+		}
+		checkEndTime(t, "the WebSocket connection", exp, end)
 		waitFor(t, "the expired connection's subscriber to go", 5*time.Second, func() bool {
 			return es.srv.Hub().Subscribers(topic) == 0
 		})
