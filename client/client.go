@@ -206,7 +206,7 @@ const (
 // Error returns the code, the message and the status.
 func (e *Error) Error() string {
 	var b strings.Builder
-	if e.Code != "" {
+	if e.Code != "" && !strings.HasPrefix(e.Message, e.Code+": ") {
 		b.WriteString(e.Code)
 		b.WriteString(": ")
 	}

@@ -142,7 +142,10 @@ func (au *Auth) Authenticate(ctx context.Context, c hub.Credentials) (*hub.Ident
 	if err != nil {
 		return nil, err
 	}
-	return &hub.Identity{Subject: v.subject, Method: MethodJWT, Expires: v.expires, Grants: v.grants,
+	// The token is accepted until exp plus the leeway (clock skew), so a
+	// stream it opens lasts as long: ending it at exp would end, at once,
+	// a stream the same token was just allowed to open.
+	return &hub.Identity{Subject: v.subject, Method: MethodJWT, Expires: v.expires.Add(au.jwt.leeway), Grants: v.grants,
 		Transport: c.Transport, RemoteAddr: c.RemoteAddr}, nil
 }
 

@@ -67,7 +67,7 @@ func (au *Auth) Allow(ctx context.Context, a hub.Action, topic string) error {
 		return nil
 	}
 	if id.Anonymous() {
-		if topic == "" {
+		if topic == "" || a == hub.ActionAdmin {
 			return fmt.Errorf("%w: %s needs credentials (an API key or a token with %s)", hub.ErrUnauthenticated, a, a)
 		}
 		return fmt.Errorf("%w: to %s %s, present credentials: namespace %s does not allow anonymous %s (namespaces.%s.anonymous)",

@@ -347,6 +347,12 @@ func (s *Server) cors(next http.Handler) http.Handler {
 			h := w.Header()
 			h.Set("Access-Control-Allow-Origin", allow)
 			h.Add("Vary", "Origin")
+			if allow != "*" {
+				// A page of a listed origin may send the visitor's cookie
+				// (EventSource withCredentials, fetch credentials:
+				// "include"); "*" never lets it (cookieOrigin).
+				h.Set("Access-Control-Allow-Credentials", "true")
+			}
 			if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 				h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
 				h.Set("Access-Control-Allow-Headers", "Content-Type, Idempotency-Key, Herald-Event-Type, Last-Event-ID, Authorization")

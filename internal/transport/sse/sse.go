@@ -247,6 +247,9 @@ func (s *Handler) header(r *http.Request) []byte {
 	if o := r.Header.Get("Origin"); o != "" {
 		if allow := s.opts.AllowOrigin(o); allow != "" {
 			b.WriteString("Access-Control-Allow-Origin: " + allow + "\r\nVary: Origin\r\n")
+			if allow != "*" {
+				b.WriteString("Access-Control-Allow-Credentials: true\r\n") // as the server's cors
+			}
 		}
 	}
 	b.WriteString("\r\n")
