@@ -44,7 +44,7 @@ type Options struct {
 	Heartbeat     time.Duration // default 15s
 	Retry         time.Duration // the retry: hint; default 2s
 	WriteTimeout  time.Duration // default 10s
-	Writers       int           // goroutines writing woken streams; 0: GOMAXPROCS-1, at least 1 (pool.go)
+	Writers       int           // goroutines writing woken streams; 0: GOMAXPROCS-1, at least 1 (push.Group)
 	MaxQueueBytes int           // per stream; 0 uses the hub's
 	// AllowOrigin returns the Access-Control-Allow-Origin value for a
 	// request's Origin, or "" for none.

@@ -74,7 +74,7 @@ type Options struct {
 	WriteTimeout    time.Duration // a write blocked this long ends the connection as a slow consumer; default 10s
 	MaxMessageBytes int           // the largest client message, after decompression; default 1 MiB + 64 KiB
 	Compression     bool          // negotiate permessage-deflate when the client offers it
-	Writers         int           // goroutines writing woken connections; 0: GOMAXPROCS-1, at least 1 (pool.go)
+	Writers         int           // goroutines writing woken connections; 0: GOMAXPROCS-1, at least 1 (push.Group)
 	MaxQueueBytes   int           // per connection; 0 uses the hub's
 	MaxTopics       int           // topics one connection follows (limits.max_subscriptions_per_connection); default MaxTopicsPerConn
 	// MaxConns caps the open connections; a connection over it is
