@@ -132,15 +132,7 @@ func decodeJSON(body []byte) (any, error) {
 
 // canonicalJSON encodes v compactly with object keys sorted, so that two
 // items equal as JSON are equal as bytes.
-func canonicalJSON(v any) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
-}
+func canonicalJSON(v any) ([]byte, error) { return marshal(v) }
 
 // scalarText returns a string's or a number's text, or a bool's.
 func scalarText(v any) (string, bool) {

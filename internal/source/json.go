@@ -31,6 +31,9 @@ type jsonConfig struct {
 	Version      string            `json:"version,omitempty"`
 	Removals     bool              `json:"removals,omitempty"`
 	Metrics      []string          `json:"metrics,omitempty"`
+	// Status is what an Info shows beside the settings; a client may send
+	// an answer back as it got it, and the status is ignored.
+	Status json.RawMessage `json:"status,omitempty"`
 }
 
 // MarshalJSON encodes c in the API's form. It shows what c holds: call
@@ -49,7 +52,19 @@ func (c Config) MarshalJSON() ([]byte, error) {
 			*d.to = d.v.String()
 		}
 	}
-	return json.Marshal(j)
+	return marshal(j)
+}
+
+// marshal encodes v as JSON without escaping <, > and & (Redacted has
+// two of them), and without a final newline.
+func marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // UnmarshalJSON decodes the API's form, refusing unknown fields, with

@@ -222,7 +222,7 @@ func (in Info) MarshalJSON() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := json.Marshal(status{
+	st, err := marshal(status{
 		State: s.State(), LastPoll: when(s.LastPoll), LastSuccess: when(s.LastSuccess), LastResult: s.LastResult,
 		LastError: s.LastError, Failures: s.Failures, NextPoll: when(s.NextPoll), Polls: s.Polls, Published: s.Published, Errors: s.Errors,
 	})
