@@ -127,15 +127,31 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
-// Validate checks c (with its defaults) and returns an error wrapping
-// hub.ErrBadInput, or event.ErrBadTopic for a bad topic, that names the
-// bad field.
+// FieldError is the refusal of a source's setting: which field, and why.
+// It wraps hub.ErrBadInput, or event.ErrBadTopic for a bad topic.
+type FieldError struct {
+	Source string
+	Field  string // as the API and the configuration name it: url, interval, max_body_bytes
+	Msg    string
+	Kind   error
+}
+
+// Error names the source and the field.
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("%v: source %s: %s: %s", e.Kind, e.Source, e.Field, e.Msg)
+}
+
+// Unwrap returns hub.ErrBadInput or event.ErrBadTopic.
+func (e *FieldError) Unwrap() error { return e.Kind }
+
+// Validate checks c (with its defaults) and returns a *FieldError naming
+// the first bad field.
 func (c *Config) Validate() error {
 	bad := func(field, format string, a ...any) error {
-		return fmt.Errorf("%w: source %s: %s: %s", hub.ErrBadInput, c.Name, field, fmt.Sprintf(format, a...))
+		return &FieldError{Source: c.Name, Field: field, Msg: fmt.Sprintf(format, a...), Kind: hub.ErrBadInput}
 	}
 	if err := ValidateName(c.Name); err != nil {
-		return err
+		return bad("name", "%v", strings.TrimPrefix(err.Error(), hub.ErrBadInput.Error()+": "))
 	}
 	u, err := url.Parse(c.URL)
 	switch {
@@ -169,7 +185,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if err := event.ValidateTopic(c.Topic); err != nil {
-		return fmt.Errorf("source %s: topic: %w", c.Name, err)
+		return &FieldError{Source: c.Name, Field: "topic", Msg: strings.TrimPrefix(err.Error(), event.ErrBadTopic.Error()+": "), Kind: event.ErrBadTopic}
 	}
 	if len(c.Type) > hub.MaxTypeLen || slices.Contains(hub.ReservedTypes, c.Type) || strings.ContainsAny(c.Type, "\r\n") {
 		return bad("type", "must be at most %d bytes on one line and none of %s", hub.MaxTypeLen, strings.Join(hub.ReservedTypes, ", "))

@@ -32,7 +32,7 @@ func TestValidate(t *testing.T) {
 		{"header name", func(c *Config) { c.Headers = map[string]string{"a b": "x"} }, "is not a header name"},
 		{"header value", func(c *Config) { c.Headers = map[string]string{"X": "a\r\nb"} }, "one line"},
 		{"forbidden header", func(c *Config) { c.Headers = map[string]string{"if-none-match": "x"} }, "If-None-Match is set by herald"},
-		{"topic", func(c *Config) { c.Topic = "a..b" }, "topic: invalid topic"},
+		{"topic", func(c *Config) { c.Topic = "a..b" }, `topic: "a..b" has an empty segment`},
 		{"type", func(c *Config) { c.Type = "gap" }, "type:"},
 		{"interval", func(c *Config) { c.Interval = time.Millisecond }, "interval: must be between 1s and 24h0m0s"},
 		{"jitter", func(c *Config) { c.Jitter = 0.9 }, "jitter"},
