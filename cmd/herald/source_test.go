@@ -48,7 +48,9 @@ func TestSourceCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var pulled struct{ Events []struct{ Data json.RawMessage } }
+	var pulled struct {
+		Events []struct{ Data json.RawMessage }
+	}
 	err = json.NewDecoder(resp.Body).Decode(&pulled)
 	resp.Body.Close()
 	if err != nil || len(pulled.Events) != 2 || string(pulled.Events[1].Data) != `{"id":2}` {
