@@ -355,9 +355,15 @@ func secretParam(name string) bool {
 }
 
 // KeepSecrets returns c with every header whose value is Redacted given
-// the value old has for it, so that a client may send back the settings it
-// was shown. A Redacted header that old does not have is an error.
+// the value old has for it, and a URL equal to old's redacted URL given
+// old's, so that a client may send back the settings it was shown. A
+// Redacted value that old does not have is an error.
 func (c Config) KeepSecrets(old *Config) (Config, error) {
+	if old != nil && c.URL != old.URL && c.URL == redactURL(old.URL) {
+		c.URL = old.URL
+	} else if strings.Contains(c.URL, Redacted) || strings.Contains(c.URL, url.QueryEscape(Redacted)) {
+		return c, &FieldError{Source: c.Name, Field: "url", Msg: "has " + Redacted + " in it, and is not the stored URL as shown; give the URL in full", Kind: hub.ErrBadInput}
+	}
 	var h map[string]string
 	for k, v := range c.Headers {
 		if v != Redacted {
@@ -368,7 +374,7 @@ func (c Config) KeepSecrets(old *Config) (Config, error) {
 			prev, ok = lookupHeader(old.Headers, k)
 		}
 		if !ok {
-			return c, fmt.Errorf("%w: source %s: headers: %s is %s but the source has no stored value for it; give the value", hub.ErrBadInput, c.Name, k, Redacted)
+			return c, &FieldError{Source: c.Name, Field: "headers", Msg: fmt.Sprintf("%s is %s but the source has no stored value for it; give the value", k, Redacted), Kind: hub.ErrBadInput}
 		}
 		if h == nil {
 			h = maps.Clone(c.Headers)

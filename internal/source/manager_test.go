@@ -84,8 +84,13 @@ func TestRedact(t *testing.T) {
 	}
 	// Sent back as shown, the secrets are kept.
 	kept, err := r.KeepSecrets(&c)
-	if err != nil || kept.Headers["Authorization"] != "Bearer s1" || kept.Headers["X-Custom"] != "s2" {
-		t.Errorf("KeepSecrets: %v, %v", kept.Headers, err)
+	if err != nil || kept.Headers["Authorization"] != "Bearer s1" || kept.Headers["X-Custom"] != "s2" || kept.URL != c.URL {
+		t.Errorf("KeepSecrets: %v %s, %v", kept.Headers, kept.URL, err)
+	}
+	other := r
+	other.URL = strings.Replace(r.URL, "page=2", "page=3", 1)
+	if _, err := other.KeepSecrets(&c); !errors.Is(err, hub.ErrBadInput) || !strings.Contains(err.Error(), "url: has <redacted>") {
+		t.Errorf("KeepSecrets of a changed URL with a redacted part: %v", err)
 	}
 	if _, err := r.KeepSecrets(nil); !errors.Is(err, hub.ErrBadInput) {
 		t.Errorf("KeepSecrets without a stored source: %v", err)

@@ -112,6 +112,7 @@ type poller struct {
 	// owned by run:
 	st       *state // nil until loaded, and after a failed write
 	failures int
+	lastErr  string // the last failed poll's error, for logging changes only
 
 	mu     sync.Mutex // guards status
 	status Status
@@ -224,8 +225,25 @@ func (p *poller) record(out outcome) {
 	if o := p.m.opts.Observer; o.Published != nil && out.published > 0 {
 		o.Published(p.cfg.Name, out.published)
 	}
+	p.logOutcome(out)
+}
+
+// logOutcome logs a poll's failure at warning level when it is the first
+// or a new one, at debug level when it repeats the last one, and the
+// recovery from failures.
+func (p *poller) logOutcome(out outcome) {
+	log := p.m.log.With("source", p.cfg.Name, "url", redactURL(p.cfg.URL))
+	switch {
+	case out.err != nil && out.err.Error() != p.lastErr:
+		log.Warn("source poll failed", "kind", out.kind, "failures", p.failures, "error", out.err)
+	case out.err != nil:
+		log.Debug("source poll failed again", "kind", out.kind, "failures", p.failures, "error", out.err)
+	case p.lastErr != "":
+		log.Info("source polls again", "result", out.result)
+	}
+	p.lastErr = ""
 	if out.err != nil {
-		p.m.log.Warn("source poll failed", "source", p.cfg.Name, "url", redactURL(p.cfg.URL), "kind", out.kind, "failures", p.failures, "error", out.err)
+		p.lastErr = out.err.Error()
 	}
 }
 
@@ -431,9 +449,12 @@ func (p *poller) changes(st *state, hdr http.Header, body []byte) ([]event.Recor
 }
 
 func (p *poller) itemChanges(st *state, body []byte, base string, headers func(...string) map[string]string) ([]event.Record, []hub.StateOp, error) {
-	items, _, err := readItems(body, p.items, p.id, p.version)
+	items, skipped, err := readItems(body, p.items, p.id, p.version)
 	if err != nil {
 		return nil, nil, err
+	}
+	if len(items) == 0 && skipped > 0 {
+		return nil, nil, fmt.Errorf("%w: none of the %d items has an id at %s (a string or a number)", errParse, skipped, p.id)
 	}
 	var recs []event.Record
 	var ops []hub.StateOp

@@ -156,6 +156,20 @@ func TestJSONItems(t *testing.T) {
 	}
 }
 
+// TestJSONItemsNoIDs: an array none of whose items has an id is a
+// misconfigured id path, not an empty list.
+func TestJSONItemsNoIDs(t *testing.T) {
+	o := newOrigin(t)
+	o.set(func(o *origin) { o.body = `[{"ID":1},{"ID":2}]` })
+	f := newFixture(t)
+	f.put(t, items("noid", o, ""))
+	f.clock.next(t)
+	in, _ := f.m.Get("noid")
+	if f.polls.last() != "error:parse" || !strings.Contains(in.Status.LastError, "none of the 2 items has an id at $.id") {
+		t.Errorf("poll %s, last error %q", f.polls.last(), in.Status.LastError)
+	}
+}
+
 func TestJSONItemsVersion(t *testing.T) {
 	o := newOrigin(t)
 	o.set(func(o *origin) { o.body = `[{"id":1,"rev":1,"x":"a"}]` })
