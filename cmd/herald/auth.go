@@ -29,7 +29,7 @@ func (g *grantFlags) register(cmd *cobra.Command) {
 	f.StringSliceVar(&g.history, "history", nil, "topic patterns whose history it may read (pull, resume from a cursor)")
 	f.StringSliceVar(&g.presence, "presence", nil, "topic patterns whose presence it may see and join")
 	f.StringSliceVar(&g.consume, "consume", nil, "topic patterns it may consume as a group member")
-	f.BoolVar(&g.admin, "admin", false, "may administer (the topics API)")
+	f.BoolVar(&g.admin, "admin", false, "may administer (the topics and sources APIs)")
 }
 
 // grants returns the flags' grants, after checking every pattern.

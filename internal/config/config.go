@@ -54,6 +54,11 @@ type Config struct {
 	// Namespaces override settings for topics whose first dot-separated
 	// segment is the map key ("chat" for "chat.room-1").
 	Namespaces map[string]Namespace `koanf:"namespaces"`
+	// Outbound configures the requests herald makes itself (sources.go).
+	Outbound Outbound `koanf:"outbound"`
+	// Sources are source pollers the operator declares (sources.go). A
+	// list, as the API keys are.
+	Sources []Source `koanf:"sources"`
 }
 
 // HTTP configures the HTTP listener.
@@ -405,6 +410,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.Auth.validate(bad)
+	c.validateSources(bad)
 	c.checkExposure(bad)
 	if _, err := ParseLevel(c.Log.Level); err != nil {
 		bad("log.level", "%v", err)
@@ -553,7 +559,7 @@ func durationNeedsUnit(from, to reflect.Type, data any) (any, error) {
 }
 
 // listKeys are the keys whose value is a list of strings.
-var listKeys = []string{"http.cors_origins", "auth.jwt.algorithms", "limits.ip_exempt"}
+var listKeys = []string{"http.cors_origins", "auth.jwt.algorithms", "limits.ip_exempt", "outbound.allow_networks", "outbound.allow_hosts"}
 
 // envValue turns an environment string into the type a key expects where
 // the decoder would not: lists are comma-separated.

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/heraldhq/herald/internal/hub"
+	"github.com/heraldhq/herald/internal/source"
 )
 
 // Metrics holds the server's collectors.
@@ -26,6 +27,10 @@ type Metrics struct {
 	disconnects   *prometheus.CounterVec
 	publishTime   prometheus.Histogram
 	refusals      *prometheus.CounterVec
+
+	sourcePolls     *prometheus.CounterVec // by source and result
+	sourcePublished *prometheus.CounterVec // by source
+	sourceErrors    *prometheus.CounterVec // by source and error kind
 }
 
 // Limits are the names of the limits counted by
@@ -70,12 +75,23 @@ func New() *Metrics {
 			Name: "herald_limit_refusals_total",
 			Help: "Connections and requests refused by a limit, by the limit's name (its configuration key's last segment).",
 		}, []string{"limit"}),
+		sourcePolls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_source_polls_total",
+			Help: "Polls of source pollers, by source and result (changed, unchanged, not_modified, error).",
+		}, []string{"source", "result"}),
+		sourcePublished: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_source_events_published_total", Help: "Events published by source pollers, by source.",
+		}, []string{"source"}),
+		sourceErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_source_errors_total",
+			Help: "Failed polls of source pollers, by source and kind (request, refused, status, rate_limited, too_large, parse, publish, state).",
+		}, []string{"source", "kind"}),
 	}
 	for _, l := range Limits {
 		m.refusals.WithLabelValues(l)
 	}
 	m.reg.MustRegister(m.connections, m.subscriptions, m.published, m.delivered, m.slow,
-		m.disconnects, m.publishTime, m.refusals,
+		m.disconnects, m.publishTime, m.refusals, m.sourcePolls, m.sourcePublished, m.sourceErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -119,4 +135,23 @@ func (m *Metrics) Refused(key string) {
 // Connections returns the gauge of open connections of one transport.
 func (m *Metrics) Connections(transport string) prometheus.Gauge {
 	return m.connections.WithLabelValues(transport)
+}
+
+// SourceObserver returns the source pollers' counters wired to m. A
+// deleted source's series are removed.
+func (m *Metrics) SourceObserver() source.Observer {
+	return source.Observer{
+		Polled: func(name string, r source.Result, kind string) {
+			m.sourcePolls.WithLabelValues(name, string(r)).Inc()
+			if kind != "" {
+				m.sourceErrors.WithLabelValues(name, kind).Inc()
+			}
+		},
+		Published: func(name string, n int) { m.sourcePublished.WithLabelValues(name).Add(float64(n)) },
+		Removed: func(name string) {
+			for _, v := range []*prometheus.CounterVec{m.sourcePolls, m.sourcePublished, m.sourceErrors} {
+				v.DeletePartialMatch(prometheus.Labels{"source": name})
+			}
+		},
+	}
 }

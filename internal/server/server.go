@@ -26,6 +26,7 @@ import (
 	"github.com/heraldhq/herald/internal/limit"
 	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/reason"
+	"github.com/heraldhq/herald/internal/source"
 	"github.com/heraldhq/herald/internal/transport/grpcapi"
 	"github.com/heraldhq/herald/internal/transport/httpfast"
 	"github.com/heraldhq/herald/internal/transport/netio"
@@ -52,6 +53,7 @@ type Server struct {
 	auth      *auth.Auth        // the config's policy, when authn and gate come from it; closed on Shutdown
 
 	hub     *hub.Hub
+	sources *source.Manager // nil when the engine keeps no consumer state
 	rest    *rest.Handler
 	fast    *httpfast.Server // owns the listener; serves no request itself when http.fast_path is off
 	linger  *netio.Lingerer  // lingering closes of HTTP connections (httpfast's handed-off ones, so WebSocket and SSE too)
@@ -173,6 +175,9 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 		Presence:         s.cfg.PresenceOn,
 		ClientPublish:    s.cfg.ClientPublishOn,
 	})
+	if err := s.startSources(); err != nil {
+		return s.fail(err)
+	}
 	// The transports let through the largest event any namespace takes;
 	// the hub holds each topic to its own.
 	s.rest = rest.New(s.hub, rest.Options{
@@ -180,6 +185,7 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 		MaxBodyBytes:  cfg.HTTP.MaxBodyBytes,
 		MaxWait:       cfg.Pull.MaxWait,
 		Tokens:        tokens,
+		Sources:       s.sources,
 	})
 	sseConns := s.metrics.Connections("sse")
 	s.sse = sse.New(s.hub, sse.Options{
@@ -239,8 +245,37 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 	return s, nil
 }
 
+// startSources starts the source pollers the engine keeps and declares
+// those of the config.
+func (s *Server) startSources() error {
+	m, err := source.New(context.Background(), s.hub, source.Options{
+		Guard:     s.cfg.Outbound.Guard(),
+		UserAgent: "herald-source",
+		Observer:  s.metrics.SourceObserver(),
+		Log:       s.log,
+	})
+	if errors.Is(err, source.ErrUnsupported) {
+		s.log.Info("source pollers are off", "reason", err)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for i := range s.cfg.Sources {
+		if _, _, err := m.Put(context.Background(), s.cfg.Sources[i].Config()); err != nil {
+			m.Close()
+			return fmt.Errorf("config sources[%d] (%s): %w", i, s.cfg.Sources[i].Name, err)
+		}
+	}
+	s.sources = m
+	return nil
+}
+
 // fail releases what New built before err, and returns err.
 func (s *Server) fail(err error) (*Server, error) {
+	if s.sources != nil {
+		s.sources.Close()
+	}
 	if s.auth != nil {
 		s.auth.Close()
 	}
@@ -460,6 +495,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) shutdown(ctx context.Context) error {
 	s.ready.Store(false)
 	s.log.Info("herald draining")
+	if s.sources != nil {
+		s.sources.Close() // no poll publishes into the closing hub
+	}
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- s.http.Shutdown(ctx) }()
 	fastDone := make(chan error, 1)

@@ -25,6 +25,7 @@ import (
 	"github.com/heraldhq/herald/internal/event"
 	"github.com/heraldhq/herald/internal/hub"
 	"github.com/heraldhq/herald/internal/reason"
+	"github.com/heraldhq/herald/internal/source"
 	"github.com/heraldhq/herald/internal/wire"
 )
 
@@ -34,6 +35,8 @@ type Options struct {
 	MaxBodyBytes  int64         // batch body cap; default 16 MiB
 	MaxWait       time.Duration // longest long poll; default 120s
 	Tokens        wire.TokenSources
+	// Sources serves /v1/sources (sources.go); nil answers unavailable.
+	Sources *source.Manager
 }
 
 // Limits on request metadata.
@@ -79,6 +82,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	}))
 	mux.HandleFunc("/v1/topics", h.methods(map[string]http.HandlerFunc{http.MethodGet: h.listTopics}))
 	mux.HandleFunc("/v1/topics/{topic}", h.methods(map[string]http.HandlerFunc{http.MethodGet: h.topicInfo}))
+	h.registerSources(mux)
 }
 
 // methods dispatches on the request method, answering 405 in the API's
