@@ -290,8 +290,9 @@ func (m *Manager) Put(ctx context.Context, cfg Config) (Info, bool, error) {
 	m.mu.Lock()
 	m.sources[cfg.Name] = p
 	m.mu.Unlock()
+	in := p.info() // before the first poll, which may come at once
 	p.start(m.ctx)
-	return p.info(), old == nil, nil
+	return in, old == nil, nil
 }
 
 // normalized is cfg with empty and nil collections made equal.
