@@ -11,6 +11,9 @@
 //	event: error         the last frame; data is {"code":…,"message":…}
 //	event: join, leave   presence changes (no id); data is their JSON
 //	: hb                 a heartbeat comment after Heartbeat without traffic
+//	event: heartbeat     instead, with ?heartbeat=event: a heartbeat the page
+//	data: {}             can see (EventSource hides comments); the stream then
+//	                     also opens with one, its id the starting cursor
 //
 // To keep an idle stream small, the handler hijacks the connection after
 // subscribing: no goroutine, no bufio buffers and no per-connection timer
@@ -23,6 +26,7 @@ package sse
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -191,12 +195,17 @@ func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		wire.WriteError(w, err)
 		return
 	}
+	hbEvent, err := parseHeartbeat(q["heartbeat"])
+	if err != nil {
+		wire.WriteError(w, err)
+		return
+	}
 	req := hub.SubscribeRequest{Topics: q["topic"], Cursor: cur, From: from}
 	if p := q.Get("presence"); p != "" {
 		req.Presence = []byte(p) // checked by the hub
 	}
 
-	c := &conn{h: s}
+	c := &conn{h: s, hbEvent: hbEvent}
 	c.Init(s.group, c)
 	sub, err := s.hub.NewSubscriber(hub.SubscriberOptions{Wake: c.Wake, Kick: c.Kick, MaxQueueBytes: s.opts.MaxQueueBytes})
 	if err != nil {
@@ -230,7 +239,14 @@ func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b = strconv.AppendInt(b, s.opts.Retry.Milliseconds(), 10)
 	b = append(b, "\nid: "...)
 	b = c.cur.AppendEncoded(b)
-	b = append(b, "\n\n"...)
+	if hbEvent {
+		// An EventSource dispatches this one, so the page sees the stream
+		// open and its starting cursor (lastEventId) before any event.
+		b = append(b, '\n')
+		b = append(b, heartbeatEvent[:len(heartbeatEvent)-1]...)
+	} else {
+		b = append(b, "\n\n"...)
+	}
 	c.SendNow(b)
 	if inline {
 		c.ServeInline(r.Context())
@@ -260,9 +276,10 @@ func (s *Handler) header(r *http.Request) []byte {
 // transport's framing.
 type conn struct {
 	push.Writer
-	h      *Handler
-	sock   push.ConnSink // the hijacked connection; zero when served inline
-	bucket int           // guarded by h.mu
+	h       *Handler
+	sock    push.ConnSink // the hijacked connection; zero when served inline
+	hbEvent bool          // heartbeats as named events (?heartbeat=event); static
+	bucket  int           // guarded by h.mu
 
 	cur cursor.Cursor // the stream's position; owned by the writer role
 }
@@ -277,10 +294,35 @@ func (c *conn) release() {
 	c.h.opts.OnConn(-1)
 }
 
-var heartbeat = []byte(": hb\n\n")
+var (
+	heartbeat      = []byte(": hb\n\n")
+	heartbeatEvent = []byte("event: heartbeat\ndata: {}\n\n")
+)
 
-// AppendIdle appends a heartbeat comment.
-func (c *conn) AppendIdle(b []byte) []byte { return append(b, heartbeat...) }
+// AppendIdle appends a heartbeat: a comment, or the named event a page
+// asked for with ?heartbeat=event (no id line: it moves no cursor).
+func (c *conn) AppendIdle(b []byte) []byte {
+	if c.hbEvent {
+		return append(b, heartbeatEvent...)
+	}
+	return append(b, heartbeat...)
+}
+
+// parseHeartbeat reads the heartbeat= parameter: absent or "comment" for
+// the ": hb" comment, "event" for a named event an EventSource dispatches.
+func parseHeartbeat(v []string) (bool, error) {
+	switch {
+	case len(v) == 0:
+		return false, nil
+	case len(v) > 1:
+		return false, fmt.Errorf("%w: heartbeat is given %d times; give it once", hub.ErrBadInput, len(v))
+	case v[0] == "" || v[0] == "comment":
+		return false, nil
+	case v[0] == "event":
+		return true, nil
+	}
+	return false, fmt.Errorf("%w: heartbeat=%q: use heartbeat=event (a named event EventSource dispatches) or heartbeat=comment (the default)", hub.ErrBadInput, v[0])
+}
 
 // AppendItems appends the frames of queued events, gaps and presence
 // changes, moving the stream's cursor.

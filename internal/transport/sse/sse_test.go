@@ -212,3 +212,49 @@ func TestRefusals(t *testing.T) {
 		t.Errorf("subscribers left: %d", n)
 	}
 }
+
+// TestHeartbeatEvent checks ?heartbeat=event: the stream opens with a
+// heartbeat event whose id is the starting cursor, and idle frames are
+// heartbeat events an EventSource dispatches, not comments.
+func TestHeartbeatEvent(t *testing.T) {
+	for _, tt := range []struct {
+		query      string
+		open, idle string
+	}{
+		{"topic=a", "retry: 2000\nid: AQ", ": hb\n\n"},
+		{"topic=a&heartbeat=comment", "retry: 2000\nid: AQ", ": hb\n\n"},
+		{"topic=a&heartbeat=event", "retry: 2000\nid: AQ", "event: heartbeat\ndata: {}\n\n"},
+	} {
+		t.Run(tt.query, func(t *testing.T) {
+			f := newFixture(t, true, Options{Heartbeat: time.Second})
+			_, br := f.open(t, tt.query)
+			first := readBlock(t, br)
+			if !strings.HasPrefix(first, tt.open) {
+				t.Errorf("first block %q, want it to start with %q", first, tt.open)
+			}
+			wantEvent := strings.HasPrefix(tt.idle, "event:")
+			if got := strings.HasSuffix(first, "\nevent: heartbeat\ndata: {}\n\n"); got != wantEvent {
+				t.Errorf("first block %q: heartbeat event %v, want %v", first, got, wantEvent)
+			}
+			if got := readBlock(t, br); got != tt.idle {
+				t.Errorf("idle block %q, want %q", got, tt.idle)
+			}
+			f.publish(t, "a", "x")
+			if got := readBlock(t, br); !strings.HasPrefix(got, "id: ") || !strings.HasSuffix(got, "data: x\n\n") {
+				t.Errorf("event block %q", got)
+			}
+		})
+	}
+	f := newFixture(t, true, Options{})
+	for _, q := range []string{"topic=a&heartbeat=events", "topic=a&heartbeat=event&heartbeat=event"} {
+		res, err := f.srv.Client().Get(f.srv.URL + "/v1/sse?" + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "heartbeat") {
+			t.Errorf("?%s: %d %s, want 400 naming heartbeat", q, res.StatusCode, body)
+		}
+	}
+}
