@@ -45,6 +45,7 @@ type Config struct {
 	Shutdown         Shutdown `koanf:"shutdown"`
 	Log              Log      `koanf:"log"`
 	Auth             Auth     `koanf:"auth"`
+	UI               UI       `koanf:"ui"`
 	// Presence turns on presence (join/leave events and the presence
 	// query) for topics whose namespace does not say otherwise.
 	Presence bool `koanf:"presence"`
@@ -161,6 +162,36 @@ type Pull struct {
 	MaxWait time.Duration `koanf:"max_wait"` // longest wait= accepted
 }
 
+// UI configures the dashboard at /ui/ (package web).
+type UI struct {
+	// Enabled serves the dashboard. With auth on, its pages ask for an
+	// operator's credential (the admin grant reads the topics API); with
+	// auth off it is served on loopback addresses only, unless Insecure.
+	Enabled bool `koanf:"enabled"`
+	// Insecure serves the dashboard with auth off on an address other
+	// machines can reach (auth.insecure_open): anyone there sees every
+	// topic and may publish.
+	Insecure bool `koanf:"insecure"`
+}
+
+// UIServed reports whether the dashboard is served, and when it is not,
+// why, in words for the operator.
+func (c *Config) UIServed() (bool, string) {
+	switch {
+	case !c.UI.Enabled:
+		return false, "the dashboard is off (ui.enabled: false)"
+	case c.Auth.On() || c.UI.Insecure:
+		return true, ""
+	}
+	host, _, err := net.SplitHostPort(c.HTTP.Addr)
+	if err == nil && loopbackHost(host) {
+		return true, ""
+	}
+	return false, fmt.Sprintf("the dashboard is off: auth is off and http.addr %s is reachable from other machines, "+
+		"so anyone there could use it; configure auth (its pages then ask for an API key or token with the admin grant), "+
+		"or set ui.insecure: true to accept that", c.HTTP.Addr)
+}
+
 // Shutdown configures draining on SIGTERM.
 type Shutdown struct {
 	Timeout time.Duration `koanf:"timeout"` // how long in-flight work may take to finish
@@ -256,6 +287,7 @@ func Default() Config {
 		Pull:          Pull{MaxWait: 120 * time.Second},
 		Shutdown:      Shutdown{Timeout: 10 * time.Second},
 		Log:           Log{Level: "info", Format: "text"},
+		UI:            UI{Enabled: true},
 		Auth: Auth{
 			CookieName: "herald_token",
 			QueryParam: "access_token",

@@ -34,6 +34,7 @@ import (
 	"github.com/heraldhq/herald/internal/transport/sse"
 	"github.com/heraldhq/herald/internal/transport/ws"
 	"github.com/heraldhq/herald/internal/wire"
+	"github.com/heraldhq/herald/web"
 )
 
 // Engine is a hub engine the server can close.
@@ -306,11 +307,54 @@ func (s *Server) routes() http.Handler {
 		io.WriteString(w, "ready\n")
 	})
 	mux.Handle("GET /metrics", s.metrics.Handler())
+	s.browserRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		wire.WriteErrorCode(w, reason.NotFound,
 			fmt.Sprintf("no such path %s; the API is described at /v1/openapi.json", r.URL.Path))
 	})
 	return s.cors(uncleanPaths(mux))
+}
+
+// browserRoutes serves the browser side (package web): herald.js at
+// /v1/client/, and the dashboard at /ui/ when config.UIServed says so.
+func (s *Server) browserRoutes(mux *http.ServeMux) {
+	// herald.js is public: any page may import it, as a module script
+	// (which asks for CORS) from another origin.
+	client := web.NewStatic("client", "/v1/client/", "public, max-age=600",
+		map[string]string{"Access-Control-Allow-Origin": "*"})
+	mux.Handle("GET /v1/client/", staticOr404(client))
+	ok, why := s.cfg.UIServed()
+	if !ok {
+		mux.HandleFunc("/ui/", func(w http.ResponseWriter, r *http.Request) {
+			wire.WriteErrorCode(w, reason.NotFound, why)
+		})
+		return
+	}
+	ui := web.NewStatic("ui", "/ui/", "no-cache", map[string]string{
+		"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+		"Referrer-Policy":         "no-referrer",
+		"X-Frame-Options":         "DENY",
+	})
+	mux.Handle("GET /ui/", staticOr404(ui))
+	// What the pages need to know before their first call (never a secret).
+	uiConfig := fmt.Appendf(nil, `{"auth":%t}`+"\n", s.cfg.Auth.On())
+	mux.HandleFunc("GET /ui/config.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Write(uiConfig)
+	})
+	mux.Handle("GET /ui", http.RedirectHandler("/ui/", http.StatusMovedPermanently))
+}
+
+// staticOr404 serves the files of st, and the API's 404 for other paths.
+func staticOr404(st *web.Static) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !st.Has(r.URL.Path) {
+			wire.WriteErrorCode(w, reason.NotFound, fmt.Sprintf("no such file %s", r.URL.Path))
+			return
+		}
+		st.ServeHTTP(w, r)
+	})
 }
 
 // uncleanPaths answers paths with empty or dot segments itself, which
