@@ -24,6 +24,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/performance"
 	"github.com/chromedp/chromedp"
 )
 
@@ -144,18 +146,20 @@ type Page struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	name   string
+	perfOn bool // the Performance domain is enabled; used by the test's goroutine only
 
 	mu      sync.Mutex // guards console
 	console []chromedp.ConsoleMessage
 	done    chan struct{} // closed when the console reader ends
 }
 
-// Open opens url in a new tab. name labels the tab in failures and
-// screenshots.
-func (b *Browser) Open(name, url string) *Page {
-	b.t.Helper()
+// Open opens url in a new tab, for the test t (the browser's or a
+// subtest of it), which closes the tab at its end. name labels the tab in
+// failures and screenshots.
+func (b *Browser) Open(t testing.TB, name, url string) *Page {
+	t.Helper()
 	ctx, cancel := chromedp.NewContext(b.ctx)
-	p := &Page{t: b.t, ctx: ctx, cancel: cancel, name: name, done: make(chan struct{})}
+	p := &Page{t: t, ctx: ctx, cancel: cancel, name: name, done: make(chan struct{})}
 	msgs := chromedp.Console(ctx) // subscribed now: nothing of the load is missed
 	go func() {
 		defer close(p.done)
@@ -168,12 +172,12 @@ func (b *Browser) Open(name, url string) *Page {
 			p.mu.Unlock()
 		}
 	}()
-	b.t.Cleanup(func() {
+	t.Cleanup(func() {
 		cancel()
 		<-p.done
 	})
 	if err := chromedp.Do(p.ctx, chromedp.Navigate(url)); err != nil {
-		b.t.Fatalf("%s: open %s: %v", name, url, err)
+		t.Fatalf("%s: open %s: %v", name, url, err)
 	}
 	return p
 }
@@ -274,4 +278,36 @@ func (p *Page) ConsoleText() string {
 		fmt.Fprintf(&b, "console %s: %s\n", m.Type, m.Text)
 	}
 	return b.String()
+}
+
+// MainThread returns the CPU time the tab's main thread has spent on
+// tasks so far (the DevTools Performance domain's TaskDuration, measured
+// in thread ticks: CPU time, not wall time, so a loaded machine does not
+// inflate it). The difference of two calls is the main-thread cost of
+// what happened between them.
+func (p *Page) MainThread() time.Duration {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
+	defer cancel()
+	m, err := chromedp.Run(ctx, func(ctx context.Context, t *chromedp.Target) (map[string]float64, error) {
+		if !p.perfOn {
+			if _, err := cdp.Call(ctx, t, performance.Enable, performance.EnableParams{TimeDomain: performance.EnableTimeDomainThreadTicks}); err != nil {
+				return nil, err
+			}
+			p.perfOn = true
+		}
+		r, err := cdp.Call(ctx, t, performance.GetMetrics, cdp.Empty{})
+		if err != nil {
+			return nil, err
+		}
+		out := map[string]float64{}
+		for _, x := range r.Metrics {
+			out[x.Name] = x.Value
+		}
+		return out, nil
+	})
+	if err != nil {
+		p.t.Fatalf("%s: performance metrics: %v", p.name, err)
+	}
+	return time.Duration(m["TaskDuration"] * float64(time.Second))
 }

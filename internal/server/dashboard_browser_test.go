@@ -34,7 +34,7 @@ func TestDashboard(t *testing.T) {
 	if r.status != http.StatusOK || !strings.Contains(r.header.Get("Content-Security-Policy"), "default-src 'self'") {
 		t.Fatalf("GET /ui/: %d %v", r.status, r.header)
 	}
-	pg := b.Open("dashboard", ts.base+"/ui/")
+	pg := b.Open(t, "dashboard", ts.base+"/ui/")
 	pg.Until("the topics table", 10*time.Second, "document.querySelectorAll('#topics tbody tr').length === 3")
 
 	// The live tail, started from the topics table's link.
@@ -102,7 +102,7 @@ func TestDashboardAuth(t *testing.T) {
 	})
 	ts.publish("ops.deploys", "application/json", []byte(`1`), "Authorization", "Bearer "+admin)
 
-	pg := b.Open("dashboard", ts.base+"/ui/")
+	pg := b.Open(t, "dashboard", ts.base+"/ui/")
 	pg.Until("the sign-in box", 10*time.Second, "!document.getElementById('login').hidden && document.getElementById('main').hidden")
 	pg.Do("sign in without admin",
 		chromedp.SetValue(chromedp.ID("login-key"), plain),

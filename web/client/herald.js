@@ -67,20 +67,22 @@ export function decodeCursor (token) {
   try { s = unb64(token) } catch { s = '' }
   if (s.charCodeAt(0) !== 1) throw new HeraldError('bad_cursor', 'not a herald cursor')
   let i = 1
-  const uv = () => {
-    let n = 0n
-    for (let sh = 0n; ; sh += 7n) {
+  // uv reads a uvarint: as a Number (lengths, offsets: below 2^53), or as
+  // a BigInt (epochs: 64 bits).
+  const uv = (big) => {
+    let n = big ? 0n : 0
+    for (let mul = 1; ; mul *= 128) {
       if (i >= s.length) throw new HeraldError('bad_cursor', 'truncated cursor')
       const b = s.charCodeAt(i++)
-      n |= BigInt(b & 127) << sh
+      n += big ? BigInt(b & 127) * BigInt(mul) : (b & 127) * mul
       if (b < 128) return n
     }
   }
   while (i < s.length) {
-    const n = Number(uv())
+    const n = uv()
     const topic = s.slice(i, i += n)
-    const e = uv().toString(16).padStart(16, '0')
-    m.set(topic, { e, o: Number(uv()) })
+    const e = uv(true).toString(16).padStart(16, '0')
+    m.set(topic, { e, o: uv() })
   }
   return m
 }

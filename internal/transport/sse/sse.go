@@ -243,7 +243,7 @@ func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// An EventSource dispatches this one, so the page sees the stream
 		// open and its starting cursor (lastEventId) before any event.
 		b = append(b, '\n')
-		b = append(b, heartbeatEvent[:len(heartbeatEvent)-1]...)
+		b = append(b, heartbeatEvent...)
 	} else {
 		b = append(b, "\n\n"...)
 	}
