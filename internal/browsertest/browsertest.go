@@ -311,3 +311,9 @@ func (p *Page) MainThread() time.Duration {
 	}
 	return time.Duration(m["TaskDuration"] * float64(time.Second))
 }
+
+// Close closes the tab (its connections end as when a user closes it).
+func (p *Page) Close() {
+	p.cancel()
+	<-p.done
+}
