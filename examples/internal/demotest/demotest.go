@@ -15,7 +15,7 @@ import (
 
 // Output is what a running example printed. It is safe for concurrent use.
 type Output struct {
-	mu      sync.Mutex    // guards the fields below
+	mu      sync.Mutex // guards the fields below
 	text    strings.Builder
 	changed chan struct{} // closed and replaced by each write
 }
