@@ -43,6 +43,9 @@ type Node struct {
 	HTTP string // herald's base URL, http://host:port
 	GRPC string // herald's gRPC address, host:port ("" when off)
 	Page string // the page's URL ("" without a page)
+	// Args are the command line's arguments after the flags, for the
+	// example's work.
+	Args []string
 }
 
 // Main runs ex as a program: flags from the command line, stopped by
@@ -69,7 +72,7 @@ func Run(ctx context.Context, ex Example, args []string, out io.Writer) error {
 		return err
 	}
 
-	var n Node
+	n := Node{Args: fl.Args()}
 	var pageLn net.Listener
 	if ex.Pages != nil {
 		ln, err := net.Listen("tcp", *pageAddr)
