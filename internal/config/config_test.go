@@ -361,3 +361,32 @@ func TestValidateNamesTheKey(t *testing.T) {
 func keyHash(seed string) string {
 	return "sha256:" + strings.Repeat(seed, 64)[:64]
 }
+
+// TestUIServed checks when the dashboard is served: enabled, and auth on
+// or a loopback listener or ui.insecure; the reason names the key.
+func TestUIServed(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		env     []string
+		served  bool
+		because string
+	}{
+		{"default: loopback, auth off", nil, true, ""},
+		{"turned off", []string{"HERALD_UI_ENABLED=false"}, false, "ui.enabled"},
+		{"reachable, auth off", []string{"HERALD_HTTP_ADDR=0.0.0.0:8080", "HERALD_AUTH_INSECURE_OPEN=true"}, false, "ui.insecure"},
+		{"reachable, auth off, insecure", []string{"HERALD_HTTP_ADDR=0.0.0.0:8080", "HERALD_AUTH_INSECURE_OPEN=true", "HERALD_UI_INSECURE=true"}, true, ""},
+		{"reachable, auth on", []string{"HERALD_HTTP_ADDR=0.0.0.0:8080", "HERALD_AUTH_ENABLED=true"}, true, ""},
+		{"localhost", []string{"HERALD_HTTP_ADDR=localhost:8080"}, true, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := config.Load("", tt.env, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			served, why := c.UIServed()
+			if served != tt.served || !strings.Contains(why, tt.because) || (served && why != "") {
+				t.Errorf("UIServed() = %v, %q; want %v naming %q", served, why, tt.served, tt.because)
+			}
+		})
+	}
+}

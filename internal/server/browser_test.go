@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldhq/herald/internal/browsertest"
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/cursor"
 	"github.com/heraldhq/herald/internal/engine/memory"
@@ -165,18 +166,7 @@ func browserCheckID(t *testing.T, what, id, topic, epoch string, offset uint64) 
 // when HERALD_REQUIRE_INTEGRATION=1, as CI sets).
 func browserChromium(t *testing.T) string {
 	t.Helper()
-	if p, err := exec.LookPath("/usr/bin/chromium"); err == nil {
-		return p
-	}
-	if p, err := exec.LookPath("chromium"); err == nil {
-		return p
-	}
-	const msg = "SKIPPING THE BROWSER END-TO-END TEST: chromium not found: install with apt-get install chromium"
-	if os.Getenv("HERALD_REQUIRE_INTEGRATION") == "1" {
-		t.Fatal(msg + " (HERALD_REQUIRE_INTEGRATION=1 makes a missing chromium a failure)")
-	}
-	t.Skip(msg)
-	return ""
+	return browsertest.Chromium(t)
 }
 
 // browserFreeAddr returns a loopback address with a port free right now.
