@@ -6,9 +6,13 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"go.uber.org/goleak"
+
 	"github.com/heraldhq/herald/examples/internal/demotest"
 	"github.com/heraldhq/herald/internal/browsertest"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // TestChat runs the example as its README says and opens two pages, ann
 // and bob: each lists both in the room, each receives the other's

@@ -4,9 +4,13 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/heraldhq/herald/examples/internal/demotest"
 	"github.com/heraldhq/herald/internal/browsertest"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // TestMetrics runs the example as its README says: the page follows the
 // samples live over SSE, in order, and draws them.

@@ -8,9 +8,13 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"go.uber.org/goleak"
+
 	"github.com/heraldhq/herald/examples/internal/demotest"
 	"github.com/heraldhq/herald/internal/browsertest"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // TestNotifications runs the example as its README says: the welcome and
 // notifications published over HTTP (as the README's curl does) reach the

@@ -6,8 +6,12 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/heraldhq/herald/examples/internal/demotest"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // TestTicker runs `ticker 24` as the README says and reads what the Go
 // service printed: 24 ticks, in offset order per symbol with no hole.

@@ -4,9 +4,13 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/heraldhq/herald/examples/internal/demotest"
 	"github.com/heraldhq/herald/internal/browsertest"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // TestWebRTC runs the example as its README says and opens two tabs: the
 // offer/answer exchange must complete over herald (both stable, with local
