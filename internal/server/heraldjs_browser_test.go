@@ -305,7 +305,7 @@ func fast(transports ...string) map[string]any {
 	}
 }
 
-func with(m map[string]any, kv ...any) map[string]any {
+func withOpts(m map[string]any, kv ...any) map[string]any {
 	out := map[string]any{}
 	for k, v := range m {
 		out[k] = v
@@ -327,7 +327,7 @@ func TestHeraldJSTransports(t *testing.T) {
 		t.Run(tr, func(t *testing.T) {
 			ts := ts.in(t)
 			topic := "js." + tr
-			pg := openJSPage(t, b, tr, p, with(fast(tr), "topics", []string{topic}))
+			pg := openJSPage(t, b, tr, p, withOpts(fast(tr), "topics", []string{topic}))
 			pg.Until("connected over "+tr, 10*time.Second, fmt.Sprintf("T.h.state === 'connected' && T.h.transport === %q", tr))
 			ts.publishRange(topic, 1, 50)
 			pg.waitEvents(50, 10*time.Second)
@@ -366,7 +366,7 @@ func TestHeraldJSFallback(t *testing.T) {
 	for _, c := range cases {
 		p := newJSProxy(t, ts.base)
 		p.block(c.blocked...)
-		opts := with(fast("ws", "sse", "poll"), "topics", []string{topic}, "timeout", timeout)
+		opts := withOpts(fast("ws", "sse", "poll"), "topics", []string{topic}, "timeout", timeout)
 		pg := openJSPage(t, b, c.name, p, opts)
 		pg.Until(c.name+": connected over "+c.want, 10*time.Second, "T.h.state === 'connected'")
 		s := pg.summary()
@@ -399,7 +399,7 @@ func TestHeraldJSSwitches(t *testing.T) {
 	ts := startServer(t)
 	const topic = "js.switch"
 	p := newJSProxy(t, ts.base)
-	pg := openJSPage(t, b, "switches", p, with(fast("ws", "sse", "poll"), "topics", []string{topic}))
+	pg := openJSPage(t, b, "switches", p, withOpts(fast("ws", "sse", "poll"), "topics", []string{topic}))
 	pg.Until("connected over ws", 10*time.Second, "T.h.transport === 'ws'")
 
 	// The publisher: one event every 4 ms until stopped.
@@ -496,7 +496,7 @@ func TestHeraldJSTokenRefresh(t *testing.T) {
 		}
 		w.Write([]byte(tok))
 	}
-	pg := openJSPage(t, b, "token", p, with(fast("ws", "sse", "poll"), "topics", []string{topic}, "tokenURL", "/token"))
+	pg := openJSPage(t, b, "token", p, withOpts(fast("ws", "sse", "poll"), "topics", []string{topic}, "tokenURL", "/token"))
 	pg.Until("connected over ws", 10*time.Second, "T.h.transport === 'ws'")
 	n := 0
 	publishFor := func(d time.Duration) {
@@ -537,7 +537,7 @@ func TestHeraldJSReload(t *testing.T) {
 	ts := startServer(t)
 	const topic = "js.reload"
 	p := newJSProxy(t, ts.base)
-	opts := with(fast("ws", "sse", "poll"), "topics", []string{topic}, "storeKey", "herald.test")
+	opts := withOpts(fast("ws", "sse", "poll"), "topics", []string{topic}, "storeKey", "herald.test")
 	pg := openJSPage(t, b, "reload", p, opts)
 	pg.Until("connected", 10*time.Second, "T.h.state === 'connected'")
 	ts.publishRange(topic, 1, 5)
@@ -590,7 +590,7 @@ func TestHeraldJSMainThread(t *testing.T) {
 	for _, tr := range []string{"ws", "sse", "poll"} {
 		t.Run(tr, func(t *testing.T) {
 			topic := "js.perf." + tr
-			pg := openJSPage(t, b, tr, p, with(fast(tr), "topics", []string{topic}))
+			pg := openJSPage(t, b, tr, p, withOpts(fast(tr), "topics", []string{topic}))
 			pg.Until("connected", 10*time.Second, "T.h.state === 'connected'")
 			per100 := measure(t, pg, topic)
 			pg.wantSequence(bursts*100 + 100)
