@@ -7,7 +7,7 @@ import { connect } from '/v1/client/herald.js'
 const $ = (id) => document.getElementById(id)
 const KEY = 'herald.dashboard.key'
 const POLL_MS = 2000
-const HISTORY = 150 // chart points: 5 minutes at one per 2 s
+const HISTORY = 90 // chart points: 3 minutes at one per 2 s
 const TAIL_MAX = 200
 
 const state = {
@@ -118,6 +118,9 @@ async function refreshMetrics () {
   $('pub-total').textContent = fmt(published) + ' total'
   $('del-total').textContent = fmt(delivered) + ' total'
   const prev = state.prevMetrics
+  // Rates over at least a second: an extra refresh (after a publish from
+  // the form) comes soon after the last one and would make a spike.
+  if (prev && now - prev.at < 1000) return
   if (prev) {
     const dt = (now - prev.at) / 1000
     const pr = Math.max(0, (published - prev.published) / dt)
@@ -152,9 +155,11 @@ async function refreshTopics () {
   topics.sort((a, b) => a.name.localeCompare(b.name))
   for (const t of topics) {
     const prev = state.prevTopics.get(t.name)
-    let rate = null
-    if (prev && prev.epoch === t.epoch) rate = Math.max(0, (t.last - prev.last) / ((now - prev.at) / 1000))
-    state.prevTopics.set(t.name, { last: t.last, epoch: t.epoch, at: now })
+    let rate = prev ? prev.rate : null
+    if (!prev || now - prev.at >= 1000) {
+      if (prev && prev.epoch === t.epoch) rate = Math.max(0, (t.last - prev.last) / ((now - prev.at) / 1000))
+      state.prevTopics.set(t.name, { last: t.last, epoch: t.epoch, at: now, rate })
+    }
     const tr = el('tr')
     tr.dataset.topic = t.name
     const name = el('td')
