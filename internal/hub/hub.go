@@ -68,6 +68,14 @@ var (
 	ErrBadInput = errors.New("bad input")
 	// ErrForbidden is wrapped by a Gate's refusals.
 	ErrForbidden = errors.New("forbidden")
+	// ErrNotFound is wrapped by calls naming a thing that does not exist
+	// (a consumer group, a delivery, a webhook); transports answer it
+	// not_found.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict is wrapped by calls that contradict the current state (a
+	// group created again with other settings, an ack of a delivery whose
+	// lease another member holds now); transports answer it conflict.
+	ErrConflict = errors.New("conflict")
 )
 
 const numShards = 64

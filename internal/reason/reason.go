@@ -14,6 +14,7 @@
 //	token_expired           401   4001             UNAUTHENTICATED      no (new credentials)
 //	forbidden               403   —                PERMISSION_DENIED    no
 //	not_found               404   —                NOT_FOUND            no
+//	conflict                409   —                ABORTED              no (read again)
 //	method_not_allowed      405   —                —                    no
 //	too_large               413   1009             INVALID_ARGUMENT     no
 //	unsupported_media_type  415   —                —                    no
@@ -52,6 +53,7 @@ const (
 	TokenExpired         Code = "token_expired"
 	Forbidden            Code = "forbidden"
 	NotFound             Code = "not_found"
+	Conflict             Code = "conflict"
 	MethodNotAllowed     Code = "method_not_allowed"
 	TooLarge             Code = "too_large"
 	UnsupportedMediaType Code = "unsupported_media_type"
@@ -99,6 +101,7 @@ var table = []Reason{
 		Message: "the connection's credentials expired; reconnect with fresh ones and resume from your cursor"},
 	{Code: Forbidden, HTTP: 403, GRPC: codes.PermissionDenied, Message: "the credentials do not allow this"},
 	{Code: NotFound, HTTP: 404, GRPC: codes.NotFound, Message: "not found"},
+	{Code: Conflict, HTTP: 409, GRPC: codes.Aborted, Message: "the request conflicts with the current state; read it again"},
 	{Code: MethodNotAllowed, HTTP: 405, Message: "the method is not allowed here"},
 	{Code: TooLarge, HTTP: 413, WSClose: 1009, GRPC: codes.InvalidArgument, Message: "the message is over the size limit"},
 	{Code: UnsupportedMediaType, HTTP: 415, Message: "the content type or coding is not supported"},

@@ -27,6 +27,10 @@ func Classify(err error) reason.Reason {
 		code = reason.BadCursor
 	case errors.Is(err, hub.ErrBadInput):
 		code = reason.BadRequest
+	case errors.Is(err, hub.ErrNotFound):
+		code = reason.NotFound
+	case errors.Is(err, hub.ErrConflict):
+		code = reason.Conflict
 	case errors.Is(err, hub.ErrTooLarge), errors.As(err, &mbe):
 		code = reason.TooLarge
 	case errors.Is(err, hub.ErrLimit):
