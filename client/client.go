@@ -188,6 +188,7 @@ const (
 	CodeTokenExpired         = string(reason.TokenExpired) // the connection's credentials expired: needs new ones
 	CodeForbidden            = string(reason.Forbidden)
 	CodeNotFound             = string(reason.NotFound)
+	CodeConflict             = string(reason.Conflict) // e.g. an ack after the lease passed to another member
 	CodeMethodNotAllowed     = string(reason.MethodNotAllowed)
 	CodeTooLarge             = string(reason.TooLarge)
 	CodeUnsupportedMediaType = string(reason.UnsupportedMediaType)
