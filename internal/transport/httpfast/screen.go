@@ -159,10 +159,10 @@ func (s *screen) line() {
 	}
 	s.head(s.buf)
 	if s.state != scanOff {
-		s.buf, s.curLine = s.buf[:0], 0
-		if cap(s.buf) > 4<<10 {
-			s.buf = nil // let a large head's buffer go
-		}
+		// The head's buffer goes: the connection may live long without
+		// another request (an SSE stream, an upgraded WebSocket), and
+		// net/http allocates far more per request than this one buffer.
+		s.buf, s.curLine = nil, 0
 	}
 }
 
