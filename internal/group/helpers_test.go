@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/heraldhq/herald/internal/cursor"
 	"github.com/heraldhq/herald/internal/engine/durable"
 	"github.com/heraldhq/herald/internal/engine/memory"
 	"github.com/heraldhq/herald/internal/event"
@@ -87,8 +88,7 @@ type fixture struct {
 	h     *hub.Hub
 	m     *Manager
 	clock *fakeClock
-	dead  []string // dead-lettered groups and reasons, by the observer
-	obsMu sync.Mutex
+	dead  chan string // "group:reason" of each event dead-lettered, by the observer
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -105,13 +105,9 @@ func newFixture(t *testing.T) *fixture {
 // (not eng).
 func newFixtureOn(t *testing.T, eng hub.Engine, clock *fakeClock) *fixture {
 	t.Helper()
-	f := &fixture{eng: eng, clock: clock}
+	f := &fixture{eng: eng, clock: clock, dead: make(chan string, 1000)}
 	f.h = hub.New(eng, hub.Options{})
-	m, err := New(bg, f.h, Options{Clock: clock, Observer: Observer{DeadLettered: func(g, why string) {
-		f.obsMu.Lock()
-		f.dead = append(f.dead, g+":"+why)
-		f.obsMu.Unlock()
-	}}})
+	m, err := New(bg, f.h, Options{Clock: clock, TopicRefresh: 20 * time.Millisecond, Observer: Observer{DeadLettered: func(g, why string) { f.dead <- g + ":" + why }}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,3 +209,38 @@ func offsetsOf(msgs []Message) []uint64 {
 	}
 	return out
 }
+
+// pullOne waits for the next event of topic after offset after.
+func (f *fixture) pullOne(t *testing.T, topic string, after uint64) *event.Event {
+	t.Helper()
+	b, err := f.eng.Read(bg, topic, after, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Events) == 0 {
+		t.Fatalf("no event in %s after %d", topic, after)
+	}
+	return b.Events[0]
+}
+
+// deadLettered waits for the next dead-lettering and returns its
+// "group:reason".
+func (f *fixture) deadLettered(t *testing.T) string {
+	t.Helper()
+	select {
+	case s := <-f.dead:
+		return s
+	case <-time.After(guard):
+		t.Fatal("nothing was dead-lettered")
+		return ""
+	}
+}
+
+// cursorAfter returns a cursor at offset off of ev's topic and epoch.
+func cursorAfter(ev *event.Event, off uint64) string {
+	var c cursor.Cursor
+	c.Set(ev.Topic, event.Position{Epoch: ev.Epoch, Offset: off})
+	return c.String()
+}
+
+func bgInternal() context.Context { return hub.Internal(bg) }

@@ -117,9 +117,11 @@ func (g *group) expire(now time.Time) (dying []*lease) {
 				dying = append(dying, l)
 				continue
 			}
-			if d := g.cfg.backoff(l.n); d > 0 {
+			// The backoff counts from the deadline, not from when this
+			// goroutine got to it.
+			if at := l.at.Add(g.cfg.backoff(l.n)); at.After(now) {
 				l.state = stateWaiting
-				s.schedule(l, now.Add(d))
+				s.schedule(l, at)
 				continue
 			}
 		case stateWaiting:
