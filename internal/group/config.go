@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/cursor"
 	"github.com/heraldhq/herald/internal/event"
 	"github.com/heraldhq/herald/internal/hub"
@@ -111,7 +110,7 @@ func (cfg *Config) Validate() error {
 		return bad("topics", "%d entries, the limit is %d", len(cfg.Topics), MaxTopics)
 	}
 	for i, t := range cfg.Topics {
-		if _, err := auth.ParsePattern(t); err != nil {
+		if _, err := parsePattern(t); err != nil {
 			return bad("topics", "%v", err)
 		}
 		if slices.Contains(cfg.Topics[:i], t) {
@@ -131,7 +130,7 @@ func (cfg *Config) Validate() error {
 		return bad("dead_letter", "%v", err)
 	}
 	for _, t := range cfg.Topics {
-		if p, _ := auth.ParsePattern(t); p.Match(cfg.DeadLetter) {
+		if p, _ := parsePattern(t); p.match(cfg.DeadLetter) {
 			return bad("dead_letter", "%q is one of the group's topics (%q): dead letters would be consumed again", cfg.DeadLetter, t)
 		}
 	}

@@ -38,7 +38,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/event"
 	"github.com/heraldhq/herald/internal/hub"
 )
@@ -568,10 +567,10 @@ func newID() string {
 }
 
 // patterns returns the parsed patterns of cfg's topics.
-func patterns(cfg *Config) []auth.Pattern {
-	out := make([]auth.Pattern, 0, len(cfg.Topics))
+func patterns(cfg *Config) []pattern {
+	out := make([]pattern, 0, len(cfg.Topics))
 	for _, t := range cfg.Topics {
-		p, _ := auth.ParsePattern(t) // Validate checked them
+		p, _ := parsePattern(t) // Validate checked them
 		out = append(out, p)
 	}
 	return out

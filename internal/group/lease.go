@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/event"
 	"github.com/heraldhq/herald/internal/hub"
 )
@@ -20,7 +19,7 @@ type group struct {
 	cfg      Config // static after creation
 	created  time.Time
 	space    string
-	patterns []auth.Pattern
+	patterns []pattern
 
 	rmu         sync.Mutex // orders reads of the topics (fetch.go); taken before wmu and mu
 	lastResolve time.Time  // guarded by rmu: when the patterns were last resolved
@@ -198,7 +197,7 @@ func (g *group) resolve(ctx context.Context) ([]string, int, error) {
 				continue
 			}
 			for _, p := range g.patterns {
-				if p.Match(ti.Name) {
+				if p.match(ti.Name) {
 					out = append(out, ti.Name)
 					break
 				}
