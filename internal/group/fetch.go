@@ -306,7 +306,7 @@ func (g *group) absorbLocked(res hub.PullResult) (got bool, ops []hub.StateOp) {
 		}
 		t.read = ev.Offset
 		t.head = max(t.head, ev.Offset)
-		if t.done.contains(ev.Offset) || t.open[ev.Offset] != nil {
+		if ev.Offset <= t.floor || t.done.contains(ev.Offset) || t.open[ev.Offset] != nil {
 			continue
 		}
 		l := &lease{t: t, off: ev.Offset, ev: ev, key: g.cfg.orderingKey(ev), hi: -1}

@@ -77,3 +77,34 @@ func TestRestartKeepsCounters(t *testing.T) {
 		t.Errorf("after the restart: %+v; want 1 dead-lettered, committed 1, 1 in flight", in)
 	}
 }
+
+// TestRestartAckBeforeReadingAgain acks the redeliveries that follow a
+// restart before the group has read the topic again: the floor then moves
+// past events the group reads next, which it must skip.
+func TestRestartAckBeforeReadingAgain(t *testing.T) {
+	dir := t.TempDir()
+	eng := openDurable(t, dir)
+	clock := newFakeClock()
+	f := newFixtureOn(t, eng, clock)
+	f.publishN(t, "jobs", 6)
+	f.put(t, Config{Name: "g", Topics: []string{"jobs"}, Start: StartEarliest, AckWait: ackWait})
+	msgs := f.fetch(t, "g", "w1", 3, 0)
+	f.ack(t, "g", "w1", msgs[0], msgs[2]) // 2 stays in flight
+	f.close()
+	if err := eng.Close(); err != nil {
+		t.Fatal(err)
+	}
+	eng = openDurable(t, dir)
+	defer eng.Close()
+	clock.advance(ackWait)
+	f = newFixtureOn(t, eng, clock)
+	defer f.close()
+	again := f.fetch(t, "g", "w2", 10, 0)
+	if got := offsetsOf(again); !slices.Equal(got, []uint64{2}) {
+		t.Fatalf("first fetch after the restart: %v, want the redelivery of 2 alone", got)
+	}
+	f.ack(t, "g", "w2", again...)
+	if got := offsetsOf(f.fetch(t, "g", "w2", 10, 0)); !slices.Equal(got, []uint64{4, 5, 6}) {
+		t.Fatalf("then: %v, want [4 5 6]", got)
+	}
+}
