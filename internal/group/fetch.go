@@ -285,8 +285,7 @@ func (g *group) absorbLocked(res hub.PullResult) (got bool, ops []hub.StateOp) {
 		}
 		switch {
 		case gap.Reason == hub.GapTrimmed:
-			if t.epoch == gap.Resumed.Epoch && t.read < gap.Resumed.Offset {
-				lo, hi := t.read+1, gap.Resumed.Offset
+			if lo, hi := max(t.read, t.floor)+1, gap.Resumed.Offset; t.epoch == gap.Resumed.Epoch && lo <= hi {
 				s.trimmed += hi - lo + 1
 				t.read = hi
 				ops = append(ops, t.markDone(lo, hi)...)

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldhq/herald/internal/engine/memory"
+	"github.com/heraldhq/herald/internal/event"
 	"github.com/heraldhq/herald/internal/hub"
 )
 
@@ -177,5 +179,25 @@ func TestStartCursor(t *testing.T) {
 	}
 	if got := offsetsOf(f.fetch(t, "g", "w", 10, 0)); !slices.Equal(got, []uint64{4, 5}) {
 		t.Errorf("fetched %v, want [4 5]", got)
+	}
+}
+
+// TestTrimmedBeforeRead: events retention dropped before the group read
+// them are counted, not delivered, and the position moves past them.
+func TestTrimmedBeforeRead(t *testing.T) {
+	eng := memory.New(memory.Options{Retention: func(string) event.Retention { return event.Retention{MaxEvents: 3} }})
+	f := newFixtureOn(t, eng, newFakeClock())
+	defer eng.Close()
+	defer f.close()
+	f.publishN(t, "jobs", 1)
+	f.put(t, Config{Name: "g", Topics: []string{"jobs"}, Start: StartEarliest})
+	f.publishN(t, "jobs", 5) // offsets 2..6; 1..3 are dropped
+	got := f.fetch(t, "g", "w", 10, 0)
+	if offs := offsetsOf(got); !slices.Equal(offs, []uint64{4, 5, 6}) {
+		t.Fatalf("fetched %v, want [4 5 6]", offs)
+	}
+	f.ack(t, "g", "w", got...)
+	if in := f.info(t, "g"); in.Trimmed != 3 || in.Topics[0].Committed != 6 {
+		t.Errorf("info %+v: want 3 trimmed, committed 6", in)
 	}
 }
