@@ -2,6 +2,7 @@ package group
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -87,4 +88,50 @@ func benchFetchAck(b *testing.B, eng hub.Engine) {
 	}
 	wg.Wait()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+}
+
+// BenchmarkRedeliveryLatency measures how long after a lease's deadline
+// a waiting fetch gets the event again (ack_wait 100 ms, real clock). It
+// reports the median and the worst in ms; run it with -benchtime 50x.
+func BenchmarkRedeliveryLatency(b *testing.B) {
+	eng := memory.New(memory.Options{})
+	defer eng.Close()
+	h := hub.New(eng, hub.Options{})
+	defer h.Close()
+	m, err := New(bg, h, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	ctx := hub.Internal(bg)
+	if _, err := h.Publish(ctx, "lat", []event.Record{{Data: []byte(`0`)}}); err != nil {
+		b.Fatal(err)
+	}
+	if _, _, err := m.Put(bg, Config{Name: "lat", Topics: []string{"lat"}, AckWait: 100 * time.Millisecond, MaxDeliveries: MaxMaxDeliveries}); err != nil {
+		b.Fatal(err)
+	}
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := h.Publish(ctx, "lat", []event.Record{{Data: []byte(`1`)}}); err != nil {
+			b.Fatal(err)
+		}
+		first, err := m.Fetch(ctx, "lat", "w1", 1, time.Second)
+		if err != nil || len(first) != 1 {
+			b.Fatalf("fetch: %v %v", first, err)
+		}
+		again, err := m.Fetch(ctx, "lat", "w2", 1, 5*time.Second)
+		got := time.Now()
+		if err != nil || len(again) != 1 || again[0].Event.Offset != first[0].Event.Offset {
+			b.Fatalf("redelivery: %v %v", again, err)
+		}
+		lat = append(lat, got.Sub(first[0].Deadline))
+		if _, err := m.Ack(ctx, "lat", "w2", []string{again[0].ID}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "median-ms")
+	b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "max-ms")
 }
