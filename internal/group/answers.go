@@ -22,6 +22,8 @@ const MaxTermReason = 1024
 func (g *group) lookupLocked(id, member string) (*lease, error) {
 	l := g.st.ids[id]
 	switch {
+	case g.deleted:
+		return nil, fmt.Errorf("%w: %q was deleted", ErrNoGroup, g.cfg.Name)
 	case l == nil:
 		return nil, fmt.Errorf("delivery %q: %w", id, ErrUnknownDelivery)
 	case l.id != id:
