@@ -268,6 +268,32 @@ func TestOpenAPIMatchesServer(t *testing.T) {
 		{method: "GET", url: "/v1/sources/nope", route: "/v1/sources/{name}", status: 404, check: hasCode("not_found")},
 		{method: "DELETE", url: "/v1/sources/s1", route: "/v1/sources/{name}", status: 204},
 		{method: "POST", url: "/v1/sources", route: "/v1/sources", status: 405, check: hasCode("method_not_allowed")},
+		{method: "PUT", url: "/v1/groups/g1", route: "/v1/groups/{group}", ctype: "application/json", body: `{"topics":["a","b"],"start":"earliest","backoff":["1s"]}`, status: 201},
+		{method: "PUT", url: "/v1/groups/g1", route: "/v1/groups/{group}", ctype: "application/json", body: `{"topics":["a","b"],"start":"earliest","backoff":["1s"]}`, status: 200},
+		{method: "PUT", url: "/v1/groups/g1", route: "/v1/groups/{group}", ctype: "application/json", body: `{"topics":["a"]}`, status: 409, check: hasCode("conflict")},
+		{method: "PUT", url: "/v1/groups/g2", route: "/v1/groups/{group}", ctype: "application/json", body: `{"topics":["a"],"ack_wait":"0.5ms"}`, status: 400, check: hasCode("bad_request")},
+		{method: "PUT", url: "/v1/groups/g2", route: "/v1/groups/{group}", ctype: "application/json", body: `{"topics":["no.such-topic"]}`, status: 404, check: hasCode("not_found")},
+		{method: "POST", url: "/v1/groups/g1/fetch", route: "/v1/groups/{group}/fetch", ctype: "application/json", body: `{"member":"w1","limit":2}`, status: 200,
+			check: func(t *testing.T, b []byte) {
+				if !bytes.Contains(b, []byte(`"delivery":1`)) {
+					t.Errorf("fetch answered %s, want deliveries", b)
+				}
+			}},
+		{method: "POST", url: "/v1/groups/g1/fetch", route: "/v1/groups/{group}/fetch", ctype: "application/json", body: `{"limit":2}`, status: 400, check: hasCode("bad_request")},
+		{method: "POST", url: "/v1/groups/g1/ack", route: "/v1/groups/{group}/ack", ctype: "application/json", body: `{"ids":["nope"]}`, status: 200,
+			check: func(t *testing.T, b []byte) {
+				if !bytes.Contains(b, []byte(`"code":"not_found"`)) {
+					t.Errorf("ack of an unknown id answered %s, want its not_found result", b)
+				}
+			}},
+		{method: "POST", url: "/v1/groups/g1/nak", route: "/v1/groups/{group}/nak", ctype: "application/json", body: `{"id":"nope","delay":"1s"}`, status: 404, check: hasCode("not_found")},
+		{method: "POST", url: "/v1/groups/g1/in_progress", route: "/v1/groups/{group}/in_progress", ctype: "application/json", body: `{"id":"nope"}`, status: 404, check: hasCode("not_found")},
+		{method: "POST", url: "/v1/groups/g1/term", route: "/v1/groups/{group}/term", ctype: "application/json", body: `{"id":"nope","reason":"x"}`, status: 404, check: hasCode("not_found")},
+		{method: "GET", url: "/v1/groups", route: "/v1/groups", status: 200},
+		{method: "GET", url: "/v1/groups/g1", route: "/v1/groups/{group}", status: 200},
+		{method: "DELETE", url: "/v1/groups/g1", route: "/v1/groups/{group}", status: 204},
+		{method: "GET", url: "/v1/groups/g1", route: "/v1/groups/{group}", status: 404, check: hasCode("not_found")},
+		{method: "GET", url: "/v1/groups/g1/fetch", route: "/v1/groups/{group}/fetch", status: 405, check: hasCode("method_not_allowed")},
 		{method: "GET", url: "/healthz", route: "/healthz", status: 200},
 		{method: "GET", url: "/readyz", route: "/readyz", status: 503}, // the server was never started
 		{method: "GET", url: "/metrics", route: "/metrics", status: 200},

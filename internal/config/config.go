@@ -60,6 +60,9 @@ type Config struct {
 	// Sources are source pollers the operator declares (sources.go). A
 	// list, as the API keys are.
 	Sources []Source `koanf:"sources"`
+	// Groups are consumer groups the operator declares (groups.go), a
+	// list too.
+	Groups []Group `koanf:"groups"`
 }
 
 // HTTP configures the HTTP listener.
@@ -443,6 +446,7 @@ func (c *Config) Validate() error {
 	}
 	c.Auth.validate(bad)
 	c.validateSources(bad)
+	c.validateGroups(bad)
 	c.checkExposure(bad)
 	if _, err := ParseLevel(c.Log.Level); err != nil {
 		bad("log.level", "%v", err)

@@ -6,19 +6,36 @@
 // times goes to the group's dead-letter topic.
 //
 // A group's state (its committed position and in-flight table) lives in
-// the engine's StateStore, so it survives what the topics survive: the
-// memory engine keeps it for the process's life, the durable engine across
-// restarts, a networked engine on every node. Outbound webhooks are
-// server-side members of groups.
+// the engine's StateStore (state.go), so it survives what the topics
+// survive: the memory engine keeps it for the process's life, the durable
+// engine across restarts, a networked engine on every node. Outbound
+// webhooks are server-side members of groups.
 //
-// THIS FILE IS THE AGREED API (types and method set). The implementation
-// is being written; until then every method returns errNotBuilt.
+// Who owns what: a Manager owns its groups and one timer goroutine
+// (timers.go) that ends leases and starts redeliveries; Close stops it.
+// Fetches, acks and the other answers run on their callers' goroutines:
+// each changes the group's in-memory state under the group's lock, queues
+// the writes that change implies, and returns once they are stored
+// (commit.go, where concurrent callers share ApplyState calls). Fetches
+// read events with the hub's Pull, long polls included (fetch.go).
+//
+// Lock order (outer first): Manager.opMu, Manager.mu; group.rmu, then
+// group.wmu, then group.mu. No lock but rmu and wmu is held across I/O:
+// rmu orders the group's reads of its topics, wmu its writes to the store.
 package group
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/heraldhq/herald/internal/event"
@@ -50,9 +67,32 @@ var (
 	// ErrExists is wrapped by Create for a group that exists with other
 	// settings.
 	ErrExists = fmt.Errorf("%w: the group exists with other settings", hub.ErrConflict)
+	// ErrOtherMember is wrapped by answers naming a member other than the
+	// one the delivery is leased to: the answer is refused and nothing
+	// changes.
+	ErrOtherMember = fmt.Errorf("%w: the delivery is leased to another member", hub.ErrConflict)
+	// ErrNoTopic is wrapped by Put for a group naming a topic (not a
+	// pattern) that does not exist.
+	ErrNoTopic = fmt.Errorf("%w: no such topic", hub.ErrNotFound)
 )
 
-var errNotBuilt = errors.New("consumer groups: not built yet")
+// The dead-letter headers: an event sent to a group's dead-letter topic
+// carries its own headers and these.
+const (
+	HeaderGroup      = "herald-dead-letter-group"
+	HeaderTopic      = "herald-dead-letter-topic"
+	HeaderOffset     = "herald-dead-letter-offset"
+	HeaderEpoch      = "herald-dead-letter-epoch"
+	HeaderDeliveries = "herald-dead-letter-deliveries"
+	HeaderReason     = "herald-dead-letter-reason" // ReasonMaxDeliveries or ReasonTerm
+	HeaderDetail     = "herald-dead-letter-detail" // a term's why, when given
+)
+
+// The reasons an event is dead-lettered for.
+const (
+	ReasonMaxDeliveries = "max_deliveries"
+	ReasonTerm          = "term"
+)
 
 // Config is one group's settings. Zero fields take the defaults.
 type Config struct {
@@ -115,73 +155,423 @@ type Info struct {
 	// created.
 	Redelivered  uint64
 	DeadLettered uint64
+	// Waiting counts events taken back (a lease ran out, or a nak) and
+	// not yet delivered again.
+	Waiting int
+	// EpochResets counts the times a topic's history was replaced (its
+	// epoch changed): the group then consumes the new history from its
+	// first event, and deliveries of the old one end. Trimmed counts
+	// events that retention dropped before the group read them.
+	EpochResets uint64
+	Trimmed     uint64
+	// Topics is the group's position in each topic it consumes, and
+	// TopicsLeftOut counts topics its patterns match beyond MaxTopics.
+	Topics        []TopicState
+	TopicsLeftOut int
 }
 
-// Options configures a Manager.
-type Options struct{}
+// TopicState is a group's position in one topic.
+type TopicState struct {
+	Topic string
+	Epoch event.Epoch
+	// Committed is the offset up to which every event is done (acked or
+	// dead-lettered); Head the topic's newest offset; Pending the events
+	// between them that are neither done nor leased.
+	Committed uint64
+	Head      uint64
+	Pending   uint64
+}
+
+// Observer receives the groups' counters; nil fields are not called.
+type Observer struct {
+	// Delivered counts events leased to members, redelivered those that
+	// were delivered before.
+	Delivered func(group string, n, redelivered int)
+	// Acked counts acks.
+	Acked func(group string, n int)
+	// DeadLettered counts events sent to the dead-letter topic, by reason.
+	DeadLettered func(group, reason string)
+	// Removed is called when a group is deleted, so that its series can go.
+	Removed func(group string)
+}
+
+// Clock is the time leases are measured in; tests give a fake one to end
+// leases without waiting. Long polls wait in real time.
+type Clock interface {
+	Now() time.Time
+	// NewTimer returns a timer that fires once the clock reaches at.
+	NewTimer(at time.Time) Timer
+}
+
+// Timer is a Clock's timer.
+type Timer interface {
+	C() <-chan time.Time
+	Stop() bool
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+func (realClock) NewTimer(at time.Time) Timer {
+	return realTimer{time.NewTimer(time.Until(at))}
+}
+
+type realTimer struct{ t *time.Timer }
+
+func (t realTimer) C() <-chan time.Time { return t.t.C }
+func (t realTimer) Stop() bool          { return t.t.Stop() }
+
+// Options configures a Manager. Zero fields take the defaults noted.
+type Options struct {
+	// MaxGroups caps the groups; default 1,000.
+	MaxGroups int
+	// ReadAhead is how many events a group reads ahead of its members'
+	// fetches; default 1,024.
+	ReadAhead int
+	// TopicRefresh is how often a group with patterns looks for new
+	// matching topics (on a fetch, and during a long poll); default 1 s.
+	TopicRefresh time.Duration
+	// Clock measures leases; default the real one.
+	Clock    Clock
+	Observer Observer
+	Log      *slog.Logger
+}
 
 // Manager owns the groups of one hub: it keeps their state in the engine's
 // StateStore, leases deliveries and takes them back when leases end.
-type Manager struct{}
+type Manager struct {
+	hub   *hub.Hub
+	eng   hub.Engine
+	store hub.StateStore
+	opts  Options
+	clock Clock
+	log   *slog.Logger
+
+	opMu sync.Mutex // serializes Put, Delete and Close, which do I/O; taken before mu
+
+	mu     sync.Mutex // guards groups and closed
+	groups map[string]*group
+	closed bool
+
+	kick     chan struct{} // wakes the timer goroutine: a nearer timer (cap 1)
+	wakeAt   atomic.Int64  // unix ns the timer goroutine sleeps until; MinInt64 while it looks
+	done     chan struct{} // closed by Close
+	loopDone chan struct{} // closed when the timer goroutine has ended
+}
 
 // New returns a Manager for h's groups, or an error wrapping ErrUnsupported
-// when h's engine keeps no consumer state. Close stops it.
+// when h's engine keeps no consumer state. Close stops it. Groups stored
+// in the engine are loaded; one that cannot be read is logged and
+// skipped.
 func New(ctx context.Context, h *hub.Hub, opts Options) (*Manager, error) {
-	return nil, errNotBuilt
+	store, ok := h.State()
+	if !ok {
+		return nil, ErrUnsupported
+	}
+	if opts.MaxGroups <= 0 {
+		opts.MaxGroups = 1000
+	}
+	if opts.ReadAhead <= 0 {
+		opts.ReadAhead = 1024
+	}
+	if opts.TopicRefresh <= 0 {
+		opts.TopicRefresh = time.Second
+	}
+	if opts.Clock == nil {
+		opts.Clock = realClock{}
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	m := &Manager{
+		hub: h, eng: h.Engine(), store: store, opts: opts, clock: opts.Clock, log: opts.Log,
+		groups: make(map[string]*group), kick: make(chan struct{}, 1), done: make(chan struct{}), loopDone: make(chan struct{}),
+	}
+	var entries []jsonStored
+	err := store.ScanState(ctx, registrySpace, "", func(name string, v []byte) bool {
+		var st jsonStored
+		if err := json.Unmarshal(v, &st); err != nil {
+			m.log.Warn("stored group skipped", "group", name, "error", err)
+			return true
+		}
+		st.Config.Name = name
+		st.Config = st.Config.WithDefaults()
+		if err := st.Config.Validate(); err != nil {
+			m.log.Warn("stored group skipped", "group", name, "error", err)
+			return true
+		}
+		entries = append(entries, st)
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load groups: %w", err)
+	}
+	for _, st := range entries {
+		g := newGroup(m, st.Config, st.Created)
+		s, err := g.load(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("load group %s: %w", st.Config.Name, err)
+		}
+		g.st = s
+		m.groups[st.Config.Name] = g
+	}
+	go m.loop()
+	return m, nil
+}
+
+// group returns the group named name, or an error wrapping ErrNoGroup.
+func (m *Manager) group(name string) (*group, error) {
+	m.mu.Lock()
+	g, closed := m.groups[name], m.closed
+	m.mu.Unlock()
+	switch {
+	case closed:
+		return nil, hub.ErrClosed
+	case g == nil:
+		return nil, fmt.Errorf("%w: %q", ErrNoGroup, name)
+	}
+	return g, nil
 }
 
 // Put creates the group cfg.Name, or returns it unchanged when it exists
 // with the same settings (created reports which); other settings are
-// refused with ErrExists.
+// refused with ErrExists. A topic named outright (not a pattern) must
+// exist (ErrNoTopic); Declare takes groups over topics still to come.
+// Errors for bad settings wrap hub.ErrBadInput and name the field.
 func (m *Manager) Put(ctx context.Context, cfg Config) (info Info, created bool, err error) {
-	return Info{}, false, errNotBuilt
+	return m.put(ctx, cfg, false)
+}
+
+// Declare is Put for groups declared in the configuration, which may name
+// topics that do not exist yet: the group starts on each at its first
+// event.
+func (m *Manager) Declare(ctx context.Context, cfg Config) (info Info, created bool, err error) {
+	return m.put(ctx, cfg, true)
+}
+
+func (m *Manager) put(ctx context.Context, cfg Config, missingOK bool) (Info, bool, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return Info{}, false, err
+	}
+	m.opMu.Lock()
+	defer m.opMu.Unlock()
+	m.mu.Lock()
+	old, closed, n := m.groups[cfg.Name], m.closed, len(m.groups)
+	m.mu.Unlock()
+	switch {
+	case closed:
+		return Info{}, false, hub.ErrClosed
+	case old != nil && old.cfg.same(&cfg):
+		in, err := m.info(ctx, old)
+		return in, false, err
+	case old != nil:
+		return Info{}, false, fmt.Errorf("group %s: %w; delete it first to change them", cfg.Name, ErrExists)
+	case n >= m.opts.MaxGroups:
+		return Info{}, false, fmt.Errorf("%w: there are %d groups already, the most this server keeps", hub.ErrBadInput, n)
+	}
+	g := newGroup(m, cfg, m.clock.Now().UTC().Truncate(time.Millisecond))
+	s, ops, err := g.create(ctx, missingOK)
+	if err != nil {
+		return Info{}, false, err
+	}
+	// The space first, the registry entry last: a group exists when its
+	// entry does, and a crash between leaves only an unused space.
+	if err := clearSpace(ctx, m.store, g.space); err != nil {
+		return Info{}, false, err
+	}
+	for len(ops) > 0 {
+		k := min(len(ops), hub.MaxStateOps)
+		if err := m.store.ApplyState(ctx, g.space, ops[:k]); err != nil {
+			return Info{}, false, fmt.Errorf("store group %s: %w", cfg.Name, err)
+		}
+		ops = ops[k:]
+	}
+	entry := mustJSON(jsonStored{Config: cfg, Created: g.created})
+	if err := m.store.ApplyState(ctx, registrySpace, []hub.StateOp{setOp(cfg.Name, entry)}); err != nil {
+		return Info{}, false, fmt.Errorf("store group %s: %w", cfg.Name, err)
+	}
+	g.st = s
+	m.mu.Lock()
+	m.groups[cfg.Name] = g
+	m.mu.Unlock()
+	in, err := m.info(ctx, g)
+	return in, true, err
 }
 
 // Get returns a group's settings and state, or ErrNoGroup.
 func (m *Manager) Get(ctx context.Context, name string) (Info, error) {
-	return Info{}, errNotBuilt
+	g, err := m.group(name)
+	if err != nil {
+		return Info{}, err
+	}
+	return m.info(ctx, g)
 }
 
 // List returns every group, sorted by name.
-func (m *Manager) List(ctx context.Context) ([]Info, error) { return nil, errNotBuilt }
+func (m *Manager) List(ctx context.Context) ([]Info, error) {
+	m.mu.Lock()
+	gs := make([]*group, 0, len(m.groups))
+	for _, name := range slices.Sorted(maps.Keys(m.groups)) {
+		gs = append(gs, m.groups[name])
+	}
+	m.mu.Unlock()
+	out := make([]Info, 0, len(gs))
+	for _, g := range gs {
+		in, err := m.info(ctx, g)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, in)
+	}
+	return out, nil
+}
 
 // Delete removes a group and its state (its dead-letter topic stays), or
-// returns ErrNoGroup.
-func (m *Manager) Delete(ctx context.Context, name string) error { return errNotBuilt }
-
-// Fetch leases up to limit events of group name to member and returns
-// them. When none is available it waits up to wait for one (long polling),
-// then returns what it has, maybe nothing. The caller's identity (in ctx)
-// must be allowed hub.ActionConsume on the group's topics.
-func (m *Manager) Fetch(ctx context.Context, name, member string, limit int, wait time.Duration) ([]Message, error) {
-	return nil, errNotBuilt
+// returns ErrNoGroup. Its waiting fetches return, and answers to its
+// deliveries fail with ErrNoGroup.
+func (m *Manager) Delete(ctx context.Context, name string) error {
+	m.opMu.Lock()
+	defer m.opMu.Unlock()
+	g, err := m.group(name)
+	if err != nil {
+		return err
+	}
+	if err := m.store.ApplyState(ctx, registrySpace, []hub.StateOp{delOp(name)}); err != nil {
+		return fmt.Errorf("delete group %s: %w", name, err)
+	}
+	m.mu.Lock()
+	delete(m.groups, name)
+	m.mu.Unlock()
+	g.mu.Lock()
+	g.deleted = true
+	g.wakeLocked()
+	g.mu.Unlock()
+	if o := m.opts.Observer; o.Removed != nil {
+		o.Removed(name)
+	}
+	// Writes still queued would land after the clearing: wait for them.
+	g.wmu.Lock()
+	g.flushLocked()
+	g.wmu.Unlock()
+	return clearSpace(ctx, m.store, g.space)
 }
 
-// Ack marks deliveries done. results[i] is nil when ids[i] was acked, or
-// an error wrapping ErrUnknownDelivery or ErrLeaseLost; err is for the
-// whole call (no such group, engine unavailable). An ack returns once it
-// is stored: an acked event is never delivered again, even after a crash.
-func (m *Manager) Ack(ctx context.Context, name, member string, ids []string) (results []error, err error) {
-	return nil, errNotBuilt
+// Close stops the Manager's timers and wakes its waiting fetches, which
+// return what they have. Calls after the first do nothing.
+func (m *Manager) Close() {
+	m.opMu.Lock()
+	defer m.opMu.Unlock()
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return
+	}
+	m.closed = true
+	gs := slices.Collect(maps.Values(m.groups))
+	m.mu.Unlock()
+	close(m.done)
+	<-m.loopDone
+	for _, g := range gs {
+		g.mu.Lock()
+		g.wakeLocked()
+		g.mu.Unlock()
+	}
 }
 
-// Nak hands a delivery back for redelivery after delay (0: the group's
-// backoff), counting as a delivery attempt.
-func (m *Manager) Nak(ctx context.Context, name, member, id string, delay time.Duration) error {
-	return errNotBuilt
+// allow checks that ctx's caller may consume every topic of g.
+func (m *Manager) allow(ctx context.Context, g *group) error {
+	g.mu.Lock()
+	names := g.st.names
+	g.mu.Unlock()
+	for _, t := range names {
+		if err := m.hub.Allow(ctx, hub.ActionConsume, t); err != nil {
+			return fmt.Errorf("group %s: %w", g.cfg.Name, err)
+		}
+	}
+	if len(names) == 0 {
+		// A group whose patterns match nothing yet: the caller must be
+		// allowed some topic; its named topics, when any.
+		for _, t := range g.cfg.Topics {
+			if event.ValidateTopic(t) == nil {
+				if err := m.hub.Allow(ctx, hub.ActionConsume, t); err != nil {
+					return fmt.Errorf("group %s: %w", g.cfg.Name, err)
+				}
+			}
+		}
+	}
+	return nil
 }
 
-// InProgress extends a delivery's lease by the group's AckWait and returns
-// the new deadline.
-func (m *Manager) InProgress(ctx context.Context, name, member, id string) (time.Time, error) {
-	return time.Time{}, errNotBuilt
+// info returns g's settings and state, with the topics' heads read from
+// the engine.
+func (m *Manager) info(ctx context.Context, g *group) (Info, error) {
+	g.mu.Lock()
+	s := g.st
+	in := Info{
+		Config: g.cfg, Created: g.created, InFlight: s.inflight, Members: maps.Clone(s.members),
+		Redelivered: s.redelivered, DeadLettered: s.deadLettered, EpochResets: s.epochResets, Trimmed: s.trimmed,
+		TopicsLeftOut: s.leftOut,
+	}
+	if in.Members == nil {
+		in.Members = map[string]int{}
+	}
+	type pos struct {
+		name        string
+		epoch       event.Epoch
+		floor, done uint64
+		leased      int
+		head        uint64
+	}
+	ps := make([]pos, 0, len(s.names))
+	for _, name := range s.names {
+		t := s.topics[name]
+		p := pos{name: name, epoch: t.epoch, floor: t.floor, head: t.head}
+		for _, sp := range t.done {
+			p.done += sp.hi - sp.lo + 1
+		}
+		for _, l := range t.open {
+			switch l.state {
+			case stateLeased, stateDying:
+				p.leased++
+			case stateWaiting, stateReady:
+				in.Waiting++
+			}
+		}
+		ps = append(ps, p)
+	}
+	g.mu.Unlock()
+	for _, p := range ps {
+		ti, ok, err := m.eng.Info(ctx, p.name)
+		if err != nil {
+			return Info{}, fmt.Errorf("group %s: topic %s: %w", g.cfg.Name, p.name, err)
+		}
+		if ok && ti.Epoch == p.epoch {
+			p.head = max(p.head, ti.Last)
+		}
+		ts := TopicState{Topic: p.name, Epoch: p.epoch, Committed: p.floor, Head: p.head}
+		if p.head > p.floor {
+			ts.Pending = (p.head - p.floor) - min(p.head-p.floor, p.done+uint64(p.leased))
+		}
+		in.Pending += ts.Pending
+		in.Topics = append(in.Topics, ts)
+	}
+	return in, nil
 }
 
-// Term sends a delivery's event to the dead-letter topic now, with why in
-// its headers.
-func (m *Manager) Term(ctx context.Context, name, member, id, why string) error {
-	return errNotBuilt
+// newID returns a fresh delivery id.
+func newID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
-// Close stops the Manager's timers and wakes its waiting fetches.
-func (m *Manager) Close() {}
+// patterns returns the parsed patterns of cfg's topics.
+func patterns(cfg *Config) []pattern {
+	out := make([]pattern, 0, len(cfg.Topics))
+	for _, t := range cfg.Topics {
+		p, _ := parsePattern(t) // Validate checked them
+		out = append(out, p)
+	}
+	return out
+}

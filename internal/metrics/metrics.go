@@ -3,6 +3,7 @@
 package metrics
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/heraldhq/herald/internal/group"
 	"github.com/heraldhq/herald/internal/hub"
 	"github.com/heraldhq/herald/internal/source"
 )
@@ -31,6 +33,11 @@ type Metrics struct {
 	sourcePolls     *prometheus.CounterVec // by source and result
 	sourcePublished *prometheus.CounterVec // by source
 	sourceErrors    *prometheus.CounterVec // by source and error kind
+
+	groupDelivered    *prometheus.CounterVec // by group
+	groupRedelivered  *prometheus.CounterVec // by group
+	groupAcks         *prometheus.CounterVec // by group
+	groupDeadLettered *prometheus.CounterVec // by group and reason
 }
 
 // Limits are the names of the limits counted by
@@ -86,12 +93,25 @@ func New() *Metrics {
 			Name: "herald_source_errors_total",
 			Help: "Failed polls of source pollers, by source and kind (request, refused, status, rate_limited, too_large, parse, publish, state).",
 		}, []string{"source", "kind"}),
+		groupDelivered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_group_delivered_total", Help: "Events leased to consumer group members, by group (redeliveries included).",
+		}, []string{"group"}),
+		groupRedelivered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_group_redelivered_total", Help: "Events leased again after a lease ran out or a nak, by group.",
+		}, []string{"group"}),
+		groupAcks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_group_acks_total", Help: "Deliveries acked by consumer group members, by group.",
+		}, []string{"group"}),
+		groupDeadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_group_dead_lettered_total", Help: "Events sent to a group's dead-letter topic, by group and reason (max_deliveries, term).",
+		}, []string{"group", "reason"}),
 	}
 	for _, l := range Limits {
 		m.refusals.WithLabelValues(l)
 	}
 	m.reg.MustRegister(m.connections, m.subscriptions, m.published, m.delivered, m.slow,
 		m.disconnects, m.publishTime, m.refusals, m.sourcePolls, m.sourcePublished, m.sourceErrors,
+		m.groupDelivered, m.groupRedelivered, m.groupAcks, m.groupDeadLettered,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -153,5 +173,63 @@ func (m *Metrics) SourceObserver() source.Observer {
 				v.DeletePartialMatch(prometheus.Labels{"source": name})
 			}
 		},
+	}
+}
+
+// GroupObserver returns the consumer groups' counters wired to m. A
+// deleted group's series are removed.
+func (m *Metrics) GroupObserver() group.Observer {
+	return group.Observer{
+		Delivered: func(name string, n, redelivered int) {
+			m.groupDelivered.WithLabelValues(name).Add(float64(n))
+			if redelivered > 0 {
+				m.groupRedelivered.WithLabelValues(name).Add(float64(redelivered))
+			}
+		},
+		Acked:        func(name string, n int) { m.groupAcks.WithLabelValues(name).Add(float64(n)) },
+		DeadLettered: func(name, reason string) { m.groupDeadLettered.WithLabelValues(name, reason).Inc() },
+		Removed: func(name string) {
+			for _, v := range []*prometheus.CounterVec{m.groupDelivered, m.groupRedelivered, m.groupAcks, m.groupDeadLettered} {
+				v.DeletePartialMatch(prometheus.Labels{"group": name})
+			}
+		},
+	}
+}
+
+// WatchGroups exports the state of gs's groups, read at each scrape:
+// herald_group_pending (events not yet delivered: the lag behind the
+// topics' heads), herald_group_in_flight (leased now) and
+// herald_group_waiting (taken back, to deliver again).
+func (m *Metrics) WatchGroups(gs *group.Manager) {
+	m.reg.MustRegister(&groupCollector{gs: gs})
+}
+
+var (
+	groupPendingDesc  = prometheus.NewDesc("herald_group_pending", "Events of a consumer group's topics not yet delivered (its lag behind the topics' heads), by group.", []string{"group"}, nil)
+	groupInFlightDesc = prometheus.NewDesc("herald_group_in_flight", "Deliveries of a consumer group leased to members now, by group.", []string{"group"}, nil)
+	groupWaitingDesc  = prometheus.NewDesc("herald_group_waiting", "Events of a consumer group taken back (a lease ran out, a nak) and not yet delivered again, by group.", []string{"group"}, nil)
+)
+
+// groupCollector reads the groups' state at each scrape.
+type groupCollector struct{ gs *group.Manager }
+
+func (c *groupCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- groupPendingDesc
+	ch <- groupInFlightDesc
+	ch <- groupWaitingDesc
+}
+
+func (c *groupCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	list, err := c.gs.List(ctx)
+	if err != nil {
+		return
+	}
+	for _, in := range list {
+		name := in.Config.Name
+		ch <- prometheus.MustNewConstMetric(groupPendingDesc, prometheus.GaugeValue, float64(in.Pending), name)
+		ch <- prometheus.MustNewConstMetric(groupInFlightDesc, prometheus.GaugeValue, float64(in.InFlight), name)
+		ch <- prometheus.MustNewConstMetric(groupWaitingDesc, prometheus.GaugeValue, float64(in.Waiting), name)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/engine/durable"
 	"github.com/heraldhq/herald/internal/engine/memory"
+	"github.com/heraldhq/herald/internal/group"
 	"github.com/heraldhq/herald/internal/hub"
 	"github.com/heraldhq/herald/internal/limit"
 	"github.com/heraldhq/herald/internal/metrics"
@@ -55,6 +56,7 @@ type Server struct {
 
 	hub     *hub.Hub
 	sources *source.Manager // nil when the engine keeps no consumer state
+	groups  *group.Manager  // nil when the engine keeps no consumer state
 	rest    *rest.Handler
 	fast    *httpfast.Server // owns the listener; serves no request itself when http.fast_path is off
 	linger  *netio.Lingerer  // lingering closes of HTTP connections (httpfast's handed-off ones, so WebSocket and SSE too)
@@ -179,6 +181,9 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 	if err := s.startSources(); err != nil {
 		return s.fail(err)
 	}
+	if err := s.startGroups(); err != nil {
+		return s.fail(err)
+	}
 	// The transports let through the largest event any namespace takes;
 	// the hub holds each topic to its own.
 	s.rest = rest.New(s.hub, rest.Options{
@@ -187,6 +192,7 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 		MaxWait:       cfg.Pull.MaxWait,
 		Tokens:        tokens,
 		Sources:       s.sources,
+		Groups:        s.groups,
 	})
 	sseConns := s.metrics.Connections("sse")
 	s.sse = sse.New(s.hub, sse.Options{
@@ -272,10 +278,39 @@ func (s *Server) startSources() error {
 	return nil
 }
 
+// startGroups loads the consumer groups the engine keeps and declares
+// those of the config.
+func (s *Server) startGroups() error {
+	m, err := group.New(context.Background(), s.hub, group.Options{Observer: s.metrics.GroupObserver(), Log: s.log})
+	if errors.Is(err, group.ErrUnsupported) {
+		s.log.Info("consumer groups are off", "reason", err)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for i := range s.cfg.Groups {
+		if _, _, err := m.Declare(context.Background(), s.cfg.Groups[i].Config()); err != nil {
+			m.Close()
+			return fmt.Errorf("config groups[%d] (%s): %w", i, s.cfg.Groups[i].Name, err)
+		}
+	}
+	s.groups = m
+	s.metrics.WatchGroups(m)
+	return nil
+}
+
+// Groups returns the server's consumer groups, nil when the engine keeps
+// no consumer state.
+func (s *Server) Groups() *group.Manager { return s.groups }
+
 // fail releases what New built before err, and returns err.
 func (s *Server) fail(err error) (*Server, error) {
 	if s.sources != nil {
 		s.sources.Close()
+	}
+	if s.groups != nil {
+		s.groups.Close()
 	}
 	if s.auth != nil {
 		s.auth.Close()
@@ -541,6 +576,9 @@ func (s *Server) shutdown(ctx context.Context) error {
 	s.log.Info("herald draining")
 	if s.sources != nil {
 		s.sources.Close() // no poll publishes into the closing hub
+	}
+	if s.groups != nil {
+		s.groups.Close() // long-polling fetches return now; no dead letter is published into the closing hub
 	}
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- s.http.Shutdown(ctx) }()

@@ -13,3 +13,13 @@ func TestConformance(t *testing.T) {
 		return open(t, t.TempDir(), durable.Options{Retention: c.Retention, DedupeWindow: c.DedupeWindow, MaxKeysPerTopic: c.MaxKeysPerTopic, Now: c.Now})
 	})
 }
+
+func TestConformanceRestart(t *testing.T) {
+	enginetest.RunRestart(t, func(t *testing.T, dir string) hub.Engine {
+		e, err := durable.Open(dir, durable.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	})
+}

@@ -53,6 +53,7 @@ func Run(t *testing.T, newEngine Factory) {
 		{"TopicsAndInfo", testTopics},
 		{"RecordFields", testRecordFields},
 		{"State", runState},
+		{"Groups", runGroups},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newEngine) })

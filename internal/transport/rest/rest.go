@@ -23,6 +23,7 @@ import (
 
 	"github.com/heraldhq/herald/internal/cursor"
 	"github.com/heraldhq/herald/internal/event"
+	"github.com/heraldhq/herald/internal/group"
 	"github.com/heraldhq/herald/internal/hub"
 	"github.com/heraldhq/herald/internal/reason"
 	"github.com/heraldhq/herald/internal/source"
@@ -37,6 +38,8 @@ type Options struct {
 	Tokens        wire.TokenSources
 	// Sources serves /v1/sources (sources.go); nil answers unavailable.
 	Sources *source.Manager
+	// Groups serves /v1/groups (groups.go); nil answers unavailable.
+	Groups *group.Manager
 }
 
 // Limits on request metadata.
@@ -83,6 +86,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("/v1/topics", h.methods(map[string]http.HandlerFunc{http.MethodGet: h.listTopics}))
 	mux.HandleFunc("/v1/topics/{topic}", h.methods(map[string]http.HandlerFunc{http.MethodGet: h.topicInfo}))
 	h.registerSources(mux)
+	h.registerGroups(mux)
 }
 
 // methods dispatches on the request method, answering 405 in the API's

@@ -1,0 +1,145 @@
+package group
+
+import (
+	"container/heap"
+	"maps"
+	"math"
+	"slices"
+	"time"
+)
+
+// The Manager's timer goroutine (loop) owns no state: each group keeps its
+// leases' deadlines and redelivery times in a heap (state.timers), and the
+// loop sleeps until the earliest of all groups, then takes back the leases
+// that ran out, readies the redeliveries that are due, and dead-letters
+// the events that ran out of deliveries. A change that sets a time earlier
+// than the one the loop sleeps to kicks it (scheduled).
+
+// retryDeadLetter is the wait before trying again to dead-letter an event
+// whose publish to the dead-letter topic failed.
+const retryDeadLetter = time.Second
+
+// scheduled tells the loop of a new timer at at.
+func (m *Manager) scheduled(at time.Time) {
+	if at.UnixNano() < m.wakeAt.Load() {
+		select {
+		case m.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// loop is the timer goroutine; Close stops it.
+func (m *Manager) loop() {
+	defer close(m.loopDone)
+	for {
+		m.wakeAt.Store(math.MinInt64) // kick me while I look
+		next, ok := m.nextTimer()
+		var c <-chan time.Time
+		var tm Timer
+		if ok {
+			tm = m.clock.NewTimer(next)
+			c = tm.C()
+			m.wakeAt.Store(next.UnixNano())
+		} else {
+			m.wakeAt.Store(math.MaxInt64)
+		}
+		select {
+		case <-c:
+		case <-m.kick:
+		case <-m.done:
+			if tm != nil {
+				tm.Stop()
+			}
+			return
+		}
+		if tm != nil {
+			tm.Stop()
+		}
+		m.expire()
+	}
+}
+
+// groupList returns the groups, sorted by name.
+func (m *Manager) groupList() []*group {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	gs := make([]*group, 0, len(m.groups))
+	for _, name := range slices.Sorted(maps.Keys(m.groups)) {
+		gs = append(gs, m.groups[name])
+	}
+	return gs
+}
+
+// nextTimer returns the earliest timer of every group.
+func (m *Manager) nextTimer() (time.Time, bool) {
+	var next time.Time
+	ok := false
+	for _, g := range m.groupList() {
+		g.mu.Lock()
+		if len(g.st.timers) > 0 {
+			if at := g.st.timers[0].at; !ok || at.Before(next) {
+				next, ok = at, true
+			}
+		}
+		g.mu.Unlock()
+	}
+	return next, ok
+}
+
+// expire handles every group's timers that are due.
+func (m *Manager) expire() {
+	now := m.clock.Now()
+	for _, g := range m.groupList() {
+		for _, l := range g.expire(now) {
+			if err := m.deadLetter(g, l, ReasonMaxDeliveries, ""); err != nil {
+				m.log.Warn("group: dead-lettering failed; trying again", "group", g.cfg.Name, "topic", l.t.name, "offset", l.off, "error", err)
+			}
+		}
+	}
+}
+
+// expire takes back g's leases that ran out by now and readies its
+// redeliveries that are due. It returns the events out of deliveries,
+// marked stateDying, for the caller to dead-letter.
+func (g *group) expire(now time.Time) (dying []*lease) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s := g.st
+	woke := false
+	for len(s.timers) > 0 && !s.timers[0].at.After(now) {
+		l := heap.Pop(&s.timers).(*lease)
+		switch l.state {
+		case stateLeased:
+			s.release(l)
+			if l.n >= g.cfg.MaxDeliveries {
+				l.state = stateDying
+				dying = append(dying, l)
+				continue
+			}
+			// The backoff counts from the deadline, not from when this
+			// goroutine got to it.
+			if at := l.at.Add(g.cfg.backoff(l.n)); at.After(now) {
+				l.state = stateWaiting
+				s.schedule(l, at)
+				continue
+			}
+		case stateWaiting:
+			if l.n >= g.cfg.MaxDeliveries {
+				// A dead-lettering that failed, to try again.
+				l.state = stateDying
+				dying = append(dying, l)
+				continue
+			}
+		default:
+			continue
+		}
+		l.state = stateReady
+		s.ready = append(s.ready, l)
+		woke = true
+	}
+	if woke {
+		g.wakeLocked()
+	}
+	return dying
+}
