@@ -198,6 +198,13 @@ func testDeliveries(t *testing.T, newEngine Factory) {
 		got[ev.Topic] = append(got[ev.Topic], ev.Offset)
 		mu.Unlock()
 	})
+	// A networked engine delivers only the topics this node watches.
+	for _, topic := range []string{"d0", "d1"} {
+		if err := e.Watch(context.Background(), topic); err != nil {
+			t.Fatalf("Watch(%s): %v", topic, err)
+		}
+		defer e.Unwatch(topic)
+	}
 	var wg sync.WaitGroup
 	for g := 0; g < 4; g++ {
 		wg.Add(1)
