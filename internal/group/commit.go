@@ -9,7 +9,9 @@ import (
 
 // Writes to the store are group-committed: each change to a group's state
 // queues its writes (enqueueLocked, under g.mu, so the queue follows the
-// order of the changes), and its caller then waits for them (wait). The
+// order of the changes), and its caller then waits for them (wait) — all
+// but fetches, whose leases the Manager's goroutine stores in the
+// background (flushSoon), or the next answer with its own writes. The
 // first waiter to take g.wmu writes everything queued so far, in as few
 // ApplyState calls as the store's limits allow; those that queued
 // meanwhile find their writes done when they get the lock. So eight
@@ -46,6 +48,20 @@ func (g *group) enqueueLocked(ops []hub.StateOp) *result {
 	return r
 }
 
+// pending reports whether writes are queued.
+func (g *group) pending() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.queue) > 0
+}
+
+// flush stores every queued write.
+func (g *group) flush() {
+	g.wmu.Lock()
+	g.flushLocked()
+	g.wmu.Unlock()
+}
+
 // wait returns once r's writes are stored, with their error.
 func (g *group) wait(r *result) error {
 	if r == nil {
@@ -80,8 +96,8 @@ func (g *group) flushLocked() {
 		return err
 	}
 	var err error
-	for _, c := range q {
-		for _, op := range c.ops {
+	for _, op := range lastPerKey(q) {
+		{
 			n := len(op.Key) + len(op.Value)
 			if len(batch) == hub.MaxStateOps || bytes+n > hub.MaxStateApplyBytes {
 				if err = flush(); err != nil {
@@ -90,9 +106,6 @@ func (g *group) flushLocked() {
 			}
 			batch = append(batch, op)
 			bytes += n
-		}
-		if err != nil {
-			break
 		}
 	}
 	if err == nil {
@@ -118,4 +131,36 @@ func (g *group) flushLocked() {
 	for _, c := range q {
 		c.res.done, c.res.err = true, err
 	}
+}
+
+// lastPerKey returns the writes of q in order, each key's last only: the
+// writes are unconditional, so an earlier write of a key the same flush
+// writes again changes nothing (an ack of a hundred events moves the
+// floor a hundred times; one write of it is enough). No caller of the
+// flush returns before all of it is stored, so the order of what remains
+// matters only to what a crash midway leaves, which load reads safely.
+func lastPerKey(q []change) []hub.StateOp {
+	n := 0
+	for _, c := range q {
+		n += len(c.ops)
+	}
+	last := make(map[string]int, n)
+	i := 0
+	for _, c := range q {
+		for _, op := range c.ops {
+			last[op.Key] = i
+			i++
+		}
+	}
+	out := make([]hub.StateOp, 0, len(last))
+	i = 0
+	for _, c := range q {
+		for _, op := range c.ops {
+			if last[op.Key] == i {
+				out = append(out, op)
+			}
+			i++
+		}
+	}
+	return out
 }

@@ -49,8 +49,13 @@ func ValidateMember(member string) error {
 // to wait for one (long polling), then returns what it has, maybe
 // nothing; the group's limits on events in flight count as none
 // available. The caller's identity (in ctx) must be allowed
-// hub.ActionConsume on the group's topics. Messages are returned once
-// their leases are stored.
+// hub.ActionConsume on the group's topics.
+//
+// Messages are returned before their leases are stored: the Manager's
+// goroutine stores them at once, and any later answer (an ack) waits for
+// them. A crash in between forgets those deliveries: their events are
+// delivered again as if new, and answers to their ids fail with
+// ErrUnknownDelivery. Acks, unlike fetches, return once stored.
 func (m *Manager) Fetch(ctx context.Context, name, member string, limit int, wait time.Duration) ([]Message, error) {
 	if err := ValidateMember(member); err != nil {
 		return nil, err
@@ -88,8 +93,8 @@ func (m *Manager) Fetch(ctx context.Context, name, member string, limit int, wai
 			if o := m.opts.Observer; o.Delivered != nil {
 				o.Delivered(name, len(msgs), redelivered)
 			}
-			if err := g.wait(r); err != nil {
-				return nil, err
+			if r != nil {
+				m.flushSoon()
 			}
 			return msgs, nil
 		}
@@ -104,7 +109,7 @@ func (m *Manager) Fetch(ctx context.Context, name, member string, limit int, wai
 		}
 		remaining := time.Until(deadline)
 		if wait <= 0 || remaining <= 0 || ctx.Err() != nil || m.isClosed() {
-			return nil, g.wait(r)
+			return nil, nil
 		}
 		step := min(remaining, m.opts.TopicRefresh)
 		if full {

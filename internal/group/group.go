@@ -472,6 +472,7 @@ func (m *Manager) Close() {
 	m.mu.Unlock()
 	close(m.done)
 	<-m.loopDone
+	m.flushAll() // the leases of the last fetches
 	for _, g := range gs {
 		g.mu.Lock()
 		g.wakeLocked()

@@ -108,3 +108,30 @@ func TestRestartAckBeforeReadingAgain(t *testing.T) {
 		t.Fatalf("then: %v, want [4 5 6]", got)
 	}
 }
+
+// TestCloseStoresLeases: the leases of a fetch, stored in the background,
+// are stored by Close at the latest.
+func TestCloseStoresLeases(t *testing.T) {
+	dir := t.TempDir()
+	eng := openDurable(t, dir)
+	clock := newFakeClock()
+	f := newFixtureOn(t, eng, clock)
+	f.publishN(t, "jobs", 3)
+	f.put(t, Config{Name: "g", Topics: []string{"jobs"}, Start: StartEarliest, AckWait: ackWait})
+	msgs := f.fetch(t, "g", "w1", 2, 0)
+	f.close()
+	if err := eng.Close(); err != nil {
+		t.Fatal(err)
+	}
+	eng = openDurable(t, dir)
+	defer eng.Close()
+	f = newFixtureOn(t, eng, clock)
+	defer f.close()
+	if in := f.info(t, "g"); in.InFlight != 2 || in.Members["w1"] != 2 {
+		t.Fatalf("after the restart: %+v, want 2 in flight to w1", in)
+	}
+	f.ack(t, "g", "w1", msgs...) // the ids survived
+	if got := offsetsOf(f.fetch(t, "g", "w1", 10, 0)); !slices.Equal(got, []uint64{3}) {
+		t.Errorf("then fetched %v, want [3]", got)
+	}
+}

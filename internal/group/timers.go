@@ -8,16 +8,36 @@ import (
 	"time"
 )
 
-// The Manager's timer goroutine (loop) owns no state: each group keeps its
+// The Manager's goroutine (loop) owns no state: each group keeps its
 // leases' deadlines and redelivery times in a heap (state.timers), and the
 // loop sleeps until the earliest of all groups, then takes back the leases
 // that ran out, readies the redeliveries that are due, and dead-letters
 // the events that ran out of deliveries. A change that sets a time earlier
-// than the one the loop sleeps to kicks it (scheduled).
+// than the one the loop sleeps to kicks it (scheduled); so does a fetch,
+// whose leases the loop then stores (flushSoon) unless an answer that
+// waits for them has already.
 
 // retryDeadLetter is the wait before trying again to dead-letter an event
 // whose publish to the dead-letter topic failed.
 const retryDeadLetter = time.Second
+
+// flushSoon asks the loop to store the groups' queued writes (a fetch's
+// leases) now.
+func (m *Manager) flushSoon() {
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
+}
+
+// flushAll stores every group's queued writes.
+func (m *Manager) flushAll() {
+	for _, g := range m.groupList() {
+		if g.pending() {
+			g.flush()
+		}
+	}
+}
 
 // scheduled tells the loop of a new timer at at.
 func (m *Manager) scheduled(at time.Time) {
@@ -56,6 +76,7 @@ func (m *Manager) loop() {
 		if tm != nil {
 			tm.Stop()
 		}
+		m.flushAll()
 		m.expire()
 	}
 }
