@@ -21,6 +21,7 @@ var serveFlags = map[string]string{
 	"grpc-addr":     "grpc.addr",
 	"engine":        "engine",
 	"data-dir":      "data_dir",
+	"redis-url":     "redis.url",
 	"log-level":     "log.level",
 	"log-format":    "log.format",
 	"insecure-open": "auth.insecure_open",
@@ -85,8 +86,9 @@ in-flight publishes finish, ends streams with a reconnect hint, then exits.`,
 	f.StringVarP(&configPath, "config", "c", "", "YAML config file (env HERALD_CONFIG)")
 	f.String("addr", def.HTTP.Addr, "HTTP listen address, host:port (http.addr)")
 	f.String("grpc-addr", def.GRPC.Addr, "gRPC listen address, host:port (grpc.addr; HERALD_GRPC_ENABLED=false turns gRPC off)")
-	f.String("engine", def.Engine, "storage engine: memory, or durable (history on disk in --data-dir) (engine)")
+	f.String("engine", def.Engine, "storage engine: memory, durable (history on disk in --data-dir), or redis (nodes sharing topics through --redis-url) (engine)")
 	f.String("data-dir", "", "directory of the durable engine's data (data_dir)")
+	f.String("redis-url", "", "the redis engine's Redis: redis://[user:pass@]host:port[/db], rediss:// for TLS, ?addr=host:port for more Cluster seeds, ?master_set=NAME for Sentinel (redis.url)")
 	f.String("log-level", def.Log.Level, "log level: debug, info, warn, error (log.level)")
 	f.String("log-format", def.Log.Format, "log format: text or json (log.format)")
 	f.Bool("insecure-open", false, "serve without auth on a non-loopback address: anyone who reaches it may publish and read (auth.insecure_open)")

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"reflect"
 	"slices"
@@ -30,8 +31,10 @@ import (
 // the key upper-cased with dots as underscores (http.addr: HERALD_HTTP_ADDR).
 type Config struct {
 	HTTP    HTTP   `koanf:"http"`
-	Engine  string `koanf:"engine"`   // "memory" or "durable"
+	Engine  string `koanf:"engine"`   // "memory", "durable" or "redis"
 	DataDir string `koanf:"data_dir"` // the durable engine's directory
+	// Redis locates the Redis that the redis engine keeps topics in.
+	Redis Redis `koanf:"redis"`
 	// DataReserveBytes is the free space the durable engine keeps on the
 	// data directory's file system: below it, publishes fail with
 	// storage_full (507) and nothing is written. 0 turns the check off.
@@ -249,6 +252,7 @@ func Default() Config {
 			FastPath:          true,
 		},
 		Engine:           "memory",
+		Redis:            Redis{Prefix: "herald"},
 		DataReserveBytes: 256 << 20,
 		History: History{
 			MaxEvents:    event.DefaultRetention().MaxEvents,
@@ -412,8 +416,15 @@ func (c *Config) Validate() error {
 		if c.DataDir == "" {
 			bad("data_dir", "the durable engine needs a data directory (--data-dir or HERALD_DATA_DIR)")
 		}
+	case "redis":
+		if msg := c.Redis.check(); msg != "" {
+			bad("redis.url", "%s", msg)
+		}
 	default:
-		bad("engine", "unknown engine %q; available: memory, durable", c.Engine)
+		bad("engine", "unknown engine %q; available: memory, durable, redis", c.Engine)
+	}
+	if c.Redis.Prefix == "" || strings.ContainsAny(c.Redis.Prefix, "{}") {
+		bad("redis.prefix", "must be non-empty and without braces, got %q", c.Redis.Prefix)
 	}
 	checkHistory := func(prefix string, h Retention, def bool) {
 		if h.MaxEvents < 0 {
@@ -634,4 +645,32 @@ func toMap(c Config) map[string]any {
 	}
 	walk("", reflect.ValueOf(c))
 	return out
+}
+
+// Redis configures the redis engine (docs/redis.md).
+type Redis struct {
+	// URL is redis://[user:password@]host:port[/db] (rediss:// for TLS).
+	// A Cluster's further seed addresses follow as ?addr=host:port
+	// (repeated); with ?master_set=NAME the addresses are Sentinels'.
+	URL string `koanf:"url"`
+	// Prefix starts every key and channel name herald uses, so that several
+	// deployments can share one Redis.
+	Prefix string `koanf:"prefix"`
+}
+
+// check returns what is wrong with r for the redis engine, or "".
+func (r Redis) check() string {
+	if r.URL == "" {
+		return "the redis engine needs a URL (--redis-url or HERALD_REDIS_URL), e.g. redis://127.0.0.1:6379"
+	}
+	u, err := url.Parse(r.URL)
+	if err != nil {
+		return fmt.Sprintf("%q is not a URL: %v", r.URL, err)
+	}
+	switch u.Scheme {
+	case "redis", "rediss", "unix":
+	default:
+		return fmt.Sprintf("scheme %q: use redis://, rediss:// (TLS) or unix://", u.Scheme)
+	}
+	return ""
 }

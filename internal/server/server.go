@@ -16,12 +16,14 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/heraldhq/herald/api"
 	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/engine/durable"
 	"github.com/heraldhq/herald/internal/engine/memory"
+	redisengine "github.com/heraldhq/herald/internal/engine/redis"
 	"github.com/heraldhq/herald/internal/group"
 	"github.com/heraldhq/herald/internal/hub"
 	"github.com/heraldhq/herald/internal/limit"
@@ -146,6 +148,20 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 			})
 			if err != nil {
 				return nil, fmt.Errorf("engine durable: %w", err)
+			}
+			s.eng = eng
+		case "redis":
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			eng, err := redisengine.New(ctx, redisengine.Options{
+				URL:          cfg.Redis.URL,
+				Prefix:       cfg.Redis.Prefix,
+				Retention:    cfg.Retention,
+				DedupeWindow: cfg.History.DedupeWindow,
+				Log:          log,
+			})
+			cancel()
+			if err != nil {
+				return nil, fmt.Errorf("engine redis: %w", err)
 			}
 			s.eng = eng
 		default:

@@ -64,10 +64,10 @@ type Options struct {
 
 // Engine keeps topics in Redis. Create it with New and stop it with Close.
 type Engine struct {
-	opts    Options // static after New
+	opts    Options        // static after New
 	client  rueidis.Client // commands
 	sub     rueidis.Client // subscriptions: a deliver callback may then use client
-	sharded bool // SSUBSCRIBE/SPUBLISH rather than SUBSCRIBE/PUBLISH
+	sharded bool           // SSUBSCRIBE/SPUBLISH rather than SUBSCRIBE/PUBLISH
 	pubCmd  string
 	deliver func(*event.Event) // set once by Attach, before use
 
@@ -316,6 +316,8 @@ func (e *Engine) Read(ctx context.Context, topic string, after uint64, limit int
 		return event.Batch{}, err
 	}
 	b, ok, err := e.read(ctx, topic, after, limit)
+	if err != nil {
+	}
 	if err != nil || ok {
 		return b, err
 	}

@@ -50,6 +50,11 @@ local function trim(s, first, last, bytes, now, maxn, maxb, maxage)
 end
 `
 
+// The scripts that only read, or whose writes are idempotent (a rerun
+// changes nothing more), are retryable: rueidis sends them again after a
+// connection lost mid-call. publishScript and applyStateScript are not: a
+// lost answer fails the call (unavailable) and the caller decides.
+
 // publishScript appends a batch of records to a topic, atomically: it
 // assigns the next offsets, dedupes by idempotency key, appends to the
 // stream, trims it, and publishes each new event on the topic's channel.
@@ -130,7 +135,7 @@ return out
 // KEYS: m, s. ARGV: 1 after, 2 limit, 3 now (unix ms), 4 max age (ms).
 // Returns {} when the topic does not exist, else {epoch, last, first,
 // bytes, entries} (entries as XRANGE returns them, only when asked for).
-var readScript = rueidis.NewLuaScript(luaTrim + `
+var readScript = rueidis.NewLuaScriptRetryable(luaTrim + `
 local m, s = KEYS[1], KEYS[2]
 local meta = redis.call('HMGET', m, 'e', 's', 'f', 'b', 'lt')
 if not meta[1] then return {} end
@@ -167,7 +172,7 @@ return out
 // was recorded ("c") but whose keys are gone lost its history (a wiped
 // Redis node, a failover to a replica without it): it gets a fresh epoch,
 // so consumers holding positions in the old history see the change.
-var epochScript = rueidis.NewLuaScript(`
+var epochScript = rueidis.NewLuaScriptRetryable(`
 local d = redis.call('GET', KEYS[1])
 if not d then
   d = ARGV[3]
@@ -225,7 +230,7 @@ return {}
 //
 // KEYS: h, z. ARGV: 1 prefix, 2 after ("" for from the start), 3 max
 // entries, 4 max bytes. Returns {more (0/1), key, value, key, value...}.
-var scanStateScript = rueidis.NewLuaScript(`
+var scanStateScript = rueidis.NewLuaScriptRetryable(`
 local h, z = KEYS[1], KEYS[2]
 local prefix, after = ARGV[1], ARGV[2]
 local maxn, maxb = tonumber(ARGV[3]), tonumber(ARGV[4])

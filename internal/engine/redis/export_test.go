@@ -1,0 +1,8 @@
+package redis
+
+// Channel returns the pub/sub channel of topic's events.
+func (e *Engine) Channel(topic string) string { return e.key(topic, "c") }
+
+// UsePlainPubSub makes e use SUBSCRIBE/PUBLISH as on Redis before 7. Call
+// it before any Watch or Append.
+func (e *Engine) UsePlainPubSub() { e.sharded, e.pubCmd = false, "PUBLISH" }
