@@ -254,6 +254,7 @@ type Manager struct {
 	closed bool
 
 	kick     chan struct{} // wakes the timer goroutine: a nearer timer (cap 1)
+	flushCh  chan struct{} // wakes it to store the groups' queued writes (cap 1)
 	wakeAt   atomic.Int64  // unix ns the timer goroutine sleeps until; MinInt64 while it looks
 	done     chan struct{} // closed by Close
 	loopDone chan struct{} // closed when the timer goroutine has ended
@@ -285,7 +286,7 @@ func New(ctx context.Context, h *hub.Hub, opts Options) (*Manager, error) {
 	}
 	m := &Manager{
 		hub: h, eng: h.Engine(), store: store, opts: opts, clock: opts.Clock, log: opts.Log,
-		groups: make(map[string]*group), kick: make(chan struct{}, 1), done: make(chan struct{}), loopDone: make(chan struct{}),
+		groups: make(map[string]*group), kick: make(chan struct{}, 1), flushCh: make(chan struct{}, 1), done: make(chan struct{}), loopDone: make(chan struct{}),
 	}
 	var entries []jsonStored
 	err := store.ScanState(ctx, registrySpace, "", func(name string, v []byte) bool {

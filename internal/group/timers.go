@@ -25,7 +25,7 @@ const retryDeadLetter = time.Second
 // leases) now.
 func (m *Manager) flushSoon() {
 	select {
-	case m.kick <- struct{}{}:
+	case m.flushCh <- struct{}{}:
 	default:
 	}
 }
@@ -49,14 +49,21 @@ func (m *Manager) scheduled(at time.Time) {
 	}
 }
 
-// loop is the timer goroutine; Close stops it.
+// loop is the Manager's goroutine; Close stops it.
 func (m *Manager) loop() {
 	defer close(m.loopDone)
+	var tm Timer
+	stop := func() {
+		if tm != nil {
+			tm.Stop()
+			tm = nil
+		}
+	}
+	defer stop()
 	for {
 		m.wakeAt.Store(math.MinInt64) // kick me while I look
 		next, ok := m.nextTimer()
 		var c <-chan time.Time
-		var tm Timer
 		if ok {
 			tm = m.clock.NewTimer(next)
 			c = tm.C()
@@ -64,20 +71,23 @@ func (m *Manager) loop() {
 		} else {
 			m.wakeAt.Store(math.MaxInt64)
 		}
-		select {
-		case <-c:
-		case <-m.kick:
-		case <-m.done:
-			if tm != nil {
-				tm.Stop()
+	wait:
+		for {
+			select {
+			case <-c:
+				m.flushAll()
+				m.expire()
+				break wait
+			case <-m.kick:
+				m.expire()
+				break wait
+			case <-m.flushCh:
+				m.flushAll()
+			case <-m.done:
+				return
 			}
-			return
 		}
-		if tm != nil {
-			tm.Stop()
-		}
-		m.flushAll()
-		m.expire()
+		stop()
 	}
 }
 
