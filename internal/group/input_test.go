@@ -201,3 +201,30 @@ func TestTrimmedBeforeRead(t *testing.T) {
 		t.Errorf("info %+v: want 3 trimmed, committed 6", in)
 	}
 }
+
+// TestStartTime starts a group at a time: the first event stored at or
+// after it.
+func TestStartTime(t *testing.T) {
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	eng := memory.New(memory.Options{Now: func() time.Time { return now }})
+	f := newFixtureOn(t, eng, newFakeClock())
+	defer eng.Close()
+	defer f.close()
+	for i := 0; i < 10; i++ { // offsets 1..10, a minute apart
+		f.publishN(t, "jobs", 1)
+		now = now.Add(time.Minute)
+	}
+	at := time.Date(2030, 1, 1, 0, 4, 30, 0, time.UTC) // between offsets 5 and 6
+	f.put(t, Config{Name: "g", Topics: []string{"jobs"}, Start: at.Format(time.RFC3339)})
+	if got := offsetsOf(f.fetch(t, "g", "w", 100, 0)); !slices.Equal(got, []uint64{6, 7, 8, 9, 10}) {
+		t.Errorf("a group starting at %v fetched %v, want [6 … 10]", at, got)
+	}
+	f.put(t, Config{Name: "h", Topics: []string{"jobs"}, Start: "2020-01-01T00:00:00Z"})
+	if got := f.fetch(t, "h", "w", 100, 0); len(got) != 10 {
+		t.Errorf("a group starting before the history fetched %d, want 10", len(got))
+	}
+	f.put(t, Config{Name: "k", Topics: []string{"jobs"}, Start: "2040-01-01T00:00:00Z"})
+	if got := f.fetch(t, "k", "w", 100, 0); len(got) != 0 {
+		t.Errorf("a group starting after the history fetched %d, want 0", len(got))
+	}
+}
