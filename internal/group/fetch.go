@@ -24,6 +24,10 @@ import (
 // DefaultFetch is the limit of a Fetch that gives none.
 const DefaultFetch = 100
 
+// MaxHeldBack is how many events per-key ordering holds back (their key
+// in flight) before the group stops reading its topics.
+const MaxHeldBack = 100_000
+
 // ValidateMember reports whether member is a valid member name: 1 to
 // MaxMemberLen bytes of printable UTF-8.
 func ValidateMember(member string) error {
@@ -86,7 +90,10 @@ func (m *Manager) Fetch(ctx context.Context, name, member string, limit int, wai
 			return nil, fmt.Errorf("%w: %q was deleted", ErrNoGroup, name)
 		}
 		msgs, redelivered, r, full := g.takeLocked(member, limit)
-		low := !full && len(g.st.buf) < limit
+		// Per-key ordering holds events back in memory while their key is
+		// in flight; past MaxHeldBack the group reads no further until
+		// some are released.
+		low := !full && len(g.st.buf) < limit && g.st.heldBack < MaxHeldBack
 		changed := g.changed
 		g.mu.Unlock()
 		if len(msgs) > 0 {
@@ -193,6 +200,7 @@ func (g *group) takeLocked(member string, limit int) (msgs []Message, redelivere
 			if holder := s.keys[l.key]; holder != nil {
 				l.state = stateBlocked
 				s.blocked[l.key] = append(s.blocked[l.key], l)
+				s.heldBack++
 				continue
 			}
 			s.keys[l.key] = l

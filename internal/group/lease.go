@@ -41,12 +41,13 @@ type state struct {
 	names   []string // of topics, sorted
 	leftOut int      // topics matched beyond MaxTopics
 
-	ids     map[string]*lease   // every delivery id of an open lease, current and earlier
-	buf     []*lease            // read, never delivered, in read order
-	ready   []*lease            // to deliver now: taken back, or released by per-key ordering
-	timers  leaseHeap           // leased (until their deadline) and waiting (until their redelivery)
-	keys    map[string]*lease   // per-key ordering: the lease holding each key
-	blocked map[string][]*lease // per-key ordering: leases waiting for their key, in order
+	ids      map[string]*lease   // every delivery id of an open lease, current and earlier
+	buf      []*lease            // read, never delivered, in read order
+	ready    []*lease            // to deliver now: taken back, or released by per-key ordering
+	timers   leaseHeap           // leased (until their deadline) and waiting (until their redelivery)
+	keys     map[string]*lease   // per-key ordering: the lease holding each key
+	blocked  map[string][]*lease // per-key ordering: leases waiting for their key, in order
+	heldBack int                 // leases in blocked (some may have ended since)
 
 	inflight int            // leases in stateLeased
 	members  map[string]int // of inflight, by member
@@ -424,12 +425,14 @@ func (s *state) passKey(l *lease) {
 	q := s.blocked[l.key]
 	for len(q) > 0 && q[0].state != stateBlocked {
 		q = q[1:] // ended meanwhile (a new epoch)
+		s.heldBack--
 	}
 	if len(q) == 0 {
 		delete(s.blocked, l.key)
 		return
 	}
 	next := q[0]
+	s.heldBack--
 	if len(q) == 1 {
 		delete(s.blocked, l.key)
 	} else {
