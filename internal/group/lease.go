@@ -38,7 +38,7 @@ type group struct {
 // replaces it whole with what the store holds (commit.go).
 type state struct {
 	topics  map[string]*topicState
-	names   []string // of topics, sorted
+	names   []string // of topics, sorted; replaced, never changed in place
 	leftOut int      // topics matched beyond MaxTopics
 
 	ids      map[string]*lease   // every delivery id of an open lease, current and earlier
@@ -116,8 +116,9 @@ func (s *state) addTopic(t *topicState) {
 		t.open = map[uint64]*lease{}
 	}
 	s.topics[t.name] = t
+	// A new slice: callers read names outside the lock.
 	i := sort.SearchStrings(s.names, t.name)
-	s.names = slices.Insert(s.names, i, t.name)
+	s.names = slices.Insert(slices.Clip(slices.Clone(s.names)), i, t.name)
 }
 
 // startPosition is where a group starting at st begins reading topic,
