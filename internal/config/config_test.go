@@ -206,6 +206,8 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 		{name: "too many writers", env: []string{"HERALD_WS_WRITERS=100000"}, want: []string{"ws.writers", "1024"}},
 		{name: "negative duration", flags: map[string]string{"shutdown.timeout": "-1s"}, want: []string{"shutdown.timeout"}},
 		{name: "bad engine", env: []string{"HERALD_ENGINE=postgres"}, want: []string{"engine", "postgres"}},
+		{name: "redis without url", env: []string{"HERALD_ENGINE=redis"}, want: []string{"redis.url", "HERALD_REDIS_URL"}},
+		{name: "redis url scheme", env: []string{"HERALD_ENGINE=redis", "HERALD_REDIS_URL=tcp://x:1"}, want: []string{"redis.url", "tcp"}},
 		{name: "bad number", env: []string{"HERALD_LIMITS_MAX_EVENT_BYTES=lots"}, want: []string{"limits.max_event_bytes"}},
 		{name: "negative event bytes", file: "limits:\n  max_event_bytes: -1\n", want: []string{"limits.max_event_bytes"}},
 		{name: "zero body bytes", file: "http:\n  max_body_bytes: 0\n", want: []string{"http.max_body_bytes"}},
@@ -304,6 +306,9 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"data_reserve_bytes", func(c *config.Config) { c.DataReserveBytes = -1 }},
 		{"data_dir", func(c *config.Config) { c.Engine, c.DataDir = "durable", "" }},
 		{"engine", func(c *config.Config) { c.Engine = "postgres" }},
+		{"redis.url", func(c *config.Config) { c.Engine = "redis" }},
+		{"redis.url", func(c *config.Config) { c.Engine, c.Redis.URL = "redis", "http://127.0.0.1:6379" }},
+		{"redis.prefix", func(c *config.Config) { c.Redis.Prefix = "{x}" }},
 		{"namespaces.a.b", func(c *config.Config) {
 			c.Namespaces = map[string]config.Namespace{"a.b": {}}
 		}},

@@ -6,3 +6,8 @@ func (e *Engine) Channel(topic string) string { return e.key(topic, "c") }
 // UsePlainPubSub makes e use SUBSCRIBE/PUBLISH as on Redis before 7. Call
 // it before any Watch or Append.
 func (e *Engine) UsePlainPubSub() { e.sharded, e.pubCmd = false, "PUBLISH" }
+
+// TopicKeys returns every key of topic.
+func (e *Engine) TopicKeys(topic string) []string {
+	return []string{e.key(topic, "m"), e.key(topic, "s"), e.key(topic, "k"), e.key(topic, "kt")}
+}
