@@ -27,13 +27,13 @@ const member = "herald"
 // The results of an attempt, as the delivery log and the metrics name
 // them.
 const (
-	ResultSuccess  = "success"  // a 2xx answer
-	ResultStatus   = "status"   // another answer (3xx are not followed)
-	ResultTimeout  = "timeout"  // no answer within the timeout
-	ResultRefused  = "refused"  // the outbound guard refused the address
-	ResultNetwork  = "network"  // connection refused, reset, DNS, TLS…
-	maxLoggedBody  = 256        // bytes of a response kept in the log
-	maxDrainedBody = 64 << 10   // bytes read to keep a connection for reuse
+	ResultSuccess  = "success" // a 2xx answer
+	ResultStatus   = "status"  // another answer (3xx are not followed)
+	ResultTimeout  = "timeout" // no answer within the timeout
+	ResultRefused  = "refused" // the outbound guard refused the address
+	ResultNetwork  = "network" // connection refused, reset, DNS, TLS…
+	maxLoggedBody  = 256       // bytes of a response kept in the log
+	maxDrainedBody = 64 << 10  // bytes read to keep a connection for reuse
 )
 
 // Attempt is one request of the delivery log.
