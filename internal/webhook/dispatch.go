@@ -274,7 +274,8 @@ func (s *sub) handle(ctx context.Context, msg group.Message) {
 	for {
 		a, retryAfter := s.send(ctx, id, body, n)
 		if ctx.Err() != nil {
-			return // stopping: the lease runs out, and the event comes again
+			s.handBack(ctx, msg)
+			return
 		}
 		if a.Result == ResultSuccess {
 			a.Next = "delivered"
@@ -291,6 +292,7 @@ func (s *sub) handle(ctx context.Context, msg group.Message) {
 			a.Next = "disabled"
 			s.record(a)
 			s.disable(ctx, why)
+			s.handBack(ctx, msg)
 			return
 		}
 		delay, again := s.cfg.retryDelay(n, retryAfter, s.m.opts.Rand())
@@ -331,9 +333,23 @@ func (s *sub) handle(ctx context.Context, msg group.Message) {
 		s.retriesChanged()
 		s.mu.Unlock()
 		if err != nil {
+			if ctx.Err() != nil {
+				s.handBack(ctx, msg)
+			}
 			return
 		}
 		n++
+	}
+}
+
+// handBack returns a leased event to the group when the dispatcher stops
+// (Close, a change, disabling), so that it is sent as soon as one runs
+// again rather than when its lease would have ended.
+func (s *sub) handBack(ctx context.Context, msg group.Message) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := s.m.groups.Nak(ctx, s.group, member, msg.ID, 0); err != nil {
+		s.m.log.Debug("webhook: event not handed back; it comes again when its lease ends", "webhook", s.cfg.Name, "error", err)
 	}
 }
 

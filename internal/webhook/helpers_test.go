@@ -8,8 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"sort"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -17,7 +15,6 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 	"go.uber.org/goleak"
 
-	"github.com/heraldhq/herald/internal/cursor"
 	"github.com/heraldhq/herald/internal/engine/memory"
 	"github.com/heraldhq/herald/internal/event"
 	"github.com/heraldhq/herald/internal/group"
@@ -194,7 +191,7 @@ func (r *receiver) deliveries() []delivery {
 // reach 127.0.0.1.
 type fixture struct {
 	hub    *hub.Hub
-	groups *stubGroups
+	groups *group.Manager
 	m      *Manager
 	clock  *fakeClock
 }
@@ -204,7 +201,11 @@ func newFixture(t *testing.T, clock *fakeClock) *fixture {
 	t.Helper()
 	eng := memory.New(memory.Options{})
 	f := &fixture{hub: hub.New(eng, hub.Options{}), clock: clock}
-	f.groups = newStubGroups(f.hub)
+	groups, err := group.New(bg, f.hub, group.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.groups = groups
 	opts := Options{
 		Guard:     netguard.New(netguard.Options{AllowNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}),
 		FetchWait: 200 * time.Millisecond,
@@ -213,7 +214,7 @@ func newFixture(t *testing.T, clock *fakeClock) *fixture {
 	if clock != nil {
 		opts.Clock = clock
 	}
-	m, err := New(bg, f.hub, f.groups, opts)
+	m, err := New(bg, f.hub, groups, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,237 +263,4 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// stubGroups stands in for package group's Manager, which is being built
-// on another branch, with the same contract for what webhooks use: leases,
-// nak delays, terms to the dead-letter topic, MaxInFlight. The tests
-// switch to *group.Manager once it is merged.
-type stubGroups struct {
-	h *hub.Hub
-
-	mu     sync.Mutex
-	groups map[string]*stubGroup
-	closed bool
-}
-
-type stubGroup struct {
-	cfg      group.Config
-	cur      cursor.Cursor
-	from     hub.From
-	inflight map[string]*stubMsg
-	ready    []*stubMsg
-	count    map[string]int
-	seq      int
-}
-
-type stubMsg struct {
-	ev       *event.Event
-	at       time.Time
-	deadline time.Time
-	n        int
-}
-
-func newStubGroups(h *hub.Hub) *stubGroups {
-	return &stubGroups{h: h, groups: make(map[string]*stubGroup)}
-}
-
-func (s *stubGroups) Close() {
-	s.mu.Lock()
-	s.closed = true
-	s.mu.Unlock()
-}
-
-func (s *stubGroups) Put(ctx context.Context, cfg group.Config) (group.Info, bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if g, ok := s.groups[cfg.Name]; ok {
-		return group.Info{Config: g.cfg}, false, nil
-	}
-	if cfg.DeadLetter == "" {
-		cfg.DeadLetter = cfg.Name + ".dead"
-	}
-	g := &stubGroup{cfg: cfg, inflight: make(map[string]*stubMsg), count: make(map[string]int), from: hub.FromEarliest}
-	switch cfg.Start {
-	case "earliest":
-	case "latest":
-		res, err := s.h.Pull(ctx, hub.PullRequest{Topics: cfg.Topics, From: hub.FromLatest, Limit: 1})
-		if err != nil {
-			return group.Info{}, false, err
-		}
-		g.cur = res.Cursor
-	default:
-		c, err := cursor.Parse(cfg.Start)
-		if err != nil {
-			return group.Info{}, false, fmt.Errorf("%w: start: %v", hub.ErrBadInput, err)
-		}
-		g.cur = c
-	}
-	s.groups[cfg.Name] = g
-	return group.Info{Config: cfg}, true, nil
-}
-
-func (s *stubGroups) Delete(ctx context.Context, name string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.groups[name] == nil {
-		return group.ErrNoGroup
-	}
-	delete(s.groups, name)
-	return nil
-}
-
-func (s *stubGroups) Fetch(ctx context.Context, name, member string, limit int, wait time.Duration) ([]group.Message, error) {
-	deadline := time.Now().Add(wait)
-	for {
-		msgs, err := s.fetchOnce(ctx, name, limit)
-		if err != nil || len(msgs) > 0 || time.Now().After(deadline) {
-			return msgs, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(2 * time.Millisecond):
-		}
-	}
-}
-
-func (s *stubGroups) fetchOnce(ctx context.Context, name string, limit int) ([]group.Message, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil, hub.ErrClosed
-	}
-	g := s.groups[name]
-	if g == nil {
-		return nil, group.ErrNoGroup
-	}
-	now := time.Now()
-	for id, m := range g.inflight {
-		if now.After(m.deadline) {
-			delete(g.inflight, id)
-			m.at = now
-			g.ready = append(g.ready, m)
-		}
-	}
-	sort.Slice(g.ready, func(i, j int) bool { return g.ready[i].ev.Offset < g.ready[j].ev.Offset })
-	var out []*stubMsg
-	for i := 0; i < len(g.ready) && len(out) < limit && len(g.inflight)+len(out) < g.cfg.MaxInFlight; {
-		if m := g.ready[i]; !m.at.After(now) {
-			out = append(out, m)
-			g.ready = append(g.ready[:i], g.ready[i+1:]...)
-			continue
-		}
-		i++
-	}
-	if free := min(limit-len(out), g.cfg.MaxInFlight-len(g.inflight)-len(g.ready)-len(out)); free > 0 {
-		res, err := s.h.Pull(ctx, hub.PullRequest{Topics: g.cfg.Topics, Cursor: g.cur, From: g.from, Limit: free})
-		if err != nil {
-			return nil, err
-		}
-		g.cur = res.Cursor
-		for _, ev := range res.Events {
-			out = append(out, &stubMsg{ev: ev})
-		}
-	}
-	msgs := make([]group.Message, 0, len(out))
-	for _, m := range out {
-		key := MessageID(m.ev)
-		g.count[key]++
-		m.n = g.count[key]
-		if m.n > g.cfg.MaxDeliveries {
-			s.deadLetter(ctx, g, m, "max_deliveries")
-			continue
-		}
-		m.deadline = now.Add(g.cfg.AckWait)
-		g.seq++
-		id := strconv.Itoa(g.seq)
-		g.inflight[id] = m
-		msgs = append(msgs, group.Message{ID: id, Event: m.ev, Delivery: m.n, Deadline: m.deadline})
-	}
-	return msgs, nil
-}
-
-func (s *stubGroups) deadLetter(ctx context.Context, g *stubGroup, m *stubMsg, why string) {
-	rec := m.ev.Record
-	rec.Headers = map[string]string{"herald-dead-letter-reason": why, "herald-dead-letter-id": MessageID(m.ev)}
-	rec.Key = ""
-	if _, err := s.h.Publish(hub.Internal(context.WithoutCancel(ctx)), g.cfg.DeadLetter, []event.Record{rec}); err != nil {
-		panic(err)
-	}
-}
-
-func (s *stubGroups) take(name, id string) (*stubGroup, *stubMsg, error) {
-	g := s.groups[name]
-	if g == nil {
-		return nil, nil, group.ErrNoGroup
-	}
-	m := g.inflight[id]
-	if m == nil {
-		return nil, nil, group.ErrUnknownDelivery
-	}
-	return g, m, nil
-}
-
-func (s *stubGroups) Ack(ctx context.Context, name, member string, ids []string) ([]error, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	res := make([]error, len(ids))
-	for i, id := range ids {
-		g, _, err := s.take(name, id)
-		if err != nil {
-			res[i] = err
-			continue
-		}
-		delete(g.inflight, id)
-	}
-	return res, nil
-}
-
-func (s *stubGroups) Nak(ctx context.Context, name, member, id string, delay time.Duration) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	g, m, err := s.take(name, id)
-	if err != nil {
-		return err
-	}
-	delete(g.inflight, id)
-	m.at = time.Now().Add(delay)
-	g.ready = append(g.ready, m)
-	return nil
-}
-
-func (s *stubGroups) InProgress(ctx context.Context, name, member, id string) (time.Time, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	g, m, err := s.take(name, id)
-	if err != nil {
-		return time.Time{}, err
-	}
-	m.deadline = time.Now().Add(g.cfg.AckWait)
-	return m.deadline, nil
-}
-
-func (s *stubGroups) Term(ctx context.Context, name, member, id, why string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	g, m, err := s.take(name, id)
-	if err != nil {
-		return err
-	}
-	delete(g.inflight, id)
-	s.deadLetter(ctx, g, m, "term: "+why)
-	return nil
-}
-
-var _ Groups = (*stubGroups)(nil)
 var _ Groups = (*group.Manager)(nil)
-
-// expireAll ends every lease now.
-func (s *stubGroups) expireAll() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, g := range s.groups {
-		for _, m := range g.inflight {
-			m.deadline = time.Time{}
-		}
-	}
-}

@@ -212,7 +212,7 @@ func groupConfig(c *Config) group.Config {
 
 const (
 	// leaseMargin is how much longer a lease is than a request.
-	leaseMargin = 15 * time.Second
+	leaseMargin = 5 * time.Second
 	// crashAllowance is how many lease expiries (crashes, stops) an event
 	// may see beyond its attempts before the group dead-letters it.
 	crashAllowance = 10
@@ -294,7 +294,7 @@ func (m *Manager) Put(ctx context.Context, cfg Config) (Info, bool, error) {
 	}
 	regroup := old != nil && old.cfg.groupKey() != cfg.groupKey()
 	if regroup {
-		if err := m.groups.Delete(ctx, groupName(cfg.Name)); err != nil && !errors.Is(err, group.ErrNoGroup) {
+		if err := m.groups.Delete(hub.Internal(ctx), groupName(cfg.Name)); err != nil && !errors.Is(err, group.ErrNoGroup) {
 			return Info{}, false, fmt.Errorf("webhook %s: remake its group: %w", cfg.Name, err)
 		}
 	}
