@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/cursor"
 	"github.com/heraldhq/herald/internal/event"
 	"github.com/heraldhq/herald/internal/hub"
@@ -158,7 +157,7 @@ func (c *Config) Validate() error {
 		return bad("topics", "give 1 to %d topics or patterns, got %d", MaxTopics, len(c.Topics))
 	}
 	for i, t := range c.Topics {
-		if _, err := auth.ParsePattern(t); err != nil {
+		if err := checkPattern(t); err != nil {
 			return bad(fmt.Sprintf("topics[%d]", i), "%q is not a topic or a pattern such as orders.* or orders.>: %v", t, err)
 		}
 		if slices.Contains(c.Topics[:i], t) {

@@ -157,3 +157,29 @@ func FuzzConfigJSON(f *testing.F) {
 		}
 	})
 }
+
+func TestPatterns(t *testing.T) {
+	tests := []struct {
+		p, topic  string
+		ok, match bool
+	}{
+		{"a.b", "a.b", true, true},
+		{"a.*", "a.b", true, true},
+		{"a.*", "a.b.c", true, false},
+		{"a.>", "a.b.c", true, true},
+		{"a.>", "a", true, false},
+		{"*.b", "x.b", true, true},
+		{"a.b*", "", false, false},
+		{"a.>.c", "", false, false},
+		{"a..b", "", false, false},
+	}
+	for _, tt := range tests {
+		err := checkPattern(tt.p)
+		if (err == nil) != tt.ok {
+			t.Errorf("checkPattern(%q) = %v", tt.p, err)
+		}
+		if tt.ok && matchPattern(tt.p, tt.topic) != tt.match {
+			t.Errorf("matchPattern(%q, %q) = %v", tt.p, tt.topic, !tt.match)
+		}
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/cursor"
 	"github.com/heraldhq/herald/internal/event"
 	"github.com/heraldhq/herald/internal/hub"
@@ -110,21 +109,18 @@ func (m *Manager) resolve(ctx context.Context, patterns []string) ([]string, err
 	var out []string
 	var infos []event.TopicInfo
 	for _, p := range patterns {
-		pat, err := auth.ParsePattern(p)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", hub.ErrBadInput, err)
-		}
 		if event.ValidateTopic(p) == nil {
 			out = append(out, p)
 			continue
 		}
 		if infos == nil {
+			var err error
 			if infos, err = m.hub.Topics(hub.Internal(ctx)); err != nil {
 				return nil, fmt.Errorf("list topics: %w", err)
 			}
 		}
 		for _, in := range infos {
-			if pat.Match(in.Name) {
+			if matchPattern(p, in.Name) {
 				out = append(out, in.Name)
 			}
 		}
