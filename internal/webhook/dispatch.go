@@ -56,9 +56,12 @@ type Attempt struct {
 
 // Status is a subscription's state as the API shows it.
 type Status struct {
-	// State is "active", "paused" (enabled: false) or "disabled" (by
-	// failing for disable_after, or a 410 answer).
+	// State is "active", "paused" (enabled: false), "disabled" (by
+	// failing for disable_after, or a 410 answer), or "waiting" (its group
+	// cannot be made yet: Waiting says why, a topic that does not exist
+	// yet, say).
 	State          string     `json:"state"`
+	Waiting        string     `json:"waiting,omitempty"`
 	FailingSince   *time.Time `json:"failing_since,omitempty"`
 	DisabledAt     *time.Time `json:"disabled_at,omitempty"`
 	DisabledReason string     `json:"disabled_reason,omitempty"`
@@ -103,6 +106,13 @@ type sub struct {
 	retrying   map[string]struct{} // unordered: events nak'd for a retry
 	replay     *Replay
 	replayStop context.CancelFunc
+	waiting    string // why the dispatcher cannot start yet (its group cannot be made)
+}
+
+func (s *sub) setWaiting(why string) {
+	s.mu.Lock()
+	s.waiting = why
+	s.mu.Unlock()
 }
 
 // newSub makes the subscription for cfg with its stored status.
@@ -191,10 +201,31 @@ func (s *sub) run(groupReady bool) {
 	}
 	wait := 100 * time.Millisecond
 	for !groupReady {
-		_, _, err := s.m.groups.Put(ictx, groupConfig(&s.cfg))
+		gc := groupConfig(&s.cfg)
+		err := s.m.putGroup(ictx, &s.cfg)
+		if errors.Is(err, group.ErrNoTopic) && gc.Start == "latest" {
+			// A named topic does not exist yet: every event it will have
+			// comes after the subscription, so once it exists the group
+			// starts at the earliest event (the other topics' retained
+			// ones too: sent again rather than lost).
+			gc.Start = "earliest"
+			s.setWaiting(err.Error())
+			for errors.Is(err, group.ErrNoTopic) {
+				t := time.NewTimer(time.Second)
+				select {
+				case <-t.C:
+				case <-s.ctx.Done():
+					t.Stop()
+					return
+				}
+				_, _, err = s.m.groups.Put(ictx, gc)
+			}
+		}
 		if err == nil {
+			s.setWaiting("")
 			break
 		}
+		s.setWaiting(err.Error())
 		if s.ctx.Err() != nil || !backoff(err, "cannot make its group", &wait) {
 			return
 		}
@@ -277,22 +308,25 @@ func (s *sub) handle(ctx context.Context, msg group.Message) {
 			s.handBack(ctx, msg)
 			return
 		}
+		// What the attempt decided is told to the group even when the
+		// dispatcher is stopping meanwhile.
+		dctx := context.WithoutCancel(ctx)
 		if a.Result == ResultSuccess {
 			a.Next = "delivered"
 			s.record(a)
-			s.succeeded(ctx)
-			s.ack(ctx, msg)
+			s.succeeded(dctx)
+			s.ack(dctx, msg)
 			if s.cfg.Ordered && n > 1 {
-				s.setHead(ctx, head{}, true)
+				s.setHead(dctx, head{}, true)
 			}
 			s.count(func() { s.delivered++ }, s.m.opts.Observer.Delivered)
 			return
 		}
-		if why := s.failing(ctx, a); why != "" {
+		if why := s.failing(dctx, a); why != "" {
 			a.Next = "disabled"
 			s.record(a)
-			s.disable(ctx, why)
-			s.handBack(ctx, msg)
+			s.disable(dctx, why)
+			s.handBack(dctx, msg)
 			return
 		}
 		delay, again := s.cfg.retryDelay(n, retryAfter, s.m.opts.Rand())
@@ -300,11 +334,11 @@ func (s *sub) handle(ctx context.Context, msg group.Message) {
 			a.Next = "failed"
 			s.record(a)
 			why := fmt.Sprintf("webhook %s: %d attempts failed, the last: %s", s.cfg.Name, n, a.describe())
-			if err := s.m.groups.Term(ctx, s.group, member, msg.ID, why); err != nil && ctx.Err() == nil {
+			if err := s.m.groups.Term(dctx, s.group, member, msg.ID, why); err != nil {
 				s.m.log.Warn("webhook: dead-letter failed", "webhook", s.cfg.Name, "id", id, "error", err)
 			}
 			if s.cfg.Ordered && n > 1 {
-				s.setHead(ctx, head{}, true)
+				s.setHead(dctx, head{}, true)
 			}
 			s.count(func() { s.failed++ }, s.m.opts.Observer.Failed)
 			return
@@ -317,12 +351,12 @@ func (s *sub) handle(ctx context.Context, msg group.Message) {
 			s.retrying[id] = struct{}{}
 			s.retriesChanged()
 			s.mu.Unlock()
-			if err := s.m.groups.Nak(ctx, s.group, member, msg.ID, max(delay, time.Millisecond)); err != nil && ctx.Err() == nil {
+			if err := s.m.groups.Nak(dctx, s.group, member, msg.ID, max(delay, time.Millisecond)); err != nil {
 				s.m.log.Warn("webhook: nak failed", "webhook", s.cfg.Name, "id", id, "error", err)
 			}
 			return
 		}
-		s.setHead(ctx, head{ID: id, Attempts: n}, false)
+		s.setHead(dctx, head{ID: id, Attempts: n}, false)
 		s.mu.Lock()
 		s.retrying[id] = struct{}{}
 		s.retriesChanged()
@@ -617,6 +651,8 @@ func (s *sub) info() Info {
 		st.State = "disabled"
 	case !s.cfg.Enabled:
 		st.State = "paused"
+	case s.waiting != "":
+		st.State, st.Waiting = "waiting", s.waiting
 	}
 	if len(s.log) > 0 {
 		last := s.log[(s.logNext-1+len(s.log))%len(s.log)]

@@ -220,7 +220,7 @@ func newFixture(t *testing.T, clock *fakeClock) *fixture {
 	}
 	f.m = m
 	t.Cleanup(func() {
-		m.Close()
+		f.m.Close()
 		f.groups.Close()
 		f.hub.Close()
 		eng.Close()

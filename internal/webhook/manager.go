@@ -204,10 +204,25 @@ func groupConfig(c *Config) group.Config {
 		Name:          groupName(c.Name),
 		Topics:        slices.Clone(c.Topics),
 		Start:         c.Start,
+		DeadLetter:    groupName(c.Name) + ".dead",
 		AckWait:       c.Timeout + leaseMargin,
 		MaxDeliveries: MaxRetries + 2 + crashAllowance,
 		MaxInFlight:   c.Concurrency,
 	}
+}
+
+// putGroup makes the subscription's group, or checks it has its
+// settings. A group made while a named topic did not exist yet starts at
+// the earliest event instead of the latest (dispatch.go): that one is
+// taken as the same.
+func (m *Manager) putGroup(ctx context.Context, cfg *Config) error {
+	gc := groupConfig(cfg)
+	_, _, err := m.groups.Put(hub.Internal(ctx), gc)
+	if errors.Is(err, group.ErrExists) && gc.Start == "latest" {
+		gc.Start = "earliest"
+		_, _, err = m.groups.Put(hub.Internal(ctx), gc)
+	}
+	return err
 }
 
 const (
@@ -298,9 +313,16 @@ func (m *Manager) Put(ctx context.Context, cfg Config) (Info, bool, error) {
 			return Info{}, false, fmt.Errorf("webhook %s: remake its group: %w", cfg.Name, err)
 		}
 	}
+	groupReady := false
 	if cfg.Enabled {
-		if _, _, err := m.groups.Put(hub.Internal(ctx), groupConfig(&cfg)); err != nil {
+		err := m.putGroup(ctx, &cfg)
+		switch {
+		case errors.Is(err, group.ErrNoTopic):
+			// The dispatcher makes the group once the topic exists.
+		case err != nil:
 			return Info{}, false, fmt.Errorf("webhook %s: make its group: %w", cfg.Name, err)
+		default:
+			groupReady = true
 		}
 	}
 	b, err := cfg.MarshalJSON()
@@ -334,7 +356,7 @@ func (m *Manager) Put(ctx context.Context, cfg Config) (Info, bool, error) {
 	if generated {
 		in.GeneratedSecret = cfg.Secrets[0]
 	}
-	s.start(m.ctx, true)
+	s.start(m.ctx, groupReady)
 	return in, old == nil, nil
 }
 

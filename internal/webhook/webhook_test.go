@@ -239,12 +239,9 @@ func TestAutoDisable(t *testing.T) {
 	mu.Unlock()
 	// A PUT of the same settings enables it again.
 	r.setAnswer(func(n int, d delivery) (int, http.Header) { return http.StatusGone, nil })
+	// (It runs again, and the event handed back when it was disabled
+	// comes at once, to be answered 410 Gone.)
 	f.put(t, cfg)
-	if in, _ := f.m.Get("shop"); in.Status.State != "active" || in.Status.FailingSince != nil {
-		t.Errorf("after a PUT: %+v", in.Status)
-	}
-	// The event was handed back when the subscription was disabled: it
-	// comes again at once.
 	r.wait(t)
 	waitFor(t, "disabled by 410", func() bool {
 		in, _ := f.m.Get("shop")
@@ -389,4 +386,51 @@ func TestRetryAfterHonoured(t *testing.T) {
 	}
 	clock.fire(tm)
 	r.wait(t)
+}
+
+// A subscription to a topic that does not exist yet waits for it, and
+// then sends its every event.
+func TestTopicNotYetThere(t *testing.T) {
+	f := newFixture(t, nil)
+	r := newReceiver(t)
+	in := f.put(t, Config{Name: "shop", URL: r.URL, Topics: []string{"later"}, Ordered: true, Enabled: true})
+	if in.Status.State != "active" && in.Status.State != "waiting" {
+		t.Errorf("state %q", in.Status.State)
+	}
+	waitFor(t, "waiting", func() bool { in, _ := f.m.Get("shop"); return in.Status.State == "waiting" })
+	f.publish(t, "later", 3)
+	for i := uint64(1); i <= 3; i++ {
+		if d := r.wait(t); d.Event.Offset != i {
+			t.Errorf("got offset %d, want %d", d.Event.Offset, i)
+		}
+	}
+	if in, _ := f.m.Get("shop"); in.Status.State != "active" {
+		t.Errorf("state %q (%s)", in.Status.State, in.Status.Waiting)
+	}
+}
+
+// After a restart, a subscription whose group was made from the earliest
+// event (its topic did not exist) goes on with that group.
+func TestTopicNotYetThereRestart(t *testing.T) {
+	f := newFixture(t, nil)
+	r := newReceiver(t)
+	f.put(t, Config{Name: "shop", URL: r.URL, Topics: []string{"later"}, Ordered: true, Enabled: true})
+	waitFor(t, "waiting", func() bool { in, _ := f.m.Get("shop"); return in.Status.State == "waiting" })
+	f.publish(t, "later", 1)
+	r.wait(t)
+	waitFor(t, "delivered", func() bool { in, _ := f.m.Get("shop"); return in.Status.Delivered == 1 })
+	f.m.Close()
+	m, err := New(bg, f.hub, f.groups, f.m.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.m = m
+	f.publish(t, "later", 1)
+	if d := r.wait(t); d.Event.Offset != 2 {
+		t.Errorf("after a restart: offset %d", d.Event.Offset)
+	}
+	cfg := Config{Name: "shop", URL: r.URL + "/v2", Topics: []string{"later"}, Ordered: true, Enabled: true}
+	if _, _, err := m.Put(bg, cfg); err != nil {
+		t.Errorf("a change keeping the group: %v", err)
+	}
 }
