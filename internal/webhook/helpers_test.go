@@ -192,6 +192,7 @@ func (r *receiver) deliveries() []delivery {
 type fixture struct {
 	hub    *hub.Hub
 	groups *group.Manager
+	eng    *memory.Engine
 	m      *Manager
 	clock  *fakeClock
 }
@@ -200,7 +201,7 @@ type fixture struct {
 func newFixture(t *testing.T, clock *fakeClock) *fixture {
 	t.Helper()
 	eng := memory.New(memory.Options{})
-	f := &fixture{hub: hub.New(eng, hub.Options{}), clock: clock}
+	f := &fixture{hub: hub.New(eng, hub.Options{}), clock: clock, eng: eng}
 	groups, err := group.New(bg, f.hub, group.Options{})
 	if err != nil {
 		t.Fatal(err)
