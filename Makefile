@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 30s
 
-.PHONY: run build test test-short lint bench bench-e2e bench-ws bench-grpc bench-auth fuzz clean proto proto-check
+.PHONY: run build test test-short lint bench bench-e2e bench-ws bench-grpc bench-auth bench-webhook webhook-fault fuzz clean proto proto-check
 
 # The gRPC code generators, pinned: protoc is Debian's protobuf-compiler (its
 # version is written into the generated files); the plugins are installed
@@ -61,6 +61,14 @@ bench-grpc:
 ## bench-auth: the authentication figures of docs/benchmarks.md (wrk with and without an API key, JWT verification); RUNS=3
 bench-auth:
 	bash scripts/bench-auth.sh $(or $(RUNS),3)
+
+## webhook-fault: issue 18's no-loss test at its full size (10,000 events, two kill -9s); EVENTS=10000
+webhook-fault:
+	HERALD_WEBHOOK_FAULT_EVENTS=$(or $(EVENTS),10000) $(GO) test -count=1 -run '^TestWebhookFaults$$' -v -timeout 20m ./cmd/herald/
+
+## bench-webhook: the webhook figures of docs/benchmarks.md (herald bench webhook); RUNS=3
+bench-webhook:
+	bash scripts/bench-webhook.sh $(or $(RUNS),3)
 
 ## fuzz: run every fuzz target for FUZZTIME each
 fuzz:

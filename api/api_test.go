@@ -289,6 +289,22 @@ func TestOpenAPIMatchesServer(t *testing.T) {
 		{method: "POST", url: "/v1/groups/g1/nak", route: "/v1/groups/{group}/nak", ctype: "application/json", body: `{"id":"nope","delay":"1s"}`, status: 404, check: hasCode("not_found")},
 		{method: "POST", url: "/v1/groups/g1/in_progress", route: "/v1/groups/{group}/in_progress", ctype: "application/json", body: `{"id":"nope"}`, status: 404, check: hasCode("not_found")},
 		{method: "POST", url: "/v1/groups/g1/term", route: "/v1/groups/{group}/term", ctype: "application/json", body: `{"id":"nope","reason":"x"}`, status: 404, check: hasCode("not_found")},
+		{method: "PUT", url: "/v1/webhooks/w1", route: "/v1/webhooks/{name}", ctype: "application/json", body: `{"url":"http://127.0.0.1:9/hook","topics":["a","chat.>"],"types":["note"]}`, status: 201,
+			check: func(t *testing.T, b []byte) {
+				if !bytes.Contains(b, []byte(`"generated_secret":"whsec_`)) || !bytes.Contains(b, []byte(`"secrets":["<redacted>"]`)) {
+					t.Errorf("a webhook made without a secret answered %s", b)
+				}
+			}},
+		{method: "PUT", url: "/v1/webhooks/w1", route: "/v1/webhooks/{name}", ctype: "application/json", body: `{"url":"http://127.0.0.1:9/hook","topics":["a","chat.>"],"types":["note"]}`, status: 200},
+		{method: "PUT", url: "/v1/webhooks/w2", route: "/v1/webhooks/{name}", ctype: "application/json", body: `{"url":"http://10.0.0.1/","topics":["a"]}`, status: 400, check: hasCode("bad_request")},
+		{method: "GET", url: "/v1/webhooks", route: "/v1/webhooks", status: 200},
+		{method: "GET", url: "/v1/webhooks/w1", route: "/v1/webhooks/{name}", status: 200},
+		{method: "GET", url: "/v1/webhooks/nope", route: "/v1/webhooks/{name}", status: 404, check: hasCode("not_found")},
+		{method: "POST", url: "/v1/webhooks/w1/test", route: "/v1/webhooks/{name}/test", status: 200},
+		{method: "GET", url: "/v1/webhooks/w1/log", route: "/v1/webhooks/{name}/log", status: 200},
+		{method: "POST", url: "/v1/webhooks/w1/replay", route: "/v1/webhooks/{name}/replay", ctype: "application/json", body: `{"from":"yesterday"}`, status: 400, check: hasCode("bad_request")},
+		{method: "POST", url: "/v1/webhooks/w1/replay", route: "/v1/webhooks/{name}/replay", ctype: "application/json", body: `{"from":"earliest","limit":1}`, status: 202},
+		{method: "DELETE", url: "/v1/webhooks/w1", route: "/v1/webhooks/{name}", status: 204},
 		{method: "GET", url: "/v1/groups", route: "/v1/groups", status: 200},
 		{method: "GET", url: "/v1/groups/g1", route: "/v1/groups/{group}", status: 200},
 		{method: "DELETE", url: "/v1/groups/g1", route: "/v1/groups/{group}", status: 204},

@@ -66,6 +66,9 @@ type Config struct {
 	// Groups are consumer groups the operator declares (groups.go), a
 	// list too.
 	Groups []Group `koanf:"groups"`
+	// Webhooks are outbound webhook subscriptions the operator declares
+	// (webhooks.go), a list like sources.
+	Webhooks []Webhook `koanf:"webhooks"`
 }
 
 // HTTP configures the HTTP listener.
@@ -458,6 +461,7 @@ func (c *Config) Validate() error {
 	c.Auth.validate(bad)
 	c.validateSources(bad)
 	c.validateGroups(bad)
+	c.validateWebhooks(bad)
 	c.checkExposure(bad)
 	if _, err := ParseLevel(c.Log.Level); err != nil {
 		bad("log.level", "%v", err)

@@ -38,6 +38,8 @@ type Metrics struct {
 	groupRedelivered  *prometheus.CounterVec // by group
 	groupAcks         *prometheus.CounterVec // by group
 	groupDeadLettered *prometheus.CounterVec // by group and reason
+
+	webhooks webhookMetrics // webhooks.go
 }
 
 // Limits are the names of the limits counted by
@@ -113,6 +115,8 @@ func New() *Metrics {
 		m.disconnects, m.publishTime, m.refusals, m.sourcePolls, m.sourcePublished, m.sourceErrors,
 		m.groupDelivered, m.groupRedelivered, m.groupAcks, m.groupDeadLettered,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.webhooks = newWebhookMetrics()
+	m.reg.MustRegister(m.webhooks.collectors()...)
 	return m
 }
 

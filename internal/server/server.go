@@ -36,6 +36,7 @@ import (
 	"github.com/heraldhq/herald/internal/transport/rest"
 	"github.com/heraldhq/herald/internal/transport/sse"
 	"github.com/heraldhq/herald/internal/transport/ws"
+	"github.com/heraldhq/herald/internal/webhook"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/web"
 )
@@ -59,15 +60,18 @@ type Server struct {
 	hub     *hub.Hub
 	sources *source.Manager // nil when the engine keeps no consumer state
 	groups  *group.Manager  // nil when the engine keeps no consumer state
-	rest    *rest.Handler
-	fast    *httpfast.Server // owns the listener; serves no request itself when http.fast_path is off
-	linger  *netio.Lingerer  // lingering closes of HTTP connections (httpfast's handed-off ones, so WebSocket and SSE too)
-	sse     *sse.Handler
-	ws      *ws.Handler
-	grpc    *grpcapi.Server // nil when grpc.enabled is off
-	metrics *metrics.Metrics
-	http    *http.Server
-	conns   *limit.Conns // the connection limits of both listeners
+	// webhooks is nil when the engine keeps no consumer state; it is closed
+	// before groups, whose members its dispatchers are.
+	webhooks *webhook.Manager
+	rest     *rest.Handler
+	fast     *httpfast.Server // owns the listener; serves no request itself when http.fast_path is off
+	linger   *netio.Lingerer  // lingering closes of HTTP connections (httpfast's handed-off ones, so WebSocket and SSE too)
+	sse      *sse.Handler
+	ws       *ws.Handler
+	grpc     *grpcapi.Server // nil when grpc.enabled is off
+	metrics  *metrics.Metrics
+	http     *http.Server
+	conns    *limit.Conns // the connection limits of both listeners
 
 	ln       net.Listener
 	ready    atomic.Bool
@@ -200,6 +204,9 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 	if err := s.startGroups(); err != nil {
 		return s.fail(err)
 	}
+	if err := s.startWebhooks(); err != nil {
+		return s.fail(err)
+	}
 	// The transports let through the largest event any namespace takes;
 	// the hub holds each topic to its own.
 	s.rest = rest.New(s.hub, rest.Options{
@@ -209,6 +216,7 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 		Tokens:        tokens,
 		Sources:       s.sources,
 		Groups:        s.groups,
+		Webhooks:      s.webhooks,
 	})
 	sseConns := s.metrics.Connections("sse")
 	s.sse = sse.New(s.hub, sse.Options{
@@ -320,10 +328,63 @@ func (s *Server) startGroups() error {
 // no consumer state.
 func (s *Server) Groups() *group.Manager { return s.groups }
 
+// startWebhooks starts the webhook subscriptions the engine keeps, as
+// members of the consumer groups, and declares those of the config.
+func (s *Server) startWebhooks() error {
+	if s.groups == nil {
+		return nil // no consumer state: startGroups said so
+	}
+	m, err := webhook.New(context.Background(), s.hub, s.groups, webhook.Options{
+		Guard:    s.cfg.Outbound.Guard(),
+		Observer: s.metrics.WebhookObserver(),
+		Log:      s.log,
+	})
+	if err != nil {
+		return err
+	}
+	for i := range s.cfg.Webhooks {
+		w := &s.cfg.Webhooks[i]
+		key := fmt.Sprintf("config webhooks[%d] (%s)", i, w.Name)
+		if _, _, err := m.Put(context.Background(), webhookConfig(w)); err != nil {
+			m.Close()
+			var fe *webhook.FieldError
+			if errors.As(err, &fe) {
+				return fmt.Errorf("%s.%s: %s", key, fe.Field, fe.Msg)
+			}
+			return fmt.Errorf("%s: %w", key, err)
+		}
+	}
+	s.webhooks = m
+	return nil
+}
+
+// webhookConfig returns a declared subscription's settings; unset
+// ordered, enabled and retry_jitter take their defaults.
+func webhookConfig(w *config.Webhook) webhook.Config {
+	c := webhook.Config{
+		Name: w.Name, URL: w.URL, Topics: w.Topics, Types: w.Types, Secrets: w.Secrets, Start: w.Start,
+		Ordered: true, Concurrency: w.Concurrency, RateLimit: w.RateLimit, Enabled: true, Timeout: w.Timeout,
+		ConnectTimeout: w.ConnectTimeout, Retry: w.Retry, Jitter: webhook.DefaultJitter, DisableAfter: w.DisableAfter,
+	}
+	if w.Ordered != nil {
+		c.Ordered = *w.Ordered
+	}
+	if w.Enabled != nil {
+		c.Enabled = *w.Enabled
+	}
+	if w.Jitter != nil {
+		c.Jitter = *w.Jitter
+	}
+	return c
+}
+
 // fail releases what New built before err, and returns err.
 func (s *Server) fail(err error) (*Server, error) {
 	if s.sources != nil {
 		s.sources.Close()
+	}
+	if s.webhooks != nil {
+		s.webhooks.Close()
 	}
 	if s.groups != nil {
 		s.groups.Close()
@@ -592,6 +653,9 @@ func (s *Server) shutdown(ctx context.Context) error {
 	s.log.Info("herald draining")
 	if s.sources != nil {
 		s.sources.Close() // no poll publishes into the closing hub
+	}
+	if s.webhooks != nil {
+		s.webhooks.Close() // dispatchers stop fetching and hand their events back
 	}
 	if s.groups != nil {
 		s.groups.Close() // long-polling fetches return now; no dead letter is published into the closing hub

@@ -27,6 +27,7 @@ import (
 	"github.com/heraldhq/herald/internal/hub"
 	"github.com/heraldhq/herald/internal/reason"
 	"github.com/heraldhq/herald/internal/source"
+	"github.com/heraldhq/herald/internal/webhook"
 	"github.com/heraldhq/herald/internal/wire"
 )
 
@@ -40,6 +41,9 @@ type Options struct {
 	Sources *source.Manager
 	// Groups serves /v1/groups (groups.go); nil answers unavailable.
 	Groups *group.Manager
+	// Webhooks serves /v1/webhooks (webhooks.go); nil answers
+	// unavailable.
+	Webhooks *webhook.Manager
 }
 
 // Limits on request metadata.
@@ -87,6 +91,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("/v1/topics/{topic}", h.methods(map[string]http.HandlerFunc{http.MethodGet: h.topicInfo}))
 	h.registerSources(mux)
 	h.registerGroups(mux)
+	h.registerWebhooks(mux)
 }
 
 // methods dispatches on the request method, answering 405 in the API's
