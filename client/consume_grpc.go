@@ -25,13 +25,13 @@ type grpcGroup struct {
 
 	sendMu sync.Mutex // serializes sends on call
 
-	mu       sync.Mutex // guards the fields below
-	msgs     []GroupMessage
-	granted  int                                     // credit given and not yet used by a message
-	waiters  map[uint64]chan *heraldv1.ConsumeResponse // answers waiting for their reply
-	nextID   uint64
-	err      error         // why the stream ended, once done is closed
-	arrived  chan struct{} // cap 1: msgs grew
+	mu      sync.Mutex // guards the fields below
+	msgs    []GroupMessage
+	granted int                                       // credit given and not yet used by a message
+	waiters map[uint64]chan *heraldv1.ConsumeResponse // answers waiting for their reply
+	nextID  uint64
+	err     error         // why the stream ended, once done is closed
+	arrived chan struct{} // cap 1: msgs grew
 }
 
 // openGroup opens a Consume stream and waits for its opened reply.
