@@ -25,8 +25,8 @@ import (
 // consumeFlags are the flags of herald consume.
 type consumeFlags struct {
 	server, grpcAddr, transport, member, execCmd, input string
-	concurrency, count, termExit                         int
-	nakDelay, timeout                                    time.Duration
+	concurrency, count, termExit                        int
+	nakDelay, timeout                                   time.Duration
 }
 
 // The inputs of --exec.
