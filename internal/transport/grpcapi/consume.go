@@ -206,6 +206,9 @@ func (c *consumer) fetchLoop(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		if ctx.Err() != nil {
+			return ctx.Err() // a fetch cut short answers no error
+		}
 	}
 }
 
