@@ -34,11 +34,11 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // harness is a hub over a memory engine, served by a grpcapi.Server on a
 // real TCP listener, and a client connection to it.
 type harness struct {
-	t    *testing.T
-	hub  *hub.Hub
-	eng  *memory.Engine
-	srv  *grpcapi.Server
-	addr string
+	t      *testing.T
+	hub    *hub.Hub
+	eng    *memory.Engine
+	srv    *grpcapi.Server
+	addr   string
 	conn   *grpc.ClientConn
 	c      heraldv1.HeraldClient
 	groups *group.Manager // with setup.groups

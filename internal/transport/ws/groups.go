@@ -38,9 +38,9 @@ import (
 
 // Limits of the group commands.
 const (
-	maxFetches     = 4     // fetches waiting at once on one connection
-	maxFetchLimit  = 1000  // messages one fetch asks for
-	maxAnswerIDs   = 10000 // ids one answer names
+	maxFetches     = 4              // fetches waiting at once on one connection
+	maxFetchLimit  = group.MaxFetch // messages one fetch asks for
+	maxAnswerIDs   = 10000          // ids one answer names
 	handBackTimout = 5 * time.Second
 )
 
@@ -75,7 +75,7 @@ func (cmd *command) checkGroup() error {
 	switch cmd.Op {
 	case opFetch:
 		if cmd.Limit < 0 || cmd.Limit > maxFetchLimit {
-			return badRequest("limit %d: give 1 to %d (default 1)", cmd.Limit, maxFetchLimit)
+			return badRequest("limit %d: give 1 to %d (default %d)", cmd.Limit, maxFetchLimit, group.DefaultFetch)
 		}
 		if len(cmd.IDs) > 0 || len(cmd.Delay) > 0 || cmd.Reason != "" {
 			return badRequest("fetch takes group, member, limit and wait")
@@ -163,7 +163,10 @@ func (c *conn) fetch(cmd *command) {
 		c.reply(&note{frame: errorReply(cmd.ID, err)})
 		return
 	}
-	limit := max(cmd.Limit, 1)
+	limit := cmd.Limit
+	if limit == 0 {
+		limit = group.DefaultFetch
+	}
 	gs := &c.gs
 	gs.mu.Lock()
 	switch {
