@@ -64,8 +64,12 @@ type groupState struct {
 	pending map[string]memberOf
 }
 
-// memberOf says whose delivery an id is.
-type memberOf struct{ group, member string }
+// memberOf says whose delivery an id is, and who fetched it (ctx: the
+// identity a hand-back naks with).
+type memberOf struct {
+	group, member string
+	ctx           context.Context
+}
 
 // groupCommand checks the fields of a group command.
 func (cmd *command) checkGroup() error {
@@ -189,6 +193,7 @@ func (c *conn) fetch(cmd *command) {
 	ctx, cancel := context.WithCancel(c.ctx)
 	stop := context.AfterFunc(life, cancel)
 	grp, member, id := cmd.Group, c.member(cmd), cmd.ID
+	who := context.WithoutCancel(c.ctx)
 	c.h.calls.Add(1)
 	go func() {
 		defer c.h.calls.Done()
@@ -200,12 +205,12 @@ func (c *conn) fetch(cmd *command) {
 		ended := gs.ended
 		if !ended {
 			for i := range msgs {
-				gs.pending[msgs[i].ID] = memberOf{grp, member}
+				gs.pending[msgs[i].ID] = memberOf{grp, member, who}
 			}
 		}
 		gs.mu.Unlock()
 		if ended {
-			handBack(m, grp, member, msgs)
+			handBack(who, m, grp, member, msgs)
 			return
 		}
 		if err != nil && len(msgs) == 0 {
@@ -216,12 +221,13 @@ func (c *conn) fetch(cmd *command) {
 	}()
 }
 
-// handBack naks msgs, deliveries nobody will answer.
-func handBack(m *group.Manager, grp, member string, msgs []group.Message) {
+// handBack naks msgs, deliveries nobody will answer, as the identity in
+// who.
+func handBack(who context.Context, m *group.Manager, grp, member string, msgs []group.Message) {
 	if len(msgs) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), handBackTimout)
+	ctx, cancel := context.WithTimeout(who, handBackTimout)
 	defer cancel()
 	for i := range msgs {
 		m.Nak(ctx, grp, member, msgs[i].ID, 0) // a delivery answered or expired meanwhile is refused: fine
@@ -355,16 +361,12 @@ func (c *conn) endGroups() {
 	if len(pending) == 0 || c.h.opts.Groups == nil {
 		return
 	}
-	byMember := make(map[memberOf][]group.Message)
-	for id, who := range pending {
-		byMember[who] = append(byMember[who], group.Message{ID: id})
-	}
 	m := c.h.opts.Groups
 	c.h.calls.Add(1)
 	go func() {
 		defer c.h.calls.Done()
-		for who, msgs := range byMember {
-			handBack(m, who.group, who.member, msgs)
+		for id, who := range pending {
+			handBack(who.ctx, m, who.group, who.member, []group.Message{{ID: id}})
 		}
 	}()
 }
