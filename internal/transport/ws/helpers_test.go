@@ -29,12 +29,12 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // fixture is a WebSocket handler over a hub, served on a real socket.
 type fixture struct {
-	t     *testing.T
-	eng   hub.Engine
-	hub   *hub.Hub
-	h     *Handler
-	srv   *httptest.Server
-	url   string // ws://…/v1/ws
+	t      *testing.T
+	eng    hub.Engine
+	hub    *hub.Hub
+	h      *Handler
+	srv    *httptest.Server
+	url    string // ws://…/v1/ws
 	conns  atomic.Int64
 	groups *group.Manager
 }
