@@ -137,7 +137,7 @@ func runConsume(cmd *cobra.Command, group string, f *consumeFlags) error {
 	defer cancel()
 
 	w := &consumeOutput{w: bufio.NewWriter(cmd.OutOrStdout())}
-	var acked, taken atomic.Int64
+	var acked, taken atomic.Int64 // with --count: events acked, and those running or acked
 	errOut := cmd.ErrOrStderr()
 	handler := func(hctx context.Context, m *client.GroupMessage) error {
 		if f.count > 0 && taken.Add(1) > int64(f.count) {
@@ -150,7 +150,11 @@ func runConsume(cmd *cobra.Command, group string, f *consumeFlags) error {
 		} else {
 			err = runExec(hctx, f, group, m, &line, w, errOut)
 		}
-		if err == nil && f.count > 0 && acked.Add(1) == int64(f.count) {
+		switch {
+		case f.count == 0:
+		case err != nil:
+			taken.Add(-1) // it will come again: room for it
+		case acked.Add(1) == int64(f.count):
 			cancel() // the ack still goes out: Consume answers before it returns
 		}
 		return err
