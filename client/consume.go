@@ -75,6 +75,7 @@ type consumeParams struct {
 	concurrency int
 	nakDelay    time.Duration
 	onError     func(error)
+	answered    func(m *GroupMessage, answer string, err error)
 }
 
 // ConsumeOption configures Consume.
@@ -106,6 +107,15 @@ func WithNakDelay(d time.Duration) ConsumeOption {
 // fn is called from several goroutines.
 func WithConsumeErrors(fn func(error)) ConsumeOption {
 	return func(p *consumeParams) { p.onError = fn }
+}
+
+// WithAnswered makes Consume call fn after it answered each message: answer
+// is "ack", "nak" or "term", err nil when the server took the answer. An
+// ack that fails (err not nil) may still have been stored when the
+// connection broke before the reply; the event is then not delivered
+// again. fn is called from several goroutines; Consume waits for it.
+func WithAnswered(fn func(m *GroupMessage, answer string, err error)) ConsumeOption {
+	return func(p *consumeParams) { p.answered = fn }
 }
 
 // The answers to a delivery.
@@ -336,6 +346,9 @@ func (l *consumeLoop) handle(ctx context.Context, sess groupSession, m *GroupMes
 	}
 	if aerr != nil {
 		l.p.onError(fmt.Errorf("%s %s (%s #%d): %w", op, m.ID, m.Event.Topic, m.Event.Offset, aerr))
+	}
+	if l.p.answered != nil {
+		l.p.answered(m, op, aerr)
 	}
 }
 
