@@ -317,6 +317,7 @@ func checkChaosRecords(t *testing.T, dir string, events int, kills []killEvent) 
 func startChaosServer(t *testing.T, bin, data, httpAddr, grpcAddr string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(bin, "serve", "--engine", "durable", "--data-dir", data, "--addr", httpAddr, "--grpc-addr", grpcAddr, "--log-level", "warn")
+	cmd.Env = serverEnv()
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start herald: %v", err)
@@ -337,6 +338,18 @@ func startChaosServer(t *testing.T, bin, data, httpAddr, grpcAddr string) *exec.
 	}
 	t.Fatalf("herald on %s did not become ready", httpAddr)
 	return nil
+}
+
+// serverEnv is the environment without HERALD_CHAOS, which herald serve
+// would refuse as an unknown setting (every HERALD_ variable is one).
+func serverEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "HERALD_CHAOS=") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 // chaosAPI makes one request and decodes a 2xx JSON answer into out.
