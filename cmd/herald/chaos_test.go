@@ -150,9 +150,10 @@ func TestGroupChaos(t *testing.T) {
 			break
 		}
 		if serverRun < serverKills && left <= killAt[serverRun] {
+			from := time.Now().UnixNano()
 			srv.Process.Signal(syscall.SIGKILL)
 			srv.Wait()
-			kills = append(kills, killEvent{server: true, at: time.Now().UnixNano()})
+			kills = append(kills, killEvent{server: true, from: from, to: time.Now().UnixNano()})
 			serverRun++
 			t.Logf("killed the server with %d events left (%v)", left, time.Since(began).Round(time.Millisecond))
 			srv = startChaosServer(t, bin, data, httpAddr, grpcAddr)
@@ -160,9 +161,10 @@ func TestGroupChaos(t *testing.T) {
 		}
 		// Kill and restart a random worker.
 		w := rand.IntN(workers)
+		from := time.Now().UnixNano()
 		ws[w].cmd.Process.Signal(syscall.SIGKILL)
 		ws[w].cmd.Wait()
-		kills = append(kills, killEvent{worker: fmt.Sprintf("w%d-%d", w, ws[w].incarnation), at: time.Now().UnixNano()})
+		kills = append(kills, killEvent{worker: fmt.Sprintf("w%d-%d", w, ws[w].incarnation), from: from, to: time.Now().UnixNano()})
 		workerKills++
 		startWorker(w)
 	}
@@ -178,12 +180,13 @@ func TestGroupChaos(t *testing.T) {
 	checkChaosRecords(t, dir, events, kills)
 }
 
-// killEvent is a worker incarnation or a server run killed at a time (unix
-// nanoseconds).
+// killEvent is a worker incarnation or a server run killed at some time in
+// [from, to] (unix nanoseconds: before the signal, after the process was
+// reaped; on a loaded machine the two can be far apart).
 type killEvent struct {
-	worker string // "w3-2"; empty for the server
-	server bool
-	at     int64
+	worker   string // "w3-2"; empty for the server
+	server   bool
+	from, to int64
 }
 
 // chaosRecord is one line a worker recorded.
@@ -228,7 +231,7 @@ func checkChaosRecords(t *testing.T, dir string, events int, kills []killEvent) 
 	}
 	killedAfter := func(worker string, at int64) bool { // worker's incarnation, or the server, killed after at
 		for _, k := range kills {
-			if k.at >= at && (k.server || k.worker == worker) {
+			if k.to >= at && (k.server || k.worker == worker) {
 				return true
 			}
 		}
@@ -241,7 +244,7 @@ func checkChaosRecords(t *testing.T, dir string, events int, kills []killEvent) 
 	const serverSlack = int64(2 * time.Second)
 	killedBetween := func(worker string, from, to int64) bool {
 		for _, k := range kills {
-			if k.at <= to && (k.server && k.at >= from-serverSlack || k.worker == worker && k.at >= from) {
+			if k.from <= to && (k.server && k.to >= from-serverSlack || k.worker == worker && k.to >= from) {
 				return true
 			}
 		}
@@ -249,7 +252,7 @@ func checkChaosRecords(t *testing.T, dir string, events int, kills []killEvent) 
 	}
 	anyKillBetween := func(from, to int64) bool {
 		for _, k := range kills {
-			if k.at >= from && k.at <= to {
+			if k.to >= from && k.from <= to {
 				return true
 			}
 		}
