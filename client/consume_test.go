@@ -4,13 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/heraldhq/herald/client"
+	"github.com/heraldhq/herald/internal/auth"
+	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/group"
+	"github.com/heraldhq/herald/internal/hub"
 )
 
 // consumeBackends are the two ways Consume reaches a server.
@@ -211,6 +215,63 @@ func TestConsumeMissingGroup(t *testing.T) {
 			}
 			if ctx.Err() != nil {
 				t.Error("Consume waited for the context")
+			}
+		})
+	}
+}
+
+// Consume needs the consume action on the group's topics: a key with
+// only subscribe is refused forbidden (Consume returns it), a key with
+// consume takes the events.
+func TestConsumeAuth(t *testing.T) {
+	const workerKey, readerKey = "hk_worker_0123456789abcdef", "hk_reader_0123456789abcdef"
+	for _, b := range []struct {
+		name string
+		make func(ts *testServer, key string) *client.Client
+	}{
+		{"http", func(ts *testServer, key string) *client.Client {
+			c, err := client.New("http://"+ts.addr, client.WithStaticToken(key), client.WithHTTPClient(&http.Client{Transport: ts.tr}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}},
+		{"grpc", func(ts *testServer, key string) *client.Client { return ts.grpcClient(client.WithStaticToken(key)) }},
+	} {
+		t.Run(b.name, func(t *testing.T) {
+			ts := startServer(t, func(c *config.Config) {
+				c.Auth.APIKeys = []config.APIKey{
+					{Name: "worker", Hash: auth.HashKey(workerKey), Grants: config.Grants{Consume: []string{"jobs"}, Publish: []string{">"}}},
+					{Name: "reader", Hash: auth.HashKey(readerKey), Grants: config.Grants{Subscribe: []string{"jobs"}}},
+				}
+			})
+			if _, err := b.make(ts, workerKey).Publish(context.Background(), "jobs", []byte(`{"n":1}`)); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := ts.srv.Groups().Put(hub.Internal(context.Background()), group.Config{Name: "workers", Topics: []string{"jobs"}, Start: "earliest"}); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			err := b.make(ts, readerKey).Consume(ctx, "workers", func(context.Context, *client.GroupMessage) error {
+				t.Error("the reader got an event")
+				return nil
+			})
+			var e *client.Error
+			if !errors.As(err, &e) || e.Code != client.CodeForbidden {
+				t.Fatalf("Consume with a subscribe-only key: %v, want forbidden", err)
+			}
+			got := 0
+			err = b.make(ts, workerKey).Consume(ctx, "workers", func(context.Context, *client.GroupMessage) error {
+				got++
+				cancel()
+				return nil
+			})
+			if err != nil || got != 1 {
+				t.Fatalf("Consume with the worker key: %v, %d events", err, got)
+			}
+			if in := ts.groupInfo("workers"); in.InFlight != 0 || in.Pending != 0 {
+				t.Errorf("group: in flight %d, pending %d", in.InFlight, in.Pending)
 			}
 		})
 	}
