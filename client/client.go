@@ -39,6 +39,8 @@ type backend interface {
 	// t, the backend's default transport when t is empty, or an error
 	// when the backend does not speak t.
 	dialer(t Transport) (dialFunc, error)
+	// openGroup starts a member of a consumer group (consume.go).
+	openGroup(ctx context.Context, group, member string) (groupSession, error)
 	addr() string
 	close() error
 }

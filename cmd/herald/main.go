@@ -54,6 +54,6 @@ Publish and subscribe from another terminal:
 		}
 		return nil
 	}
-	root.AddCommand(newServeCmd(), newPublishCmd(), newSubscribeCmd(), newExportCmd(), newImportCmd(), newBenchCmd(), newKeyCmd(), newTokenCmd(), newSourceCmd(), newWebhookCmd())
+	root.AddCommand(newServeCmd(), newPublishCmd(), newSubscribeCmd(), newExportCmd(), newImportCmd(), newBenchCmd(), newKeyCmd(), newTokenCmd(), newSourceCmd(), newGroupCmd(), newConsumeCmd(), newWebhookCmd())
 	return root
 }

@@ -39,24 +39,6 @@ func startRedisNode(t *testing.T, bin, redisURL string) *redisNode {
 	return n
 }
 
-// waitReady polls /readyz: a starting process gives no other signal.
-func waitReady(t *testing.T, addr string) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		c, err := client.New("http://" + addr)
-		if err == nil {
-			_, err = c.Pull(context.Background(), []string{"ready.probe"}, client.WithLimit(1))
-			c.Close()
-			if err == nil {
-				return
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("herald on %s did not become ready", addr)
-}
-
 // clientOf returns a client of node n for transport tr.
 func (n *redisNode) client(t *testing.T, tr client.Transport) *client.Client {
 	t.Helper()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"go/build"
 	"io"
 	"net"
@@ -22,6 +23,7 @@ import (
 
 	heraldv1 "github.com/heraldhq/herald/api/herald/v1"
 	"github.com/heraldhq/herald/internal/config"
+	"github.com/heraldhq/herald/internal/group"
 	"github.com/heraldhq/herald/internal/server"
 )
 
@@ -319,5 +321,92 @@ func TestGRPCHandshakeTimeout(t *testing.T) {
 	}
 	if d := time.Since(start); d < 250*time.Millisecond {
 		t.Errorf("closed after %v, before the timeout", d)
+	}
+}
+
+// TestGRPCurlConsume is a consumer group member driven by the real grpcurl:
+// open, grant credit, read a message, ack it by its id, half-close.
+func TestGRPCurlConsume(t *testing.T) {
+	bin := grpcurlBinary(t)
+	ts := startServer(t)
+	ts.publishN("jobs", 1, 1)
+	if _, _, err := ts.srv.Groups().Put(context.Background(), group.Config{Name: "workers", Topics: []string{"jobs"}, Start: "earliest"}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "-plaintext", "-d", "@", ts.srv.GRPCAddr(), "herald.v1.Herald/Consume")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited := false
+	defer func() {
+		if !waited {
+			cancel()
+			cmd.Wait()
+		}
+	}()
+	dec := json.NewDecoder(stdout)
+	type response struct {
+		ID     string `json:"id"`
+		Opened *struct {
+			Member string `json:"member"`
+		} `json:"opened"`
+		Messages *struct {
+			Messages []struct {
+				ID       string `json:"id"`
+				Delivery int    `json:"delivery"`
+				Event    struct {
+					Offset string `json:"offset"`
+				} `json:"event"`
+			} `json:"messages"`
+		} `json:"messages"`
+		Answered *struct {
+			Results []struct {
+				ID    string          `json:"id"`
+				Error json.RawMessage `json:"error"`
+			} `json:"results"`
+		} `json:"answered"`
+	}
+	next := func() response {
+		t.Helper()
+		var r response
+		if err := dec.Decode(&r); err != nil {
+			t.Fatalf("read grpcurl's stream: %v (stderr: %s)", err, stderr.String())
+		}
+		return r
+	}
+	fmt.Fprintln(stdin, `{"id":1,"open":{"group":"workers","member":"curl"}}`)
+	if r := next(); r.Opened == nil || r.Opened.Member != "curl" {
+		t.Fatalf("open answered %+v", r)
+	}
+	fmt.Fprintln(stdin, `{"grant":{"events":5}}`)
+	r := next()
+	if r.Messages == nil || len(r.Messages.Messages) != 1 || r.Messages.Messages[0].Event.Offset != "1" || r.Messages.Messages[0].Delivery != 1 {
+		t.Fatalf("messages %+v", r)
+	}
+	id := r.Messages.Messages[0].ID
+	fmt.Fprintf(stdin, `{"id":2,"ack":{"ids":[%q]}}`+"\n", id)
+	if r := next(); r.ID != "2" || r.Answered == nil || len(r.Answered.Results) != 1 || r.Answered.Results[0].ID != id || r.Answered.Results[0].Error != nil {
+		t.Fatalf("ack answered %+v", r)
+	}
+	stdin.Close() // half-close: the stream ends OK
+	waited = true
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("grpcurl: %v (stderr: %s)", err, stderr.String())
+	}
+	in, err := ts.srv.Groups().Get(context.Background(), "workers")
+	if err != nil || in.InFlight != 0 || in.Pending != 0 {
+		t.Errorf("group after the ack: %+v (%v)", in, err)
 	}
 }

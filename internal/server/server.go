@@ -241,6 +241,8 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 		AllowOrigin:     s.allowOrigin,
 		Tokens:          tokens,
 		OnConn:          func(d int) { wsConns.Add(float64(d)) },
+		Groups:          s.groups,
+		MaxWait:         cfg.Pull.MaxWait,
 		Log:             log,
 	})
 	if cfg.GRPC.Enabled {
@@ -254,6 +256,7 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 			// The same bound as an HTTP request's head (slowloris).
 			HandshakeTimeout: cfg.HTTP.ReadHeaderTimeout,
 			OnConn:           func(d int) { grpcConns.Add(float64(d)) },
+			Groups:           s.groups,
 			Log:              log,
 		})
 		if err != nil {

@@ -1992,6 +1992,707 @@ func (x *Topic) GetSubscribers() int64 {
 	return 0
 }
 
+// ConsumeRequest is one command on a Consume stream.
+type ConsumeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Echoed in the command's reply; free for the client to choose.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Types that are valid to be assigned to Command:
+	//
+	//	*ConsumeRequest_Open
+	//	*ConsumeRequest_Grant
+	//	*ConsumeRequest_Ack
+	//	*ConsumeRequest_Nak
+	//	*ConsumeRequest_InProgress
+	//	*ConsumeRequest_Term
+	Command       isConsumeRequest_Command `protobuf_oneof:"command"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsumeRequest) Reset() {
+	*x = ConsumeRequest{}
+	mi := &file_api_herald_v1_herald_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsumeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsumeRequest) ProtoMessage() {}
+
+func (x *ConsumeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_herald_v1_herald_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsumeRequest.ProtoReflect.Descriptor instead.
+func (*ConsumeRequest) Descriptor() ([]byte, []int) {
+	return file_api_herald_v1_herald_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ConsumeRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *ConsumeRequest) GetCommand() isConsumeRequest_Command {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+func (x *ConsumeRequest) GetOpen() *ConsumeOpen {
+	if x != nil {
+		if x, ok := x.Command.(*ConsumeRequest_Open); ok {
+			return x.Open
+		}
+	}
+	return nil
+}
+
+func (x *ConsumeRequest) GetGrant() *Grant {
+	if x != nil {
+		if x, ok := x.Command.(*ConsumeRequest_Grant); ok {
+			return x.Grant
+		}
+	}
+	return nil
+}
+
+func (x *ConsumeRequest) GetAck() *Answer {
+	if x != nil {
+		if x, ok := x.Command.(*ConsumeRequest_Ack); ok {
+			return x.Ack
+		}
+	}
+	return nil
+}
+
+func (x *ConsumeRequest) GetNak() *Answer {
+	if x != nil {
+		if x, ok := x.Command.(*ConsumeRequest_Nak); ok {
+			return x.Nak
+		}
+	}
+	return nil
+}
+
+func (x *ConsumeRequest) GetInProgress() *Answer {
+	if x != nil {
+		if x, ok := x.Command.(*ConsumeRequest_InProgress); ok {
+			return x.InProgress
+		}
+	}
+	return nil
+}
+
+func (x *ConsumeRequest) GetTerm() *Answer {
+	if x != nil {
+		if x, ok := x.Command.(*ConsumeRequest_Term); ok {
+			return x.Term
+		}
+	}
+	return nil
+}
+
+type isConsumeRequest_Command interface {
+	isConsumeRequest_Command()
+}
+
+type ConsumeRequest_Open struct {
+	// The first command, and only the first.
+	Open *ConsumeOpen `protobuf:"bytes,2,opt,name=open,proto3,oneof"`
+}
+
+type ConsumeRequest_Grant struct {
+	// More credit: the server may send that many more messages.
+	Grant *Grant `protobuf:"bytes,3,opt,name=grant,proto3,oneof"`
+}
+
+type ConsumeRequest_Ack struct {
+	// Done: the deliveries' events are never delivered again.
+	Ack *Answer `protobuf:"bytes,4,opt,name=ack,proto3,oneof"`
+}
+
+type ConsumeRequest_Nak struct {
+	// Hand back for redelivery, after delay (unset: the group's backoff).
+	Nak *Answer `protobuf:"bytes,5,opt,name=nak,proto3,oneof"`
+}
+
+type ConsumeRequest_InProgress struct {
+	// Still working: each delivery's lease is extended by the group's
+	// ack_wait.
+	InProgress *Answer `protobuf:"bytes,6,opt,name=in_progress,json=inProgress,proto3,oneof"`
+}
+
+type ConsumeRequest_Term struct {
+	// Dead-letter now, with reason in the dead-letter event's headers.
+	Term *Answer `protobuf:"bytes,7,opt,name=term,proto3,oneof"`
+}
+
+func (*ConsumeRequest_Open) isConsumeRequest_Command() {}
+
+func (*ConsumeRequest_Grant) isConsumeRequest_Command() {}
+
+func (*ConsumeRequest_Ack) isConsumeRequest_Command() {}
+
+func (*ConsumeRequest_Nak) isConsumeRequest_Command() {}
+
+func (*ConsumeRequest_InProgress) isConsumeRequest_Command() {}
+
+func (*ConsumeRequest_Term) isConsumeRequest_Command() {}
+
+// ConsumeOpen opens a Consume stream.
+type ConsumeOpen struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group, which must exist (PUT /v1/groups/{group}).
+	Group string `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// The member's name: a worker's stable name ("worker-7"), so that what
+	// the group reports per member means something. Empty: the server
+	// chooses one, answered in ConsumeOpened.
+	Member        string `protobuf:"bytes,2,opt,name=member,proto3" json:"member,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsumeOpen) Reset() {
+	*x = ConsumeOpen{}
+	mi := &file_api_herald_v1_herald_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsumeOpen) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsumeOpen) ProtoMessage() {}
+
+func (x *ConsumeOpen) ProtoReflect() protoreflect.Message {
+	mi := &file_api_herald_v1_herald_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsumeOpen.ProtoReflect.Descriptor instead.
+func (*ConsumeOpen) Descriptor() ([]byte, []int) {
+	return file_api_herald_v1_herald_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ConsumeOpen) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *ConsumeOpen) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+// Answer names deliveries (GroupMessage.id) a member answers.
+type Answer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The deliveries, at least one.
+	Ids []string `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	// nak only: how long before redelivery; unset takes the group's backoff.
+	Delay *durationpb.Duration `protobuf:"bytes,2,opt,name=delay,proto3" json:"delay,omitempty"`
+	// term only: why, written into the dead-letter event's headers.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Answer) Reset() {
+	*x = Answer{}
+	mi := &file_api_herald_v1_herald_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Answer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Answer) ProtoMessage() {}
+
+func (x *Answer) ProtoReflect() protoreflect.Message {
+	mi := &file_api_herald_v1_herald_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Answer.ProtoReflect.Descriptor instead.
+func (*Answer) Descriptor() ([]byte, []int) {
+	return file_api_herald_v1_herald_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *Answer) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+func (x *Answer) GetDelay() *durationpb.Duration {
+	if x != nil {
+		return x.Delay
+	}
+	return nil
+}
+
+func (x *Answer) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// ConsumeResponse is the reply to a command, or messages.
+type ConsumeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The command's id for a reply; 0 for messages.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*ConsumeResponse_Opened
+	//	*ConsumeResponse_Messages
+	//	*ConsumeResponse_Answered
+	//	*ConsumeResponse_Error
+	Kind          isConsumeResponse_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsumeResponse) Reset() {
+	*x = ConsumeResponse{}
+	mi := &file_api_herald_v1_herald_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsumeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsumeResponse) ProtoMessage() {}
+
+func (x *ConsumeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_herald_v1_herald_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsumeResponse.ProtoReflect.Descriptor instead.
+func (*ConsumeResponse) Descriptor() ([]byte, []int) {
+	return file_api_herald_v1_herald_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ConsumeResponse) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *ConsumeResponse) GetKind() isConsumeResponse_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *ConsumeResponse) GetOpened() *ConsumeOpened {
+	if x != nil {
+		if x, ok := x.Kind.(*ConsumeResponse_Opened); ok {
+			return x.Opened
+		}
+	}
+	return nil
+}
+
+func (x *ConsumeResponse) GetMessages() *GroupMessages {
+	if x != nil {
+		if x, ok := x.Kind.(*ConsumeResponse_Messages); ok {
+			return x.Messages
+		}
+	}
+	return nil
+}
+
+func (x *ConsumeResponse) GetAnswered() *Answered {
+	if x != nil {
+		if x, ok := x.Kind.(*ConsumeResponse_Answered); ok {
+			return x.Answered
+		}
+	}
+	return nil
+}
+
+func (x *ConsumeResponse) GetError() *Error {
+	if x != nil {
+		if x, ok := x.Kind.(*ConsumeResponse_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
+type isConsumeResponse_Kind interface {
+	isConsumeResponse_Kind()
+}
+
+type ConsumeResponse_Opened struct {
+	Opened *ConsumeOpened `protobuf:"bytes,2,opt,name=opened,proto3,oneof"`
+}
+
+type ConsumeResponse_Messages struct {
+	Messages *GroupMessages `protobuf:"bytes,3,opt,name=messages,proto3,oneof"`
+}
+
+type ConsumeResponse_Answered struct {
+	Answered *Answered `protobuf:"bytes,4,opt,name=answered,proto3,oneof"`
+}
+
+type ConsumeResponse_Error struct {
+	// The command was refused; the stream goes on.
+	Error *Error `protobuf:"bytes,5,opt,name=error,proto3,oneof"`
+}
+
+func (*ConsumeResponse_Opened) isConsumeResponse_Kind() {}
+
+func (*ConsumeResponse_Messages) isConsumeResponse_Kind() {}
+
+func (*ConsumeResponse_Answered) isConsumeResponse_Kind() {}
+
+func (*ConsumeResponse_Error) isConsumeResponse_Kind() {}
+
+// ConsumeOpened answers ConsumeOpen.
+type ConsumeOpened struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Group string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// The member's name (the server's choice when ConsumeOpen had none).
+	Member        string `protobuf:"bytes,2,opt,name=member,proto3" json:"member,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsumeOpened) Reset() {
+	*x = ConsumeOpened{}
+	mi := &file_api_herald_v1_herald_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsumeOpened) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsumeOpened) ProtoMessage() {}
+
+func (x *ConsumeOpened) ProtoReflect() protoreflect.Message {
+	mi := &file_api_herald_v1_herald_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsumeOpened.ProtoReflect.Descriptor instead.
+func (*ConsumeOpened) Descriptor() ([]byte, []int) {
+	return file_api_herald_v1_herald_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ConsumeOpened) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *ConsumeOpened) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+// GroupMessages are deliveries leased to the stream's member.
+type GroupMessages struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Messages      []*GroupMessage        `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupMessages) Reset() {
+	*x = GroupMessages{}
+	mi := &file_api_herald_v1_herald_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupMessages) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupMessages) ProtoMessage() {}
+
+func (x *GroupMessages) ProtoReflect() protoreflect.Message {
+	mi := &file_api_herald_v1_herald_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupMessages.ProtoReflect.Descriptor instead.
+func (*GroupMessages) Descriptor() ([]byte, []int) {
+	return file_api_herald_v1_herald_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *GroupMessages) GetMessages() []*GroupMessage {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+// GroupMessage is one delivery of an event to a member.
+type GroupMessage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Names this delivery in ack, nak, in_progress and term. Opaque; differs
+	// between deliveries of the same event.
+	Id    string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Event *Event `protobuf:"bytes,2,opt,name=event,proto3" json:"event,omitempty"`
+	// The event's deliveries so far, 1 on the first.
+	Delivery uint32 `protobuf:"varint,3,opt,name=delivery,proto3" json:"delivery,omitempty"`
+	// When the lease ends unless extended (in_progress): the event is then
+	// delivered again, to any member.
+	Deadline *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	// A cursor positioned at this event.
+	Cursor        string `protobuf:"bytes,5,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupMessage) Reset() {
+	*x = GroupMessage{}
+	mi := &file_api_herald_v1_herald_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupMessage) ProtoMessage() {}
+
+func (x *GroupMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_api_herald_v1_herald_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupMessage.ProtoReflect.Descriptor instead.
+func (*GroupMessage) Descriptor() ([]byte, []int) {
+	return file_api_herald_v1_herald_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *GroupMessage) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *GroupMessage) GetEvent() *Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *GroupMessage) GetDelivery() uint32 {
+	if x != nil {
+		return x.Delivery
+	}
+	return 0
+}
+
+func (x *GroupMessage) GetDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
+func (x *GroupMessage) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+// Answered answers an Answer command: one result per id, in order.
+type Answered struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*AnswerResult        `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Answered) Reset() {
+	*x = Answered{}
+	mi := &file_api_herald_v1_herald_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Answered) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Answered) ProtoMessage() {}
+
+func (x *Answered) ProtoReflect() protoreflect.Message {
+	mi := &file_api_herald_v1_herald_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Answered.ProtoReflect.Descriptor instead.
+func (*Answered) Descriptor() ([]byte, []int) {
+	return file_api_herald_v1_herald_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *Answered) GetResults() []*AnswerResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// AnswerResult is the result of answering one delivery.
+type AnswerResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Unset when the answer was taken; else why not: not_found (not in
+	// flight: never issued, already acked, dead-lettered) or conflict (the
+	// lease ran out and the event was delivered again).
+	Error *Error `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	// in_progress: the new end of the lease.
+	Deadline      *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AnswerResult) Reset() {
+	*x = AnswerResult{}
+	mi := &file_api_herald_v1_herald_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AnswerResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AnswerResult) ProtoMessage() {}
+
+func (x *AnswerResult) ProtoReflect() protoreflect.Message {
+	mi := &file_api_herald_v1_herald_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AnswerResult.ProtoReflect.Descriptor instead.
+func (*AnswerResult) Descriptor() ([]byte, []int) {
+	return file_api_herald_v1_herald_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *AnswerResult) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AnswerResult) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+func (x *AnswerResult) GetDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
 var File_api_herald_v1_herald_proto protoreflect.FileDescriptor
 
 const file_api_herald_v1_herald_proto_rawDesc = "" +
@@ -2116,7 +2817,48 @@ const file_api_herald_v1_herald_proto_rawDesc = "" +
 	"\x04last\x18\x04 \x01(\x04R\x04last\x12\x1a\n" +
 	"\bretained\x18\x05 \x01(\x03R\bretained\x12\x14\n" +
 	"\x05bytes\x18\x06 \x01(\x03R\x05bytes\x12 \n" +
-	"\vsubscribers\x18\a \x01(\x03R\vsubscribers*_\n" +
+	"\vsubscribers\x18\a \x01(\x03R\vsubscribers\"\xb0\x02\n" +
+	"\x0eConsumeRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12,\n" +
+	"\x04open\x18\x02 \x01(\v2\x16.herald.v1.ConsumeOpenH\x00R\x04open\x12(\n" +
+	"\x05grant\x18\x03 \x01(\v2\x10.herald.v1.GrantH\x00R\x05grant\x12%\n" +
+	"\x03ack\x18\x04 \x01(\v2\x11.herald.v1.AnswerH\x00R\x03ack\x12%\n" +
+	"\x03nak\x18\x05 \x01(\v2\x11.herald.v1.AnswerH\x00R\x03nak\x124\n" +
+	"\vin_progress\x18\x06 \x01(\v2\x11.herald.v1.AnswerH\x00R\n" +
+	"inProgress\x12'\n" +
+	"\x04term\x18\a \x01(\v2\x11.herald.v1.AnswerH\x00R\x04termB\t\n" +
+	"\acommand\";\n" +
+	"\vConsumeOpen\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x16\n" +
+	"\x06member\x18\x02 \x01(\tR\x06member\"c\n" +
+	"\x06Answer\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03ids\x12/\n" +
+	"\x05delay\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05delay\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xf2\x01\n" +
+	"\x0fConsumeResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x122\n" +
+	"\x06opened\x18\x02 \x01(\v2\x18.herald.v1.ConsumeOpenedH\x00R\x06opened\x126\n" +
+	"\bmessages\x18\x03 \x01(\v2\x18.herald.v1.GroupMessagesH\x00R\bmessages\x121\n" +
+	"\banswered\x18\x04 \x01(\v2\x13.herald.v1.AnsweredH\x00R\banswered\x12(\n" +
+	"\x05error\x18\x05 \x01(\v2\x10.herald.v1.ErrorH\x00R\x05errorB\x06\n" +
+	"\x04kind\"=\n" +
+	"\rConsumeOpened\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x16\n" +
+	"\x06member\x18\x02 \x01(\tR\x06member\"D\n" +
+	"\rGroupMessages\x123\n" +
+	"\bmessages\x18\x01 \x03(\v2\x17.herald.v1.GroupMessageR\bmessages\"\xb2\x01\n" +
+	"\fGroupMessage\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
+	"\x05event\x18\x02 \x01(\v2\x10.herald.v1.EventR\x05event\x12\x1a\n" +
+	"\bdelivery\x18\x03 \x01(\rR\bdelivery\x126\n" +
+	"\bdeadline\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12\x16\n" +
+	"\x06cursor\x18\x05 \x01(\tR\x06cursor\"=\n" +
+	"\bAnswered\x121\n" +
+	"\aresults\x18\x01 \x03(\v2\x17.herald.v1.AnswerResultR\aresults\"~\n" +
+	"\fAnswerResult\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
+	"\x05error\x18\x02 \x01(\v2\x10.herald.v1.ErrorR\x05error\x126\n" +
+	"\bdeadline\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline*_\n" +
 	"\bEncoding\x12\x18\n" +
 	"\x14ENCODING_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rENCODING_JSON\x10\x01\x12\x11\n" +
@@ -2130,7 +2872,7 @@ const file_api_herald_v1_herald_proto_rawDesc = "" +
 	"\x16GAP_REASON_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12GAP_REASON_TRIMMED\x10\x01\x12\x1c\n" +
 	"\x18GAP_REASON_EPOCH_CHANGED\x10\x02\x12\x14\n" +
-	"\x10GAP_REASON_AHEAD\x10\x032\xdb\x03\n" +
+	"\x10GAP_REASON_AHEAD\x10\x032\xa1\x04\n" +
 	"\x06Herald\x12@\n" +
 	"\aPublish\x12\x19.herald.v1.PublishRequest\x1a\x1a.herald.v1.PublishResponse\x12J\n" +
 	"\rPublishStream\x12\x19.herald.v1.PublishRequest\x1a\x1a.herald.v1.PublishResponse(\x010\x01\x12?\n" +
@@ -2139,7 +2881,8 @@ const file_api_herald_v1_herald_proto_rawDesc = "" +
 	"\x04Pull\x12\x16.herald.v1.PullRequest\x1a\x17.herald.v1.PullResponse\x12I\n" +
 	"\n" +
 	"ListTopics\x12\x1c.herald.v1.ListTopicsRequest\x1a\x1d.herald.v1.ListTopicsResponse\x128\n" +
-	"\bGetTopic\x12\x1a.herald.v1.GetTopicRequest\x1a\x10.herald.v1.TopicB3Z1github.com/heraldhq/herald/api/herald/v1;heraldv1b\x06proto3"
+	"\bGetTopic\x12\x1a.herald.v1.GetTopicRequest\x1a\x10.herald.v1.Topic\x12D\n" +
+	"\aConsume\x12\x19.herald.v1.ConsumeRequest\x1a\x1a.herald.v1.ConsumeResponse(\x010\x01B3Z1github.com/heraldhq/herald/api/herald/v1;heraldv1b\x06proto3"
 
 var (
 	file_api_herald_v1_herald_proto_rawDescOnce sync.Once
@@ -2154,7 +2897,7 @@ func file_api_herald_v1_herald_proto_rawDescGZIP() []byte {
 }
 
 var file_api_herald_v1_herald_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_api_herald_v1_herald_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_api_herald_v1_herald_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_api_herald_v1_herald_proto_goTypes = []any{
 	(Encoding)(0),                 // 0: herald.v1.Encoding
 	(From)(0),                     // 1: herald.v1.From
@@ -2184,20 +2927,29 @@ var file_api_herald_v1_herald_proto_goTypes = []any{
 	(*ListTopicsResponse)(nil),    // 25: herald.v1.ListTopicsResponse
 	(*GetTopicRequest)(nil),       // 26: herald.v1.GetTopicRequest
 	(*Topic)(nil),                 // 27: herald.v1.Topic
-	nil,                           // 28: herald.v1.Event.HeadersEntry
-	nil,                           // 29: herald.v1.PublishEvent.HeadersEntry
-	(*timestamppb.Timestamp)(nil), // 30: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 31: google.protobuf.Duration
+	(*ConsumeRequest)(nil),        // 28: herald.v1.ConsumeRequest
+	(*ConsumeOpen)(nil),           // 29: herald.v1.ConsumeOpen
+	(*Answer)(nil),                // 30: herald.v1.Answer
+	(*ConsumeResponse)(nil),       // 31: herald.v1.ConsumeResponse
+	(*ConsumeOpened)(nil),         // 32: herald.v1.ConsumeOpened
+	(*GroupMessages)(nil),         // 33: herald.v1.GroupMessages
+	(*GroupMessage)(nil),          // 34: herald.v1.GroupMessage
+	(*Answered)(nil),              // 35: herald.v1.Answered
+	(*AnswerResult)(nil),          // 36: herald.v1.AnswerResult
+	nil,                           // 37: herald.v1.Event.HeadersEntry
+	nil,                           // 38: herald.v1.PublishEvent.HeadersEntry
+	(*timestamppb.Timestamp)(nil), // 39: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 40: google.protobuf.Duration
 }
 var file_api_herald_v1_herald_proto_depIdxs = []int32{
-	30, // 0: herald.v1.Event.time:type_name -> google.protobuf.Timestamp
+	39, // 0: herald.v1.Event.time:type_name -> google.protobuf.Timestamp
 	0,  // 1: herald.v1.Event.encoding:type_name -> herald.v1.Encoding
-	28, // 2: herald.v1.Event.headers:type_name -> herald.v1.Event.HeadersEntry
+	37, // 2: herald.v1.Event.headers:type_name -> herald.v1.Event.HeadersEntry
 	2,  // 3: herald.v1.Gap.reason:type_name -> herald.v1.GapReason
 	4,  // 4: herald.v1.Gap.requested:type_name -> herald.v1.Position
 	4,  // 5: herald.v1.Gap.resumed:type_name -> herald.v1.Position
 	0,  // 6: herald.v1.PublishEvent.encoding:type_name -> herald.v1.Encoding
-	29, // 7: herald.v1.PublishEvent.headers:type_name -> herald.v1.PublishEvent.HeadersEntry
+	38, // 7: herald.v1.PublishEvent.headers:type_name -> herald.v1.PublishEvent.HeadersEntry
 	6,  // 8: herald.v1.PublishRequest.events:type_name -> herald.v1.PublishEvent
 	8,  // 9: herald.v1.PublishResponse.acks:type_name -> herald.v1.Ack
 	10, // 10: herald.v1.PublishResponse.error:type_name -> herald.v1.Error
@@ -2217,29 +2969,48 @@ var file_api_herald_v1_herald_proto_depIdxs = []int32{
 	10, // 24: herald.v1.ConnectResponse.error:type_name -> herald.v1.Error
 	19, // 25: herald.v1.ConnectResponse.refreshed:type_name -> herald.v1.Refreshed
 	1,  // 26: herald.v1.PullRequest.from:type_name -> herald.v1.From
-	31, // 27: herald.v1.PullRequest.wait:type_name -> google.protobuf.Duration
+	40, // 27: herald.v1.PullRequest.wait:type_name -> google.protobuf.Duration
 	3,  // 28: herald.v1.PullResponse.events:type_name -> herald.v1.Event
 	5,  // 29: herald.v1.PullResponse.gaps:type_name -> herald.v1.Gap
 	27, // 30: herald.v1.ListTopicsResponse.topics:type_name -> herald.v1.Topic
-	7,  // 31: herald.v1.Herald.Publish:input_type -> herald.v1.PublishRequest
-	7,  // 32: herald.v1.Herald.PublishStream:input_type -> herald.v1.PublishRequest
-	11, // 33: herald.v1.Herald.Subscribe:input_type -> herald.v1.SubscribeRequest
-	13, // 34: herald.v1.Herald.Connect:input_type -> herald.v1.ConnectRequest
-	22, // 35: herald.v1.Herald.Pull:input_type -> herald.v1.PullRequest
-	24, // 36: herald.v1.Herald.ListTopics:input_type -> herald.v1.ListTopicsRequest
-	26, // 37: herald.v1.Herald.GetTopic:input_type -> herald.v1.GetTopicRequest
-	9,  // 38: herald.v1.Herald.Publish:output_type -> herald.v1.PublishResponse
-	9,  // 39: herald.v1.Herald.PublishStream:output_type -> herald.v1.PublishResponse
-	12, // 40: herald.v1.Herald.Subscribe:output_type -> herald.v1.Delivery
-	18, // 41: herald.v1.Herald.Connect:output_type -> herald.v1.ConnectResponse
-	23, // 42: herald.v1.Herald.Pull:output_type -> herald.v1.PullResponse
-	25, // 43: herald.v1.Herald.ListTopics:output_type -> herald.v1.ListTopicsResponse
-	27, // 44: herald.v1.Herald.GetTopic:output_type -> herald.v1.Topic
-	38, // [38:45] is the sub-list for method output_type
-	31, // [31:38] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	29, // 31: herald.v1.ConsumeRequest.open:type_name -> herald.v1.ConsumeOpen
+	17, // 32: herald.v1.ConsumeRequest.grant:type_name -> herald.v1.Grant
+	30, // 33: herald.v1.ConsumeRequest.ack:type_name -> herald.v1.Answer
+	30, // 34: herald.v1.ConsumeRequest.nak:type_name -> herald.v1.Answer
+	30, // 35: herald.v1.ConsumeRequest.in_progress:type_name -> herald.v1.Answer
+	30, // 36: herald.v1.ConsumeRequest.term:type_name -> herald.v1.Answer
+	40, // 37: herald.v1.Answer.delay:type_name -> google.protobuf.Duration
+	32, // 38: herald.v1.ConsumeResponse.opened:type_name -> herald.v1.ConsumeOpened
+	33, // 39: herald.v1.ConsumeResponse.messages:type_name -> herald.v1.GroupMessages
+	35, // 40: herald.v1.ConsumeResponse.answered:type_name -> herald.v1.Answered
+	10, // 41: herald.v1.ConsumeResponse.error:type_name -> herald.v1.Error
+	34, // 42: herald.v1.GroupMessages.messages:type_name -> herald.v1.GroupMessage
+	3,  // 43: herald.v1.GroupMessage.event:type_name -> herald.v1.Event
+	39, // 44: herald.v1.GroupMessage.deadline:type_name -> google.protobuf.Timestamp
+	36, // 45: herald.v1.Answered.results:type_name -> herald.v1.AnswerResult
+	10, // 46: herald.v1.AnswerResult.error:type_name -> herald.v1.Error
+	39, // 47: herald.v1.AnswerResult.deadline:type_name -> google.protobuf.Timestamp
+	7,  // 48: herald.v1.Herald.Publish:input_type -> herald.v1.PublishRequest
+	7,  // 49: herald.v1.Herald.PublishStream:input_type -> herald.v1.PublishRequest
+	11, // 50: herald.v1.Herald.Subscribe:input_type -> herald.v1.SubscribeRequest
+	13, // 51: herald.v1.Herald.Connect:input_type -> herald.v1.ConnectRequest
+	22, // 52: herald.v1.Herald.Pull:input_type -> herald.v1.PullRequest
+	24, // 53: herald.v1.Herald.ListTopics:input_type -> herald.v1.ListTopicsRequest
+	26, // 54: herald.v1.Herald.GetTopic:input_type -> herald.v1.GetTopicRequest
+	28, // 55: herald.v1.Herald.Consume:input_type -> herald.v1.ConsumeRequest
+	9,  // 56: herald.v1.Herald.Publish:output_type -> herald.v1.PublishResponse
+	9,  // 57: herald.v1.Herald.PublishStream:output_type -> herald.v1.PublishResponse
+	12, // 58: herald.v1.Herald.Subscribe:output_type -> herald.v1.Delivery
+	18, // 59: herald.v1.Herald.Connect:output_type -> herald.v1.ConnectResponse
+	23, // 60: herald.v1.Herald.Pull:output_type -> herald.v1.PullResponse
+	25, // 61: herald.v1.Herald.ListTopics:output_type -> herald.v1.ListTopicsResponse
+	27, // 62: herald.v1.Herald.GetTopic:output_type -> herald.v1.Topic
+	31, // 63: herald.v1.Herald.Consume:output_type -> herald.v1.ConsumeResponse
+	56, // [56:64] is the sub-list for method output_type
+	48, // [48:56] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_api_herald_v1_herald_proto_init() }
@@ -2262,13 +3033,27 @@ func file_api_herald_v1_herald_proto_init() {
 		(*ConnectResponse_Error)(nil),
 		(*ConnectResponse_Refreshed)(nil),
 	}
+	file_api_herald_v1_herald_proto_msgTypes[25].OneofWrappers = []any{
+		(*ConsumeRequest_Open)(nil),
+		(*ConsumeRequest_Grant)(nil),
+		(*ConsumeRequest_Ack)(nil),
+		(*ConsumeRequest_Nak)(nil),
+		(*ConsumeRequest_InProgress)(nil),
+		(*ConsumeRequest_Term)(nil),
+	}
+	file_api_herald_v1_herald_proto_msgTypes[28].OneofWrappers = []any{
+		(*ConsumeResponse_Opened)(nil),
+		(*ConsumeResponse_Messages)(nil),
+		(*ConsumeResponse_Answered)(nil),
+		(*ConsumeResponse_Error)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_herald_v1_herald_proto_rawDesc), len(file_api_herald_v1_herald_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   27,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

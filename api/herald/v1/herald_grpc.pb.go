@@ -42,6 +42,7 @@ const (
 	Herald_Pull_FullMethodName          = "/herald.v1.Herald/Pull"
 	Herald_ListTopics_FullMethodName    = "/herald.v1.Herald/ListTopics"
 	Herald_GetTopic_FullMethodName      = "/herald.v1.Herald/GetTopic"
+	Herald_Consume_FullMethodName       = "/herald.v1.Herald/Consume"
 )
 
 // HeraldClient is the client API for Herald service.
@@ -81,6 +82,21 @@ type HeraldClient interface {
 	// GetTopic describes one topic; NOT_FOUND when it has neither history
 	// nor subscribers.
 	GetTopic(ctx context.Context, in *GetTopicRequest, opts ...grpc.CallOption) (*Topic, error)
+	// Consume takes events of a consumer group as one of its members
+	// (docs/groups.md). The first request opens the stream: ConsumeOpen
+	// names the group and the member, and is answered by ConsumeOpened (or
+	// the stream ends NOT_FOUND when the group does not exist). Then the
+	// client grants credit (Grant: how many more messages it can take) and
+	// the server sends GroupMessages as credit allows, waiting for events
+	// when there are none; each message costs one credit. The client answers
+	// each message on the same stream (ack, nak, in_progress, term), and
+	// each answer is answered by Answered with one result per id. Messages
+	// sent and not answered when the stream ends are handed back (a nak), so
+	// another member gets them at once. The stream ends with a status: the
+	// fetch's error (NOT_FOUND when the group is deleted, PERMISSION_DENIED
+	// without the consume action), UNAVAILABLE shutting_down when the server
+	// drains (reconnect), OK when the client half-closes.
+	Consume(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ConsumeRequest, ConsumeResponse], error)
 }
 
 type heraldClient struct {
@@ -176,6 +192,19 @@ func (c *heraldClient) GetTopic(ctx context.Context, in *GetTopicRequest, opts .
 	return out, nil
 }
 
+func (c *heraldClient) Consume(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ConsumeRequest, ConsumeResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Herald_ServiceDesc.Streams[3], Herald_Consume_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ConsumeRequest, ConsumeResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Herald_ConsumeClient = grpc.BidiStreamingClient[ConsumeRequest, ConsumeResponse]
+
 // HeraldServer is the server API for Herald service.
 // All implementations must embed UnimplementedHeraldServer
 // for forward compatibility.
@@ -213,6 +242,21 @@ type HeraldServer interface {
 	// GetTopic describes one topic; NOT_FOUND when it has neither history
 	// nor subscribers.
 	GetTopic(context.Context, *GetTopicRequest) (*Topic, error)
+	// Consume takes events of a consumer group as one of its members
+	// (docs/groups.md). The first request opens the stream: ConsumeOpen
+	// names the group and the member, and is answered by ConsumeOpened (or
+	// the stream ends NOT_FOUND when the group does not exist). Then the
+	// client grants credit (Grant: how many more messages it can take) and
+	// the server sends GroupMessages as credit allows, waiting for events
+	// when there are none; each message costs one credit. The client answers
+	// each message on the same stream (ack, nak, in_progress, term), and
+	// each answer is answered by Answered with one result per id. Messages
+	// sent and not answered when the stream ends are handed back (a nak), so
+	// another member gets them at once. The stream ends with a status: the
+	// fetch's error (NOT_FOUND when the group is deleted, PERMISSION_DENIED
+	// without the consume action), UNAVAILABLE shutting_down when the server
+	// drains (reconnect), OK when the client half-closes.
+	Consume(grpc.BidiStreamingServer[ConsumeRequest, ConsumeResponse]) error
 	mustEmbedUnimplementedHeraldServer()
 }
 
@@ -243,6 +287,9 @@ func (UnimplementedHeraldServer) ListTopics(context.Context, *ListTopicsRequest)
 }
 func (UnimplementedHeraldServer) GetTopic(context.Context, *GetTopicRequest) (*Topic, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetTopic not implemented")
+}
+func (UnimplementedHeraldServer) Consume(grpc.BidiStreamingServer[ConsumeRequest, ConsumeResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method Consume not implemented")
 }
 func (UnimplementedHeraldServer) mustEmbedUnimplementedHeraldServer() {}
 func (UnimplementedHeraldServer) testEmbeddedByValue()                {}
@@ -362,6 +409,13 @@ func _Herald_GetTopic_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Herald_Consume_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(HeraldServer).Consume(&grpc.GenericServerStream[ConsumeRequest, ConsumeResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Herald_ConsumeServer = grpc.BidiStreamingServer[ConsumeRequest, ConsumeResponse]
+
 // Herald_ServiceDesc is the grpc.ServiceDesc for Herald service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -401,6 +455,12 @@ var Herald_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Connect",
 			Handler:       _Herald_Connect_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "Consume",
+			Handler:       _Herald_Consume_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
 		},

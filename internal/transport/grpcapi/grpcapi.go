@@ -12,6 +12,9 @@
 //	               → replies (same id) and deliveries; at most as many
 //	               events as granted
 //	Pull           unary: like GET /v1/events, wait bounded by the deadline
+//	Consume        bidi: open{group, member}, grants and answers (ack, nak,
+//	               in_progress, term) → opened, messages as credit allows,
+//	               answered (same id); a consumer group member (consume.go)
 //	ListTopics, GetTopic
 //
 // Every call reaches topics through the hub (Publish, NewSubscriber and
@@ -50,6 +53,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	heraldv1 "github.com/heraldhq/herald/api/herald/v1"
+	"github.com/heraldhq/herald/internal/group"
 	"github.com/heraldhq/herald/internal/hub"
 )
 
@@ -74,6 +78,8 @@ type Options struct {
 	// OnConn is told of Subscribe and Connect streams opening (+1) and
 	// ending (-1).
 	OnConn func(delta int)
+	// Groups serves Consume (consume.go); nil answers UNAVAILABLE.
+	Groups *group.Manager
 	Log    *slog.Logger
 }
 
@@ -88,7 +94,12 @@ type Server struct {
 	health *health.Server
 	pool   *writerPool // runs the streams' writers
 
-	workers sync.WaitGroup // the pool's goroutines and Connect readers
+	workers sync.WaitGroup // the pool's goroutines and Connect and Consume readers
+
+	// draining is cancelled by Drain and Stop: Consume streams, which have
+	// no hub subscriber for the hub's Close to end, end with it.
+	draining    context.Context
+	stopServing context.CancelFunc
 }
 
 // New returns a gRPC server over h, with herald's service, the health
@@ -120,6 +131,7 @@ func New(h *hub.Hub, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{hub: h, opts: opts, codec: c, health: health.NewServer()}
+	s.draining, s.stopServing = context.WithCancel(context.Background())
 	s.pool = newWriterPool(&s.workers)
 	s.gs = grpc.NewServer(
 		grpc.ForceServerCodecV2(c),
@@ -165,6 +177,7 @@ func (s *Server) Serve(ln net.Listener) error {
 // returns once every call and stream goroutine has ended.
 func (s *Server) Drain(ctx context.Context) error {
 	s.health.Shutdown()
+	s.stopServing()
 	done := make(chan struct{})
 	go func() {
 		s.gs.GracefulStop()
@@ -186,6 +199,7 @@ func (s *Server) Drain(ctx context.Context) error {
 // goroutines.
 func (s *Server) Stop() {
 	s.health.Shutdown()
+	s.stopServing()
 	s.gs.Stop()
 	s.workers.Wait()
 }

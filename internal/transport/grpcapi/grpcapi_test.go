@@ -23,6 +23,7 @@ import (
 	"github.com/heraldhq/herald/internal/cursor"
 	"github.com/heraldhq/herald/internal/engine/memory"
 	"github.com/heraldhq/herald/internal/event"
+	"github.com/heraldhq/herald/internal/group"
 	"github.com/heraldhq/herald/internal/hub"
 	"github.com/heraldhq/herald/internal/reason"
 	"github.com/heraldhq/herald/internal/transport/grpcapi"
@@ -33,14 +34,15 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // harness is a hub over a memory engine, served by a grpcapi.Server on a
 // real TCP listener, and a client connection to it.
 type harness struct {
-	t    *testing.T
-	hub  *hub.Hub
-	eng  *memory.Engine
-	srv  *grpcapi.Server
-	addr string
-	conn *grpc.ClientConn
-	c    heraldv1.HeraldClient
-	done bool
+	t      *testing.T
+	hub    *hub.Hub
+	eng    *memory.Engine
+	srv    *grpcapi.Server
+	addr   string
+	conn   *grpc.ClientConn
+	c      heraldv1.HeraldClient
+	groups *group.Manager // with setup.groups
+	done   bool
 }
 
 // setup configures a harness before it starts.
@@ -49,6 +51,7 @@ type setup struct {
 	grpc      grpcapi.Options
 	retention event.Retention
 	dial      []grpc.DialOption
+	groups    bool // serve Consume with a group.Manager
 }
 
 func start(t *testing.T, opts ...func(*setup)) *harness {
@@ -66,6 +69,14 @@ func start(t *testing.T, opts ...func(*setup)) *harness {
 	}
 	eng := memory.New(memory.Options{Retention: ret})
 	h := hub.New(eng, su.hub)
+	var groups *group.Manager
+	if su.groups {
+		m, err := group.New(context.Background(), h, group.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		groups, su.grpc.Groups = m, m
+	}
 	srv, err := grpcapi.New(h, su.grpc)
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +87,7 @@ func start(t *testing.T, opts ...func(*setup)) *harness {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	hs := &harness{t: t, hub: h, eng: eng, srv: srv, addr: ln.Addr().String()}
+	hs := &harness{t: t, hub: h, eng: eng, srv: srv, addr: ln.Addr().String(), groups: groups}
 	hs.conn = hs.dial(su.dial...)
 	hs.c = heraldv1.NewHeraldClient(hs.conn)
 	t.Cleanup(func() {
@@ -113,6 +124,9 @@ func (hs *harness) stop() {
 	hs.hub.Close()
 	if err := <-drained; err != nil {
 		hs.t.Errorf("Drain: %v", err)
+	}
+	if hs.groups != nil {
+		hs.groups.Close()
 	}
 	hs.eng.Close()
 }

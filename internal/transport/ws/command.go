@@ -24,6 +24,9 @@ const (
 	opRefresh     = "refresh"
 )
 
+// allOps lists the ops for error messages.
+const allOps = "subscribe, unsubscribe, publish, presence, refresh, fetch, ack, nak, in_progress or term"
+
 // Limits of the protocol (docs/protocol.md, "Limits").
 const (
 	MaxTopicsPerConn = 256            // topics one connection follows, unless Options.MaxTopics says otherwise
@@ -46,6 +49,13 @@ type command struct {
 	From             string          `json:"from"`
 	Presence         json.RawMessage `json:"presence"`
 	Token            string          `json:"token"`
+	Group            string          `json:"group"`  // fetch, ack, nak, in_progress, term
+	Member           string          `json:"member"` // the same; default the connection's client id
+	Limit            int             `json:"limit"`  // fetch
+	Wait             json.RawMessage `json:"wait"`   // fetch
+	IDs              []string        `json:"ids"`    // ack, nak, in_progress, term
+	Delay            json.RawMessage `json:"delay"`  // nak
+	Reason           string          `json:"reason"` // term
 	wire.EventFields                 // publish
 }
 
@@ -107,10 +117,14 @@ func parseCommand(msg []byte) (command, error) {
 		if cmd.Token == "" {
 			return cmd, &commandError{id: id, err: badRequest(`refresh needs "token"`)}
 		}
+	case opFetch, opAck, opNak, opInProgress, opTerm:
+		if err := cmd.checkGroup(); err != nil {
+			return cmd, &commandError{id: id, err: err}
+		}
 	case "":
-		return cmd, &commandError{id: id, err: badRequest(`the message has no "op"; use subscribe, unsubscribe, publish, presence or refresh`)}
+		return cmd, &commandError{id: id, err: badRequest(`the message has no "op"; use %s`, allOps)}
 	default:
-		return cmd, &commandError{id: id, err: badRequest("unknown op %q; use subscribe, unsubscribe, publish, presence or refresh", cmd.Op)}
+		return cmd, &commandError{id: id, err: badRequest("unknown op %q; use %s", cmd.Op, allOps)}
 	}
 	return cmd, nil
 }
@@ -161,6 +175,10 @@ func (c *conn) command(msg []byte) {
 		c.presence(&cmd)
 	case opRefresh:
 		c.refresh(&cmd)
+	case opFetch:
+		c.fetch(&cmd)
+	case opAck, opNak, opInProgress, opTerm:
+		c.answer(&cmd)
 	}
 }
 

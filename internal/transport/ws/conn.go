@@ -50,6 +50,8 @@ type conn struct {
 	closed     bool // released: the socket is closed
 	registered bool // with the poller
 
+	gs groupState // the consumer-group commands' state (groups.go), under its own lock
+
 	// Owned by the writer role.
 	active topicSet // topics whose subscribed reply was written
 
@@ -195,6 +197,7 @@ func (c *conn) release() {
 		c.h.poll.remove(c)
 	}
 	c.out.Conn.Close()
+	c.endGroups()
 	c.h.untrack(c)
 }
 

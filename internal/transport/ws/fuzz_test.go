@@ -68,6 +68,12 @@ func FuzzCommand(f *testing.F) {
 		`{"op":"publish","id":2,"topic":"a","data":{"k":[1,2]},"type":"t","key":"k","headers":{"h":"v"}}`,
 		`{"op":"publish","id":3,"topic":"a","data_base64":"AAEC"}`,
 		`{"op":"presence","id":4,"topic":"a"}`,
+		`{"op":"fetch","id":6,"group":"g","member":"w1","limit":10,"wait":"30s"}`,
+		`{"op":"fetch","id":7,"group":"g","wait":2.5}`,
+		`{"op":"ack","id":8,"group":"g","member":"w1","ids":["a","b"]}`,
+		`{"op":"nak","id":9,"group":"g","ids":["a"],"delay":"1s"}`,
+		`{"op":"in_progress","id":10,"group":"g","ids":["a"]}`,
+		`{"op":"term","id":11,"group":"g","ids":["a"],"reason":"bad"}`,
 		`{"id":5}`, `not json`, `{"op":"subscribe","id":{},"topics":["a"]}`, `[1]`, `{"id":"\u00e9","op":"x"}`,
 	} {
 		f.Add([]byte(s))
@@ -91,7 +97,16 @@ func FuzzCommand(f *testing.F) {
 			return
 		}
 		switch cmd.Op {
-		case opSubscribe, opUnsubscribe, opPublish, opPresence:
+		case opSubscribe, opUnsubscribe, opPublish, opPresence, opRefresh:
+		case opFetch, opAck, opNak, opInProgress, opTerm:
+			if cmd.Group == "" || cmd.Op != opFetch && len(cmd.IDs) == 0 {
+				t.Fatalf("accepted %s without group or ids", cmd.Op)
+			}
+			for _, raw := range []json.RawMessage{cmd.Wait, cmd.Delay} {
+				if d, err := parseDuration("d", raw); err == nil && d < 0 {
+					t.Fatalf("duration %s parsed as %v", raw, d)
+				}
+			}
 		default:
 			t.Fatalf("accepted op %q", cmd.Op)
 		}

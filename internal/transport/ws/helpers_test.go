@@ -21,6 +21,7 @@ import (
 
 	"github.com/heraldhq/herald/internal/engine/memory"
 	"github.com/heraldhq/herald/internal/event"
+	"github.com/heraldhq/herald/internal/group"
 	"github.com/heraldhq/herald/internal/hub"
 )
 
@@ -28,13 +29,14 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // fixture is a WebSocket handler over a hub, served on a real socket.
 type fixture struct {
-	t     *testing.T
-	eng   hub.Engine
-	hub   *hub.Hub
-	h     *Handler
-	srv   *httptest.Server
-	url   string // ws://…/v1/ws
-	conns atomic.Int64
+	t      *testing.T
+	eng    hub.Engine
+	hub    *hub.Hub
+	h      *Handler
+	srv    *httptest.Server
+	url    string // ws://…/v1/ws
+	conns  atomic.Int64
+	groups *group.Manager
 }
 
 type fixtureOpts struct {
@@ -42,6 +44,7 @@ type fixtureOpts struct {
 	ws     Options
 	eng    hub.Engine // default: a memory engine
 	sndbuf int        // SO_SNDBUF of the server's sockets; 0: the kernel's
+	groups bool       // serve the group commands with a group.Manager (f.groups)
 }
 
 func newFixture(t *testing.T, o fixtureOpts) *fixture {
@@ -53,6 +56,13 @@ func newFixture(t *testing.T, o fixtureOpts) *fixture {
 		f.eng, closeEng = m, m.Close
 	}
 	f.hub = hub.New(f.eng, o.hub)
+	if o.groups {
+		m, err := group.New(context.Background(), f.hub, group.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.groups, o.ws.Groups = m, m
+	}
 	o.ws.OnConn = func(d int) { f.conns.Add(int64(d)) }
 	if o.ws.tick == 0 {
 		o.ws.tick = 50 * time.Millisecond
@@ -73,6 +83,9 @@ func newFixture(t *testing.T, o fixtureOpts) *fixture {
 		defer cancel()
 		if err := f.h.Wait(ctx); err != nil {
 			t.Errorf("Wait: %v", err)
+		}
+		if f.groups != nil {
+			f.groups.Close()
 		}
 		f.srv.Close()
 		if closeEng != nil {

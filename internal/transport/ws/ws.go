@@ -57,6 +57,7 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/heraldhq/herald/internal/group"
 	"github.com/heraldhq/herald/internal/hub"
 	"github.com/heraldhq/herald/internal/reason"
 	"github.com/heraldhq/herald/internal/transport/netio"
@@ -92,7 +93,12 @@ type Options struct {
 	Tokens wire.TokenSources
 	// OnConn is told of connections opening (+1) and ending (-1).
 	OnConn func(delta int)
-	Log    *slog.Logger
+	// Groups serves the consumer-group commands (groups.go); nil answers
+	// them unavailable.
+	Groups *group.Manager
+	// MaxWait bounds a fetch's wait (pull.max_wait); default 120s.
+	MaxWait time.Duration
+	Log     *slog.Logger
 
 	tick time.Duration // the wheel's period; wheelTick unless a test sets it
 }
@@ -114,6 +120,7 @@ type Handler struct {
 	count  atomic.Int64 // open connections, for MaxConns
 
 	readers sync.WaitGroup // reading goroutines
+	calls   sync.WaitGroup // fetches waiting on a group, and hand-backs (groups.go)
 	stop    chan struct{}  // closed by Close: ends the wheel
 	wheel   sync.WaitGroup // the wheel goroutine
 	once    sync.Once
@@ -129,6 +136,9 @@ func New(h *hub.Hub, opts Options) *Handler {
 	}
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = 10 * time.Second
+	}
+	if opts.MaxWait <= 0 {
+		opts.MaxWait = 120 * time.Second
 	}
 	if opts.MaxMessageBytes <= 0 {
 		opts.MaxMessageBytes = 1<<20 + 64<<10
@@ -194,6 +204,7 @@ func (s *Handler) Wait(ctx context.Context) error {
 	go func() {
 		s.group.Wait(context.Background())
 		s.readers.Wait()
+		s.calls.Wait()
 		close(done)
 	}()
 	select {
