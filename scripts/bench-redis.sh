@@ -14,7 +14,7 @@
 #            processes), a slow publish stream, RSS per node and per
 #            connection
 # Usage: scripts/bench-redis.sh [runs] [sections...]   (default: 3 runs of every section)
-# Environment: FANOUT_SUBS (3000), FANOUT_RATE (100), FANOUT_DURATION (20s),
+# Environment: FANOUT_SUBS (3000), FANOUT_RATE (20), FANOUT_DURATION (20s),
 # BIG_SUBS (45000), BIG_RATE (1), BIG_DURATION (30s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -89,9 +89,13 @@ echo "== $(date -u +%FT%TZ) $(nproc) cores, $(redis-server --version | cut -d' '
 ceiling() {
   redis_start
   echo "-- ceiling: the publish script alone and Engine.Append, auto-pipelined; $(load)"
-  HERALD_BENCH_REDIS_URL=redis://127.0.0.1:$redis_port go test -run '^$' \
-    -bench 'PublishScript/batch=1/conc=(16|64|256)$|PublishScript/batch=100/conc=16$|EngineAppend/batch=1/conc=64$' \
-    -benchtime 20000x -count "$runs" ./internal/engine/redis | grep -E '^Benchmark'
+  # (go test matches -bench level by level, split at the slashes)
+  local sel
+  for sel in 'PublishScript/batch=1$/conc=(16|64|256)$ 20000x' 'PublishScript/batch=100$/conc=(16|64)$ 1000x' \
+    'EngineAppend/batch=1$/conc=64$ 20000x' 'EngineAppend/batch=100$/conc=64$ 1000x'; do
+    HERALD_BENCH_REDIS_URL=redis://127.0.0.1:$redis_port go test -run '^$' -bench "${sel% *}" \
+      -benchtime "${sel##* }" -count "$runs" ./internal/engine/redis | grep -E '^Benchmark'
+  done
   redis_stop
 }
 
@@ -134,7 +138,7 @@ print("events     %d stored: %.0f events/s, %.0f req/s, errors %d; latency p50 %
 }
 
 fanout() {
-  local subs=${FANOUT_SUBS:-3000} rate=${FANOUT_RATE:-100} dur=${FANOUT_DURATION:-20s}
+  local subs=${FANOUT_SUBS:-3000} rate=${FANOUT_RATE:-20} dur=${FANOUT_DURATION:-20s}
   for i in $(seq "$runs"); do
     for n in mem 1 2 3; do
       if [ "$n" = mem ]; then
