@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 30s
 
-.PHONY: run build test test-short lint bench bench-e2e bench-ws bench-grpc bench-auth bench-webhook webhook-fault chaos fuzz clean proto proto-check
+.PHONY: run build test test-short lint bench bench-e2e bench-ws bench-grpc bench-auth bench-redis bench-webhook webhook-fault chaos fuzz clean proto proto-check
 
 # The gRPC code generators, pinned: protoc is Debian's protobuf-compiler (its
 # version is written into the generated files); the plugins are installed
@@ -73,6 +73,10 @@ bench-webhook:
 ## chaos: issue 17's consumer-group chaos test at full size (100,000 events, 8 workers killed at random, the server killed twice)
 chaos:
 	HERALD_CHAOS=1 $(GO) test -count=1 -timeout 30m -run '^TestGroupChaos$$' -v ./cmd/herald
+
+## bench-redis: the Redis engine figures of docs/benchmarks.md (own redis-server, herald nodes with --engine redis: ceiling, publish, fan-out over 1-3 nodes, 45,000 subscribers); RUNS=3
+bench-redis:
+	bash scripts/bench-redis.sh $(or $(RUNS),3)
 
 ## fuzz: run every fuzz target for FUZZTIME each
 fuzz:

@@ -92,7 +92,11 @@ One process holds at most RLIMIT_NOFILE connections (raised to the hard
 limit at start; about 19,900 where the hard limit is 20,000), and one source
 address gives about 28,000 ports towards one server address. For larger
 loads run several bench processes (fanout --procs P does it for you) and
-spread them over source addresses with --source-addrs.`,
+spread them over source addresses with --source-addrs.
+
+Several nodes sharing topics (--engine redis): fanout --subscribe URL,URL…
+spreads the subscribers' worker processes over the nodes while the events
+are published to --server, and --node-pid measures the other nodes too.`,
 		Example: `  herald bench fanout --subs 1000 --rate 100 --duration 10s --pid $(pgrep -f 'herald serve')
   herald bench fanout --subs 10000 --rate 20 --duration 30s --transport sse --json
   herald bench fanout --subs 10000 --rate 5 --duration 20s --transport ws --pid $(pgrep -f 'herald serve')
@@ -100,6 +104,8 @@ spread them over source addresses with --source-addrs.`,
   herald bench publish --conns 32 --duration 10s
   herald bench publish --conns 8 --duration 10s --batch 100
   herald bench fanout --subs 1000 --rate 100 --duration 10s --transport grpc --grpc-addr 127.0.0.1:9090
+  herald bench fanout --subs 45000 --rate 2 --duration 30s --procs 6 --transport sse,ws \
+    --server http://127.0.0.1:8081 --subscribe http://127.0.0.1:8081,http://127.0.0.1:8082,http://127.0.0.1:8083
   herald bench publish --transport grpc --conns 4 --in-flight 32 --duration 10s
   herald bench publish --transport grpc --stream --batch 100 --conns 2 --duration 10s`,
 		Args: cobra.NoArgs,
@@ -110,9 +116,10 @@ spread them over source addresses with --source-addrs.`,
 
 func newBenchFanoutCmd() *cobra.Command {
 	var (
-		o         benchOptions
-		cfg       bench.FanoutConfig
-		allowLoss bool
+		o          benchOptions
+		cfg        bench.FanoutConfig
+		allowLoss  bool
+		transports []string
 	)
 	cmd := &cobra.Command{
 		Use:   "fanout",
@@ -141,6 +148,11 @@ The exit status is non-zero when an event was lost or a publish failed
 			defer stop()
 			cfg.Server, cfg.SourceAddrs, cfg.Progress = o.server, o.sourceAddrs, o.progress()
 			cfg.WorkerArgs = []string{"bench", "fanout-worker"}
+			if len(transports) > 1 {
+				cfg.Transports = transports
+			} else if len(transports) == 1 {
+				cfg.Transport = transports[0]
+			}
 			res, runErr := bench.RunFanout(ctx, cfg)
 			if res == nil {
 				return runErr
@@ -161,7 +173,11 @@ The exit status is non-zero when an event was lost or a publish failed
 	f.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long to publish")
 	f.StringVar(&cfg.Topic, "topic", "", "topic (default bench.fanout-<random>)")
 	f.IntVar(&cfg.Payload, "payload", 128, "payload size in bytes")
-	f.StringVar(&cfg.Transport, "transport", bench.TransportSSE, "subscriber transport: sse, ws, poll or grpc (Subscribe streams at --grpc-addr)")
+	f.StringSliceVar(&transports, "transport", []string{bench.TransportSSE},
+		"subscriber transport: sse, ws, poll or grpc (Subscribe streams at --grpc-addr); several (sse,ws) mix them over the --procs worker processes")
+	f.StringSliceVar(&cfg.SubscribeServers, "subscribe", nil,
+		"base URLs of the nodes the subscribers connect to (default: --server), spread over the --procs worker processes; events are published to --server")
+	f.IntSliceVar(&cfg.NodePIDs, "node-pid", nil, "process ids of the other nodes (with --subscribe), to measure their CPU time and RSS beside --pid's")
 	f.StringVar(&cfg.GRPCAddr, "grpc-addr", "", "the server's gRPC address for --transport grpc (default: the --server host, port 9090)")
 	f.IntVar(&cfg.StreamsPerConn, "streams-per-conn", 1, "--transport grpc: subscribers sharing one HTTP/2 connection (1: a connection each, as SSE)")
 	f.StringVar(&cfg.Reader, "reader", "", "how SSE streams are read: goroutine (one per stream) or epoll (a few epoll loops, no goroutine per stream; Linux)")

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/heraldhq/herald/internal/bench/histogram"
@@ -40,6 +41,19 @@ type FanoutConfig struct {
 	// so that one run can hold more connections than one process may open.
 	Procs      int
 	WorkerArgs []string
+	// SubscribeServers, when set, are the base URLs the subscribers connect
+	// to instead of Server (the nodes of one deployment; events are still
+	// published to Server): worker process i takes SubscribeServers[i % n].
+	// It runs the subscribers in worker processes even when Procs is 1.
+	SubscribeServers []string
+	// Transports, when more than one, mix subscriber transports over the
+	// worker processes: worker i takes Transports[(i / n) % len], n being
+	// the number of subscribe servers (so that each server gets each one).
+	// Transport is then Transports[0].
+	Transports []string
+	// NodePIDs are more server processes (the other nodes) whose CPU time
+	// and RSS are measured beside PID's.
+	NodePIDs []int
 }
 
 func (c *FanoutConfig) setDefaults() error {
@@ -52,9 +66,6 @@ func (c *FanoutConfig) setDefaults() error {
 	if c.Duration <= 0 {
 		return errors.New("--duration must be positive")
 	}
-	if c.Transport == "" {
-		c.Transport = TransportSSE
-	}
 	if c.Publishers <= 0 {
 		c.Publishers = 32
 	}
@@ -66,6 +77,19 @@ func (c *FanoutConfig) setDefaults() error {
 	}
 	if c.ConnectWait <= 0 {
 		c.ConnectWait = 2 * time.Minute
+	}
+	if len(c.Transports) > 0 {
+		c.Transport = c.Transports[0]
+	}
+	if c.Transport == "" {
+		c.Transport = TransportSSE
+	}
+	if len(c.Transports) > 1 || len(c.SubscribeServers) > 0 {
+		n := max(len(c.SubscribeServers), 1) * max(len(c.Transports), 1)
+		if c.Procs < n {
+			return fmt.Errorf("%d subscribe servers × %d transports need --procs %d at least (one worker process each)",
+				max(len(c.SubscribeServers), 1), max(len(c.Transports), 1), n)
+		}
 	}
 	if c.Procs > 1 && len(c.WorkerArgs) == 0 {
 		return errors.New("--procs needs the worker command (FanoutConfig.WorkerArgs)")
@@ -104,6 +128,8 @@ type FanoutResult struct {
 	PublishConns   int64   `json:"publish_conns"`     // connections the publisher needed
 
 	ServerStats *ServerStats        `json:"server_process,omitempty"`
+	Nodes       []ServerStats       `json:"node_processes,omitempty"` // FanoutConfig.NodePIDs
+	Subscribe   []string            `json:"subscribe_servers,omitempty"`
 	Loadgen     CPUStats            `json:"loadgen"`
 	Errors      []string            `json:"errors,omitempty"`
 	Histogram   *histogram.Snapshot `json:"histogram,omitempty"`
@@ -144,14 +170,17 @@ func RunFanout(ctx context.Context, cfg FanoutConfig) (*FanoutResult, error) {
 	total = max(total, 1)
 
 	res := &FanoutResult{
-		Scenario: "fanout", Transport: cfg.Transport, Server: cfg.Server, Topic: cfg.Topic,
+		Scenario: "fanout", Transport: cfg.Transport, Subscribe: cfg.SubscribeServers, Server: cfg.Server, Topic: cfg.Topic,
 		StreamsPerConn: btoi(cfg.Transport == TransportGRPC) * max(cfg.StreamsPerConn, 1),
 		Subscribers:    cfg.Subs, Rate: cfg.Rate, DurationSec: cfg.Duration.Seconds(),
 		// The size asked for, or more when the fields do not fit in it.
 		PayloadBytes: len(appendPayload(nil, runID, 0, total, time.Now().UnixNano(), cfg.Payload)),
 	}
 
-	if cfg.Procs > 1 {
+	if len(cfg.Transports) > 1 {
+		res.Transport = strings.Join(cfg.Transports, "+")
+	}
+	if cfg.Procs > 1 || len(cfg.SubscribeServers) > 0 {
 		return runFanoutProcs(ctx, cfg, d, res, runID, total, epoll)
 	}
 	if err := checkFileLimit(cfg.Subs + cfg.Publishers); err != nil {
@@ -181,6 +210,7 @@ func RunFanout(ctx context.Context, cfg FanoutConfig) (*FanoutResult, error) {
 	// Publish, then wait for stragglers.
 	pub := newPacedPublisher(d, cfg.Topic, runID, total, cfg.Rate, cfg.Payload, cfg.Publishers)
 	cpu := startCPUWatch(cfg.PID)
+	nodes := startNodeWatch(cfg.NodePIDs)
 	pr = startProgress(cfg.Progress, 250*time.Millisecond, func() string {
 		el := time.Since(cpu.start).Seconds()
 		n := g.latency.Count()
@@ -193,6 +223,7 @@ func RunFanout(ctx context.Context, cfg FanoutConfig) (*FanoutResult, error) {
 	pr.stop()
 	window := time.Since(cpu.start)
 	res.ServerStats, res.Loadgen = cpu.finish(g.latency.Count(), perDelivery)
+	res.Nodes = nodes.finish(g.latency.Count())
 	ended := g.ended.Load()
 	g.stop()
 
@@ -233,8 +264,15 @@ func runFanoutProcs(ctx context.Context, cfg FanoutConfig, d *Dialer, res *Fanou
 	}
 	shares := make([]workerStart, cfg.Procs)
 	for i := range shares {
+		server, transport := cfg.Server, cfg.Transport
+		if n := len(cfg.SubscribeServers); n > 0 {
+			server = cfg.SubscribeServers[i%n]
+		}
+		if n := len(cfg.Transports); n > 1 {
+			transport = cfg.Transports[(i/max(len(cfg.SubscribeServers), 1))%n]
+		}
 		shares[i] = workerStart{
-			Server: cfg.Server, GRPCAddr: cfg.GRPCAddr, StreamsPerConn: cfg.StreamsPerConn, Transport: cfg.Transport, Topic: cfg.Topic,
+			Server: server, GRPCAddr: cfg.GRPCAddr, StreamsPerConn: cfg.StreamsPerConn, Transport: transport, Topic: cfg.Topic,
 			Subs:  cfg.Subs/cfg.Procs + btoi(i < cfg.Subs%cfg.Procs),
 			RunID: runID, Size: total, Publishers: cfg.Publishers, ConnectConc: max(cfg.ConnectConc/cfg.Procs, 1),
 			ConnectWait: cfg.ConnectWait.Seconds(), SourceAddrs: addrs, FirstAddr: i * addrs, Epoll: epoll,
@@ -259,6 +297,7 @@ func runFanoutProcs(ctx context.Context, cfg FanoutConfig, d *Dialer, res *Fanou
 
 	pub := newPacedPublisher(d, cfg.Topic, runID, total, cfg.Rate, cfg.Payload, cfg.Publishers)
 	cpu := startCPUWatch(cfg.PID)
+	nodes := startNodeWatch(cfg.NodePIDs)
 	pr = startProgress(cfg.Progress, 250*time.Millisecond, func() string {
 		return fmt.Sprintf("%5.1fs  sent %d/%d  errors %d  (deliveries are counted in the worker processes)",
 			time.Since(cpu.start).Seconds(), pub.issued.Load(), total, pub.errs.Load())
@@ -290,6 +329,7 @@ func runFanoutProcs(ctx context.Context, cfg FanoutConfig, d *Dialer, res *Fanou
 		res.Errors = append(res.Errors, w.Errors...)
 	}
 	res.ServerStats, res.Loadgen = cpu.finish(lat.Count(), perDelivery)
+	res.Nodes = nodes.finish(lat.Count())
 	// The parent's own CPU time plus its workers'.
 	res.Loadgen = cpuStats(time.Duration((res.Loadgen.CPUSeconds+workersCPU)*float64(time.Second)), window, lat.Count(), perDelivery)
 	res.fill(pub, c, ended, lat, window)
@@ -315,6 +355,9 @@ func (r *FanoutResult) WriteText(w io.Writer) error {
 	if r.StreamsPerConn > 1 {
 		s.line("", "%d gRPC streams per connection", r.StreamsPerConn)
 	}
+	if len(r.Subscribe) > 0 {
+		s.line("", "subscribers spread over %s; events published to %s", strings.Join(r.Subscribe, " "), r.Server)
+	}
 	s.line("connect", "all %d subscribers in %.2fs", r.Subscribers, r.ConnectSec)
 	s.line("sent", "%d events acknowledged, %d publish errors, %d publish connections, at most %s behind schedule",
 		r.Sent, r.PublishErrors, r.PublishConns, fmtMillis(r.PublishBehind))
@@ -338,6 +381,7 @@ func (r *FanoutResult) WriteText(w io.Writer) error {
 	s.line("latency", "%s  publish→deliver", r.Latency)
 	s.line("publish", "%s  POST round trip", r.Publish)
 	writeCPU(s, r.ServerStats, r.Loadgen)
+	writeNodes(s, r.ServerStats, r.Nodes)
 	for _, e := range r.Errors {
 		s.line("error", "%s", e)
 	}
@@ -405,4 +449,50 @@ func (w *cpuWatch) finish(n uint64, unit perUnit) (*ServerStats, CPUStats) {
 	}
 	st.RSSBytes, _ = ProcessRSS(w.pid)
 	return st, self
+}
+
+// nodeWatch measures the CPU time of the other nodes of a deployment.
+type nodeWatch []*cpuWatch
+
+func startNodeWatch(pids []int) nodeWatch {
+	w := make(nodeWatch, 0, len(pids))
+	for _, pid := range pids {
+		w = append(w, startCPUWatch(pid))
+	}
+	return w
+}
+
+// finish ends the window of every node; n deliveries is what their CPU
+// time is divided by.
+func (w nodeWatch) finish(n uint64) []ServerStats {
+	var out []ServerStats
+	for _, c := range w {
+		if st, _ := c.finish(n, perDelivery); st != nil {
+			out = append(out, *st)
+		}
+	}
+	return out
+}
+
+// writeNodes writes a line per other node, and the total of every server
+// process, when there are other nodes.
+func writeNodes(s *summaryWriter, first *ServerStats, nodes []ServerStats) {
+	if len(nodes) == 0 {
+		return
+	}
+	var cpu, cores, us float64
+	var rss uint64
+	all := nodes
+	if first != nil {
+		all = append([]ServerStats{*first}, nodes...)
+	}
+	for _, n := range nodes {
+		s.line("node", "pid %d: cpu %.2fs (%.2f cores), %.2f µs per delivery, rss %s",
+			n.PID, n.CPUSeconds, n.CPUCores, n.MicrosPerDelivery, fmtBytes(float64(n.RSSBytes)))
+	}
+	for _, n := range all {
+		cpu, cores, us, rss = cpu+n.CPUSeconds, cores+n.CPUCores, us+n.MicrosPerDelivery, rss+n.RSSBytes
+	}
+	s.line("nodes", "%d server processes: cpu %.2fs (%.2f cores), %.2f µs per delivery, rss %s",
+		len(all), cpu, cores, us, fmtBytes(float64(rss)))
 }
