@@ -19,7 +19,8 @@ import (
 
 // TestDashboard loads /ui/ in headless chromium from a server with auth
 // off: it must load with no console error under its Content-Security-Policy,
-// list the topics with their offsets, show a topic's live tail within 1 s of
+// list the topics with their offsets, a consumer group's lag and a webhook's
+// state, show a topic's live tail within 1 s of
 // a publish, update the table within 2.5 s, and publish through its form.
 // The screenshot is saved under the test's temporary directory (and, with
 // HERALD_UPDATE_SCREENSHOT=1, as docs/dashboard.png).
@@ -30,12 +31,25 @@ func TestDashboard(t *testing.T) {
 	ts.publishRange("prices.BTC-USD", 1, 7)
 	ts.publishRange("orders.eu", 1, 3)
 
+	if r := ts.do("PUT", "/v1/groups/billing", []byte(`{"topics":["orders.eu"],"start":"earliest"}`)); r.status != http.StatusCreated {
+		t.Fatalf("PUT /v1/groups/billing: %d %s", r.status, r.body)
+	}
+	if r := ts.do("PUT", "/v1/webhooks/shop", []byte(`{"url":"https://hooks.example/herald","topics":["orders.eu"],"enabled":false}`)); r.status != http.StatusCreated {
+		t.Fatalf("PUT /v1/webhooks/shop: %d %s", r.status, r.body)
+	}
+
 	r := ts.get("/ui/")
 	if r.status != http.StatusOK || !strings.Contains(r.header.Get("Content-Security-Policy"), "default-src 'self'") {
 		t.Fatalf("GET /ui/: %d %v", r.status, r.header)
 	}
 	pg := b.Open(t, "dashboard", ts.base+"/ui/")
 	pg.Until("the topics table", 10*time.Second, "document.querySelectorAll('#topics tbody tr').length === 3")
+
+	// The group's lag (3 events not yet delivered) and the webhook's state.
+	pg.Until("the group's lag", 5*time.Second,
+		`document.querySelector('#groups-table tr[data-group="billing"] .lag')?.textContent === '3'`)
+	pg.Until("the webhook's state", 5*time.Second,
+		`document.querySelector('#webhooks-table tr[data-webhook="shop"] .state')?.textContent === 'paused'`)
 
 	// The live tail, started from the topics table's link.
 	pg.Do("tail chat.room-1", chromedp.Click(chromedp.CSS(`#topics tr[data-topic="chat.room-1"] button`)))

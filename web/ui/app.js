@@ -1,6 +1,6 @@
 // The herald dashboard (served at /ui/). It uses herald's public API only:
-// GET /ui/config.json (is auth on?), GET /v1/topics (the admin grant),
-// GET /metrics, POST /v1/topics/{topic}/events, and herald.js for the live
+// GET /ui/config.json (is auth on?), GET /v1/topics, /v1/groups and
+// /v1/webhooks (the admin grant), GET /metrics, POST /v1/topics/{topic}/events, and herald.js for the live
 // tail. The operator's key stays in this tab's sessionStorage.
 import { connect } from '/v1/client/herald.js'
 
@@ -177,8 +177,69 @@ async function refreshTopics () {
   $('topics-count').textContent = `(${topics.length})`
 }
 
+// refreshList fills a table from one of the list endpoints (GET
+// /v1/groups, /v1/webhooks). A server without the feature (404, or 503 when
+// its engine keeps no consumer state) gets a note instead of an error.
+async function refreshList (path, key, what, row) {
+  const res = await fetch(path, { headers: authHeaders(), cache: 'no-store' })
+  const note = $(key + '-note')
+  const tbody = $(key + '-table').tBodies[0]
+  if (res.status === 404 || res.status === 503) {
+    tbody.replaceChildren()
+    $(key + '-count').textContent = ''
+    note.className = 'small'
+    note.textContent = res.status === 404
+      ? `this server has no ${what} API`
+      : `${what} need an engine that keeps consumer state: ` + await apiError(res)
+    return
+  }
+  if (!res.ok) {
+    note.className = 'error'
+    note.textContent = await apiError(res)
+    return
+  }
+  const list = (await res.json())[key] || []
+  tbody.replaceChildren(...list.map(row))
+  $(key + '-count').textContent = `(${list.length})`
+  note.className = 'small'
+  note.textContent = list.length ? '' : `no ${what} yet`
+}
+
+function groupRow (g) {
+  const tr = el('tr')
+  tr.dataset.group = g.name
+  const name = el('td')
+  name.append(el('code', g.name))
+  const members = Object.entries(g.members || {}).map(([m, n]) => `${m} ${n}`).join(' · ')
+  tr.append(name, el('td', (g.topics || []).join(', '), 'small'), el('td', fmt(g.pending), 'num lag'),
+    el('td', fmt(g.in_flight), 'num'), el('td', members || '–', 'small'), el('td', fmt(g.redelivered), 'num'),
+    el('td', fmt(g.dead_lettered), 'num'))
+  return tr
+}
+
+function webhookRow (w) {
+  const st = w.status || {}
+  const tr = el('tr')
+  tr.dataset.webhook = w.name
+  const name = el('td')
+  name.append(el('code', w.name))
+  name.title = w.url
+  const state = el('td', st.state || '–', 'state ' + (st.state || ''))
+  if (st.disabled_reason) state.title = st.disabled_reason
+  else if (st.waiting) state.title = st.waiting
+  const a = st.last_attempt
+  const last = a
+    ? `${a.result === 'status' ? 'HTTP ' + a.status : a.result}${a.latency_ms != null ? ' · ' + a.latency_ms + ' ms' : ''}${a.next === 'retry' && a.retry_at ? ' · retry ' + new Date(a.retry_at).toLocaleTimeString() : ''}`
+    : '–'
+  tr.append(name, state, el('td', fmt(st.delivered), 'num'), el('td', fmt(st.failed), 'num'),
+    el('td', fmt(st.retries_pending), 'num'), el('td', last, 'small'))
+  return tr
+}
+
 async function tick () {
-  const results = await Promise.allSettled([refreshMetrics(), refreshTopics()])
+  const results = await Promise.allSettled([refreshMetrics(), refreshTopics(),
+    refreshList('/v1/groups', 'groups', 'consumer groups', groupRow),
+    refreshList('/v1/webhooks', 'webhooks', 'webhooks', webhookRow)])
   const failed = results.find((r) => r.status === 'rejected')
   if (failed) status('unreachable: ' + failed.reason.message, false)
   else status('live · ' + location.host, true)
