@@ -348,7 +348,12 @@ func (s *Server) startWebhooks() error {
 	for i := range s.cfg.Webhooks {
 		w := &s.cfg.Webhooks[i]
 		key := fmt.Sprintf("config webhooks[%d] (%s)", i, w.Name)
-		if _, _, err := m.Put(context.Background(), webhookConfig(w)); err != nil {
+		in, _, err := m.Put(context.Background(), webhookConfig(w))
+		if err == nil && in.GeneratedSecret != "" {
+			s.log.Warn("a webhook declared without secrets got a generated one, which is shown nowhere: set webhooks[].secrets, or PUT a secret over the API",
+				"webhook", w.Name)
+		}
+		if err != nil {
 			m.Close()
 			var fe *webhook.FieldError
 			if errors.As(err, &fe) {
