@@ -94,19 +94,18 @@ type sub struct {
 
 	saveMu sync.Mutex // serializes changes of st with their writes; taken before mu
 
-	mu         sync.Mutex // guards the following
-	st         status
-	hd         head // ordered: the event being retried
-	log        []Attempt
-	logNext    int
-	attemptsN  uint64
-	delivered  uint64
-	failed     uint64
-	skipped    uint64
-	retrying   map[string]struct{} // unordered: events nak'd for a retry
-	replay     *Replay
-	replayStop context.CancelFunc
-	waiting    string // why the dispatcher cannot start yet (its group cannot be made)
+	mu        sync.Mutex // guards the following
+	st        status
+	hd        head // ordered: the event being retried
+	log       []Attempt
+	logNext   int
+	attemptsN uint64
+	delivered uint64
+	failed    uint64
+	skipped   uint64
+	retrying  map[string]struct{} // unordered: events nak'd for a retry
+	replay    *Replay
+	waiting   string // why the dispatcher cannot start yet (its group cannot be made)
 }
 
 func (s *sub) setWaiting(why string) {

@@ -92,7 +92,6 @@ func (m *Manager) Replay(ctx context.Context, name string, req ReplayRequest) (R
 	}
 	s.replay = r
 	ctx, cancel := context.WithCancel(s.ctx)
-	s.replayStop = cancel
 	out := *r
 	s.wg.Add(1)
 	go func() {
