@@ -111,7 +111,7 @@ func runGroupCreate(cmd *cobra.Command, name string, f *groupFlags) error {
 	if err != nil {
 		return err
 	}
-	out, err := sourceAPI(cmd.Context(), f.server, http.MethodPut, groupPath(name), body)
+	out, err := adminAPI(cmd.Context(), f.server, http.MethodPut, groupPath(name), body)
 	if err != nil {
 		return err
 	}
@@ -131,7 +131,7 @@ func newGroupInfoCmd() *cobra.Command {
   herald group info mailer | jq .pending`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			out, err := sourceAPI(cmd.Context(), server, http.MethodGet, groupPath(args[0]), nil)
+			out, err := adminAPI(cmd.Context(), server, http.MethodGet, groupPath(args[0]), nil)
 			if err != nil {
 				return err
 			}
@@ -144,27 +144,7 @@ func newGroupInfoCmd() *cobra.Command {
 }
 
 func newGroupLsCmd() *cobra.Command {
-	var server string
-	var asJSON bool
-	cmd := &cobra.Command{
-		Use:   "ls",
-		Short: "List the consumer groups with their lag and in-flight deliveries",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			out, err := sourceAPI(cmd.Context(), server, http.MethodGet, "/v1/groups", nil)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				_, err = cmd.OutOrStdout().Write(out)
-				return err
-			}
-			return printGroups(cmd.OutOrStdout(), out)
-		},
-	}
-	cmd.Flags().StringVar(&server, "server", heraldServerDefault(), "herald server URL (env HERALD_SERVER)")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the server's JSON answer")
-	return cmd
+	return newListCmd("List the consumer groups with their lag and in-flight deliveries", "/v1/groups", printGroups)
 }
 
 // groupInfoWire is what printGroups reads of a group.
@@ -207,7 +187,7 @@ func newGroupRmCmd() *cobra.Command {
 		Short: "Delete a consumer group and its state (its dead-letter topic stays)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, err := sourceAPI(cmd.Context(), server, http.MethodDelete, groupPath(args[0]), nil)
+			_, err := adminAPI(cmd.Context(), server, http.MethodDelete, groupPath(args[0]), nil)
 			return err
 		},
 	}

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -120,7 +118,7 @@ func runSourceAdd(cmd *cobra.Command, name string, f *sourceFlags) error {
 	if err != nil {
 		return err
 	}
-	out, err := sourceAPI(cmd.Context(), f.server, http.MethodPut, "/v1/sources/"+url.PathEscape(name), body)
+	out, err := adminAPI(cmd.Context(), f.server, http.MethodPut, "/v1/sources/"+url.PathEscape(name), body)
 	if err != nil {
 		return err
 	}
@@ -129,27 +127,7 @@ func runSourceAdd(cmd *cobra.Command, name string, f *sourceFlags) error {
 }
 
 func newSourceLsCmd() *cobra.Command {
-	var server string
-	var asJSON bool
-	cmd := &cobra.Command{
-		Use:   "ls",
-		Short: "List the sources and how their polls go",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			out, err := sourceAPI(cmd.Context(), server, http.MethodGet, "/v1/sources", nil)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				_, err = cmd.OutOrStdout().Write(out)
-				return err
-			}
-			return printSources(cmd.OutOrStdout(), out)
-		},
-	}
-	cmd.Flags().StringVar(&server, "server", heraldServerDefault(), "herald server URL (env HERALD_SERVER)")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the server's JSON answer")
-	return cmd
+	return newListCmd("List the sources and how their polls go", "/v1/sources", printSources)
 }
 
 // printSources prints GET /v1/sources as a table.
@@ -184,7 +162,7 @@ func newSourceGetCmd() *cobra.Command {
 		Short: "Print one source, its settings and status, as JSON",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			out, err := sourceAPI(cmd.Context(), server, http.MethodGet, "/v1/sources/"+url.PathEscape(args[0]), nil)
+			out, err := adminAPI(cmd.Context(), server, http.MethodGet, "/v1/sources/"+url.PathEscape(args[0]), nil)
 			if err != nil {
 				return err
 			}
@@ -203,54 +181,10 @@ func newSourceRmCmd() *cobra.Command {
 		Short: "Delete a source (what it published stays)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, err := sourceAPI(cmd.Context(), server, http.MethodDelete, "/v1/sources/"+url.PathEscape(args[0]), nil)
+			_, err := adminAPI(cmd.Context(), server, http.MethodDelete, "/v1/sources/"+url.PathEscape(args[0]), nil)
 			return err
 		},
 	}
 	cmd.Flags().StringVar(&server, "server", heraldServerDefault(), "herald server URL (env HERALD_SERVER)")
 	return cmd
-}
-
-// sourceAPI makes one request of the sources API with the CLI's
-// credentials and returns the answer's body, or the API's error.
-func sourceAPI(ctx context.Context, server, method, path string, body []byte) ([]byte, error) {
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(server, "/")+path, rd)
-	if err != nil {
-		return nil, fmt.Errorf("--server %q: %w", server, err)
-	}
-	req.Header.Set("User-Agent", "herald-cli/"+version)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if t := os.Getenv(tokenEnv); t != "" {
-		req.Header.Set("Authorization", "Bearer "+t)
-	}
-	c := &http.Client{Timeout: 30 * time.Second}
-	defer c.CloseIdleConnections()
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	if resp.StatusCode >= 300 {
-		var e struct {
-			Error struct{ Code, Message string }
-		}
-		if json.Unmarshal(out, &e) == nil && e.Error.Code != "" {
-			return nil, fmt.Errorf("%s %s: %s (%d %s)", method, path, e.Error.Message, resp.StatusCode, e.Error.Code)
-		}
-		return nil, fmt.Errorf("%s %s: %s", method, path, resp.Status)
-	}
-	return out, nil
 }

@@ -108,7 +108,7 @@ func runWebhookAdd(cmd *cobra.Command, name string, f *webhookFlags) error {
 	if err != nil {
 		return err
 	}
-	out, err := sourceAPI(cmd.Context(), f.server, http.MethodPut, "/v1/webhooks/"+url.PathEscape(name), body)
+	out, err := adminAPI(cmd.Context(), f.server, http.MethodPut, "/v1/webhooks/"+url.PathEscape(name), body)
 	if err != nil {
 		return err
 	}
@@ -117,27 +117,7 @@ func runWebhookAdd(cmd *cobra.Command, name string, f *webhookFlags) error {
 }
 
 func newWebhookLsCmd() *cobra.Command {
-	var server string
-	var asJSON bool
-	cmd := &cobra.Command{
-		Use:   "ls",
-		Short: "List the webhooks and how their deliveries go",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			out, err := sourceAPI(cmd.Context(), server, http.MethodGet, "/v1/webhooks", nil)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				_, err = cmd.OutOrStdout().Write(out)
-				return err
-			}
-			return printWebhooks(cmd.OutOrStdout(), out)
-		},
-	}
-	cmd.Flags().StringVar(&server, "server", heraldServerDefault(), "herald server URL (env HERALD_SERVER)")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the server's JSON answer")
-	return cmd
+	return newListCmd("List the webhooks and how their deliveries go", "/v1/webhooks", printWebhooks)
 }
 
 // printWebhooks prints GET /v1/webhooks as a table.
@@ -196,7 +176,7 @@ func webhookCall(use, short, method, suffix string, body func() ([]byte, error))
 					return err
 				}
 			}
-			out, err := sourceAPI(cmd.Context(), server, method, "/v1/webhooks/"+url.PathEscape(args[0])+suffix, b)
+			out, err := adminAPI(cmd.Context(), server, method, "/v1/webhooks/"+url.PathEscape(args[0])+suffix, b)
 			if err != nil {
 				return err
 			}
