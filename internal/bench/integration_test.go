@@ -35,6 +35,12 @@ func TestMain(m *testing.M) {
 // test ends; it returns the base URL.
 func startServer(t *testing.T) string {
 	t.Helper()
+	return startServerWith(t, nil)
+}
+
+// startServerWith is startServer with the configuration changed by edit.
+func startServerWith(t *testing.T, edit func(*config.Config)) string {
+	t.Helper()
 	cfg := config.Default()
 	cfg.HTTP.Addr = "127.0.0.1:0"
 	cfg.GRPC.Addr = "127.0.0.1:0" // never the fixed default port
@@ -43,6 +49,9 @@ func startServer(t *testing.T) string {
 	// the largest) keeps a generator slowed by the race detector on a
 	// loaded machine from being cut off as a slow consumer.
 	cfg.Limits.MaxQueueBytes = 16 << 20
+	if edit != nil {
+		edit(&cfg)
+	}
 	srv, err := server.New(cfg, nil)
 	if err != nil {
 		t.Fatalf("server.New: %v", err)
