@@ -409,6 +409,18 @@ func (m *Manager) Get(ctx context.Context, name string) (Info, error) {
 	return m.info(ctx, g)
 }
 
+// Allowed returns nil when the caller (ctx's identity) may consume group
+// name: an error wrapping ErrNoGroup, or the Gate's refusal (forbidden),
+// as a Fetch would answer. Streams check it when they open, so that a
+// caller without the grant is refused at once, not at its first fetch.
+func (m *Manager) Allowed(ctx context.Context, name string) error {
+	g, err := m.group(name)
+	if err != nil {
+		return err
+	}
+	return m.allow(ctx, g)
+}
+
 // List returns every group, sorted by name.
 func (m *Manager) List(ctx context.Context) ([]Info, error) {
 	m.mu.Lock()

@@ -137,7 +137,7 @@ func (c *consumer) open(ctx context.Context) error {
 	if o.Group == "" {
 		return badRequest("open needs the group")
 	}
-	if _, err := c.groups.Get(ctx, o.Group); err != nil {
+	if err := c.groups.Allowed(ctx, o.Group); err != nil {
 		return err
 	}
 	c.group, c.member = o.Group, o.Member
