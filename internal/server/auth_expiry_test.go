@@ -15,6 +15,8 @@ import (
 
 	heraldv1 "github.com/heraldhq/herald/api/herald/v1"
 	"github.com/heraldhq/herald/internal/config"
+	"github.com/heraldhq/herald/internal/group"
+	"github.com/heraldhq/herald/internal/hub"
 )
 
 // expiryServer is a server verifying HS256 tokens with the given leeway,
@@ -298,6 +300,54 @@ func TestAuthExpiry(t *testing.T) {
 		es.publishTo(10, b, a)
 		if evs := cs.events(1); evs[0].Topic != a || evs[0].Offset != 10 {
 			t.Errorf("after the narrowing refresh: %v, want %s's event 10 (and nothing of %s)", evs, a, b)
+		}
+	})
+
+	t.Run("grpc consume", func(t *testing.T) {
+		t.Parallel()
+		es := es.in(t)
+		const topic = "exp.grpc.g"
+		es.publishTo(1, topic)
+		if _, _, err := es.srv.Groups().Put(hub.Internal(context.Background()), group.Config{Name: "exp.workers", Topics: []string{topic}, Start: "earliest"}); err != nil {
+			t.Fatal(err)
+		}
+		exp := expiresIn(2 * time.Second)
+		token := hs256(t, userClaims("ivan", exp, config.Grants{Consume: []string{"exp.>"}}))
+		ctx, cancel := context.WithTimeout(grpcAuth(context.Background(), token), 10*time.Second)
+		defer cancel()
+		stream, err := es.grpcClient().Consume(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, req := range []*heraldv1.ConsumeRequest{
+			{Id: 1, Command: &heraldv1.ConsumeRequest_Open{Open: &heraldv1.ConsumeOpen{Group: "exp.workers", Member: "w1"}}},
+			{Id: 2, Command: &heraldv1.ConsumeRequest_Grant{Grant: &heraldv1.Grant{Events: 10}}},
+		} {
+			if err := stream.Send(req); err != nil {
+				t.Fatalf("send %d: %v", i, err)
+			}
+		}
+		got := 0
+		for {
+			res, err := stream.Recv()
+			if err == nil {
+				got += len(res.GetMessages().GetMessages()) // left unanswered
+				continue
+			}
+			end := time.Now()
+			if st, _ := status.FromError(err); st.Code() != codes.Unauthenticated || grpcReason(err) != "token_expired" {
+				t.Fatalf("the stream ended with %v, want UNAUTHENTICATED token_expired", err)
+			}
+			checkEndTime(t, "the gRPC Consume stream", exp, end)
+			break
+		}
+		if got != 1 {
+			t.Errorf("%d messages before the end, want 1", got)
+		}
+		// The unanswered delivery was handed back when the stream ended.
+		in, err := es.srv.Groups().Get(context.Background(), "exp.workers")
+		if err != nil || in.InFlight != 0 {
+			t.Errorf("group after the stream's end: %d in flight (%v), want 0", in.InFlight, err)
 		}
 	})
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -90,6 +91,15 @@ func (v *service) Consume(ss heraldv1.Herald_ConsumeServer) error {
 	defer cancel()
 	stopDrain := context.AfterFunc(s.draining, cancel)
 	defer stopDrain()
+	// The stream lasts as long as the caller's credentials, as Connect
+	// does: then it ends UNAUTHENTICATED token_expired, and its unanswered
+	// deliveries are handed back; the client opens a new one with fresh
+	// credentials.
+	var expired atomic.Bool
+	if id := hub.IdentityOf(ctx); id != nil && !id.Expires.IsZero() {
+		t := time.AfterFunc(time.Until(id.Expires), func() { expired.Store(true); cancel() })
+		defer t.Stop()
+	}
 	readErr := make(chan error, 1)
 	s.workers.Add(1)
 	go func() {
@@ -101,6 +111,9 @@ func (v *service) Consume(ss heraldv1.Herald_ConsumeServer) error {
 	err := c.fetchLoop(fctx)
 	c.end()
 	c.handBack(ctx)
+	if expired.Load() {
+		return endStatus(hub.CloseExpired, "", 0)
+	}
 	select {
 	case rerr := <-readErr:
 		if rerr != nil {
