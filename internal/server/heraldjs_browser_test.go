@@ -569,8 +569,9 @@ func TestHeraldJSReload(t *testing.T) {
 // batches of 100, as a busy topic delivers them), and the main thread's CPU
 // time (DevTools Performance domain, thread ticks) over that stretch is
 // divided per 100 events. The same is measured for a bare page that reads
-// the topic with the browser's own WebSocket (parsing each message) or
-// EventSource and nothing else: the difference is herald.js's own cost.
+// the topic with the browser's own WebSocket (parsing each message),
+// EventSource or fetch (long polls, parsing each answer) and nothing else:
+// the difference is herald.js's own cost.
 // The budget is 1 ms per 100 events; docs/benchmarks.md has the
 // figures and says what the browser's own WebSocket costs.
 func TestHeraldJSMainThread(t *testing.T) {
@@ -595,20 +596,20 @@ func TestHeraldJSMainThread(t *testing.T) {
 			per100 := measure(t, pg, topic)
 			pg.wantSequence(bursts*100 + 100)
 			line := fmt.Sprintf("herald.js over %s: %v of main-thread time per 100 events", tr, per100.Round(time.Microsecond))
-			if tr != "poll" {
+			{
 				bare := &jsPage{Page: b.Open(t, "bare "+tr, p.srv.URL+"/test"), t: t}
 				bare.Until("the module", 10*time.Second, "window.ready")
 				browsertest.Eval[bool](bare.Page, 10*time.Second, fmt.Sprintf("bare(%q, %q)", tr, topic+".bare"))
 				base := measure(t, bare, topic+".bare")
-				line += fmt.Sprintf("; a bare %s page %v; herald.js adds %v", map[string]string{"ws": "WebSocket", "sse": "EventSource"}[tr],
+				line += fmt.Sprintf("; a bare %s page %v; herald.js adds %v", map[string]string{"ws": "WebSocket", "sse": "EventSource", "poll": "long-poll (fetch)"}[tr],
 					base.Round(time.Microsecond), (per100 - base).Round(time.Microsecond))
-				// Loose: two measurements on a shared machine; the figures
-				// of docs/benchmarks.md are the medians of several runs.
-				if per100-base > 3*time.Millisecond {
+				// Loose: two measurements of one run swing by ±50 % (the
+				// WebSocket ones most); the figures of docs/benchmarks.md are
+				// medians of several runs. This catches a client that costs
+				// a multiple of the browser's own work.
+				if per100-base > max(3*time.Millisecond, base) {
 					t.Errorf("herald.js over %s adds %v per 100 events to a bare page, budget 1ms", tr, per100-base)
 				}
-			} else if per100 > 3*time.Millisecond {
-				t.Errorf("herald.js over poll: %v per 100 events, budget 1ms", per100)
 			}
 			t.Log(line)
 		})
