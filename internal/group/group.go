@@ -378,7 +378,7 @@ func (m *Manager) put(ctx context.Context, cfg Config, missingOK bool) (Info, bo
 	}
 	// The space first, the registry entry last: a group exists when its
 	// entry does, and a crash between leaves only an unused space.
-	if err := clearSpace(ctx, m.store, g.space); err != nil {
+	if err := hub.ClearState(ctx, m.store, g.space); err != nil {
 		return Info{}, false, err
 	}
 	for len(ops) > 0 {
@@ -467,7 +467,7 @@ func (m *Manager) Delete(ctx context.Context, name string) error {
 	g.wmu.Lock()
 	g.flushLocked()
 	g.wmu.Unlock()
-	return clearSpace(ctx, m.store, g.space)
+	return hub.ClearState(ctx, m.store, g.space)
 }
 
 // Close stops the Manager's timers and wakes its waiting fetches, which

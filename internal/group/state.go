@@ -182,26 +182,6 @@ func loadSpace(ctx context.Context, store hub.StateStore, space string) (*stored
 	return st, nil
 }
 
-// clearSpace deletes every key of space.
-func clearSpace(ctx context.Context, store hub.StateStore, space string) error {
-	for {
-		var ops []hub.StateOp
-		err := store.ScanState(ctx, space, "", func(key string, _ []byte) bool {
-			ops = append(ops, delOp(key))
-			return len(ops) < hub.MaxStateOps
-		})
-		if err != nil {
-			return fmt.Errorf("clear %s: %w", space, err)
-		}
-		if len(ops) == 0 {
-			return nil
-		}
-		if err := store.ApplyState(ctx, space, ops); err != nil {
-			return fmt.Errorf("clear %s: %w", space, err)
-		}
-	}
-}
-
 // span is a run of done offsets, lo to hi inclusive.
 type span struct{ lo, hi uint64 }
 

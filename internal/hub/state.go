@@ -230,6 +230,28 @@ func ScanStatePages(ctx context.Context, page func(after string) ([]StateEntry, 
 	}
 }
 
+// ClearState deletes every key of space, MaxStateOps keys per ApplyState.
+// Consumers (groups, sources, webhooks) call it when the thing whose
+// state the space holds is deleted.
+func ClearState(ctx context.Context, store StateStore, space string) error {
+	for {
+		var ops []StateOp
+		err := store.ScanState(ctx, space, "", func(key string, _ []byte) bool {
+			ops = append(ops, StateOp{Key: key, Delete: true})
+			return len(ops) < MaxStateOps
+		})
+		if err != nil {
+			return fmt.Errorf("clear %s: %w", space, err)
+		}
+		if len(ops) == 0 {
+			return nil
+		}
+		if err := store.ApplyState(ctx, space, ops); err != nil {
+			return fmt.Errorf("clear %s: %w", space, err)
+		}
+	}
+}
+
 // State returns the engine's StateStore, and false if the engine keeps no
 // consumer state (features that need it are then unavailable).
 func (h *Hub) State() (StateStore, bool) {

@@ -357,7 +357,7 @@ func (m *Manager) Delete(ctx context.Context, name string) error {
 	if o := m.opts.Observer; o.Removed != nil {
 		o.Removed(name)
 	}
-	return clearSpace(ctx, m.store, spaceOf(name))
+	return hub.ClearState(ctx, m.store, spaceOf(name))
 }
 
 // Close stops every poller, cancelling polls in flight, and waits for

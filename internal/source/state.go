@@ -100,7 +100,7 @@ func loadState(ctx context.Context, store hub.StateStore, space, fp string) (*st
 		}
 		return st, nil
 	}
-	if err := clearSpace(ctx, store, space); err != nil {
+	if err := hub.ClearState(ctx, store, space); err != nil {
 		return nil, err
 	}
 	var g [4]byte
@@ -137,26 +137,6 @@ func applyChunked(ctx context.Context, store hub.StateStore, space string, ops [
 		ops = ops[n:]
 	}
 	return nil
-}
-
-// clearSpace deletes every key of space.
-func clearSpace(ctx context.Context, store hub.StateStore, space string) error {
-	for {
-		var ops []hub.StateOp
-		err := store.ScanState(ctx, space, "", func(k string, _ []byte) bool {
-			ops = append(ops, hub.StateOp{Key: k, Delete: true})
-			return len(ops) < hub.MaxStateOps
-		})
-		if err != nil {
-			return fmt.Errorf("clear %s: %w", space, err)
-		}
-		if len(ops) == 0 {
-			return nil
-		}
-		if err := store.ApplyState(ctx, space, ops); err != nil {
-			return fmt.Errorf("clear %s: %w", space, err)
-		}
-	}
 }
 
 // errCorrupt is wrapped by stored settings that cannot be read.

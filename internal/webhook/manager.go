@@ -336,7 +336,7 @@ func (m *Manager) Put(ctx context.Context, cfg Config) (Info, bool, error) {
 		old.stop()
 	}
 	if old == nil || regroup {
-		if err := clearSpace(ctx, m.store, spaceOf(cfg.Name)); err != nil {
+		if err := hub.ClearState(ctx, m.store, spaceOf(cfg.Name)); err != nil {
 			return Info{}, false, err
 		}
 	} else if err := old.saveStatus(ctx, status{}); err != nil { // a change re-enables
@@ -433,7 +433,7 @@ func (m *Manager) Delete(ctx context.Context, name string) error {
 	if err := m.groups.Delete(hub.Internal(ctx), groupName(name)); err != nil && !errors.Is(err, group.ErrNoGroup) {
 		return fmt.Errorf("delete webhook %s's group: %w", name, err)
 	}
-	return clearSpace(ctx, m.store, spaceOf(name))
+	return hub.ClearState(ctx, m.store, spaceOf(name))
 }
 
 // Close stops every dispatcher, cancelling requests in flight (their

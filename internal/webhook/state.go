@@ -75,25 +75,5 @@ func saveJSON(ctx context.Context, store hub.StateStore, space, key string, v an
 	return nil
 }
 
-// clearSpace deletes every key of space.
-func clearSpace(ctx context.Context, store hub.StateStore, space string) error {
-	for {
-		var ops []hub.StateOp
-		err := store.ScanState(ctx, space, "", func(k string, _ []byte) bool {
-			ops = append(ops, hub.StateOp{Key: k, Delete: true})
-			return len(ops) < hub.MaxStateOps
-		})
-		if err != nil {
-			return fmt.Errorf("clear %s: %w", space, err)
-		}
-		if len(ops) == 0 {
-			return nil
-		}
-		if err := store.ApplyState(ctx, space, ops); err != nil {
-			return fmt.Errorf("clear %s: %w", space, err)
-		}
-	}
-}
-
 // errCorrupt is wrapped by stored settings that cannot be read.
 var errCorrupt = errors.New("stored webhook is not readable")
