@@ -11,3 +11,15 @@ func (e *Engine) UsePlainPubSub() { e.sharded, e.pubCmd = false, "PUBLISH" }
 func (e *Engine) TopicKeys(topic string) []string {
 	return []string{e.key(topic, "m"), e.key(topic, "s"), e.key(topic, "k"), e.key(topic, "kt")}
 }
+
+// Queued returns how many appends to topic wait for its call in flight,
+// and whether a call is in flight.
+func (e *Engine) Queued(topic string) (int, bool) {
+	e.qmu.Lock()
+	defer e.qmu.Unlock()
+	q, ok := e.queues[topic]
+	if !ok {
+		return 0, false
+	}
+	return len(q.waiting), true
+}

@@ -79,6 +79,9 @@ type Engine struct {
 	closed   bool
 
 	wg sync.WaitGroup // watch goroutines and catch-ups
+
+	qmu    sync.Mutex              // guards queues
+	queues map[string]*appendQueue // topics with a publish call in flight (coalesce.go)
 }
 
 // New connects to Redis and returns a running engine.
@@ -129,6 +132,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		topicsKey: "{" + opts.Prefix + "}:topics",
 		watches:   make(map[string]*watch),
 		stopping:  make(map[string]*watch),
+		queues:    make(map[string]*appendQueue),
 	}
 	major, err := e.serverMajor(ctx)
 	if err != nil {
@@ -230,7 +234,8 @@ func epochString(ep event.Epoch) string { return ep.String() }
 
 func itoa(v int64) string { return strconv.FormatInt(v, 10) }
 
-// Append stores recs at the end of topic; see hub.Engine.
+// Append stores recs at the end of topic; see hub.Engine. Concurrent
+// appends to one topic share script calls (coalesce.go).
 func (e *Engine) Append(ctx context.Context, topic string, recs []event.Record) ([]event.Ack, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -238,6 +243,12 @@ func (e *Engine) Append(ctx context.Context, topic string, recs []event.Record) 
 	if len(recs) == 0 {
 		return []event.Ack{}, nil
 	}
+	return e.coalesce(ctx, topic, recs)
+}
+
+// append runs the publish script for recs: one call, or two when the topic
+// must first be given its epoch.
+func (e *Engine) append(ctx context.Context, topic string, recs []event.Record) ([]event.Ack, error) {
 	now := e.opts.Now().UnixMilli()
 	ret := e.opts.Retention(topic)
 	keys := []string{e.key(topic, "m"), e.key(topic, "s"), e.key(topic, "k"), e.key(topic, "kt")}
