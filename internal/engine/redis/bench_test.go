@@ -104,7 +104,7 @@ func runConc(b *testing.B, c rueidis.Client, conc, batch int, op func(ctx contex
 	b.ReportMetric(float64((redisCPU(b, c)-cpu0).Microseconds())/events, "redis-µs/event")
 }
 
-var benchConcs = []int{1, 16, 64, 256}
+var benchConcs = []int{1, 4, 16, 64, 256}
 
 // BenchmarkPublishScript runs publishScript alone, its arguments built once,
 // as Engine.Append builds them for a topic with the default retention.

@@ -9,9 +9,10 @@ import (
 
 // Concurrent appends to one topic are coalesced (group commit, as the
 // durable engine shares one fsync between concurrent writers): while one
-// call of the publish script for a topic is in flight, the appends that
-// arrive queue up, and when it returns the first of them runs one script
-// call for all of those queued, up to maxCoalesce records. Redis spends
+// calls of the publish script for a topic are in flight (up to
+// maxInFlight, so that a few concurrent publishers still pipeline), the
+// appends that arrive queue up, and when a call returns the first of them
+// runs one script call for all of those queued, up to maxCoalesce records. Redis spends
 // about 23 µs of CPU on a single-event run of the script and about 7 µs
 // per event in batches of 100, and the node saves a round trip per event,
 // so under many concurrent single-event publishers a node does several
@@ -26,10 +27,15 @@ import (
 // The leader hands the next batch to its first waiter instead of running
 // it itself, so no caller waits for more than the call in flight and its
 // own.
+//
+// maxInFlight trades the two: with one call in flight a handful of
+// publishers wait on each other's round trips; with many, batches shrink.
+// Two keeps both (docs/benchmarks.md, "Redis engine": 1, 2 and 4 measured).
 
 // Bounds of one coalesced call: the records and bytes of the appends it
 // takes (an append over either bound runs alone, whole).
 const (
+	maxInFlight      = 2
 	maxCoalesce      = 1000
 	maxCoalesceBytes = 4 << 20
 )
@@ -37,7 +43,8 @@ const (
 // appendQueue is a topic's appends waiting for its call in flight.
 // Engine.qmu guards it.
 type appendQueue struct {
-	waiting []*appendReq
+	inflight int // script calls in flight
+	waiting  []*appendReq
 }
 
 // appendReq is one Append call.
@@ -54,9 +61,13 @@ type appendReq struct {
 func (e *Engine) coalesce(ctx context.Context, topic string, recs []event.Record) ([]event.Ack, error) {
 	req := &appendReq{recs: recs}
 	e.qmu.Lock()
-	q, busy := e.queues[topic]
-	if !busy {
-		e.queues[topic] = &appendQueue{}
+	q := e.queues[topic]
+	if q == nil {
+		q = &appendQueue{}
+		e.queues[topic] = q
+	}
+	if q.inflight < maxInFlight && len(q.waiting) == 0 {
+		q.inflight++
 		e.qmu.Unlock()
 		e.runBatch(ctx, topic, []*appendReq{req})
 		return req.acks, req.err
@@ -84,7 +95,7 @@ func (e *Engine) coalesce(ctx context.Context, topic string, recs []event.Record
 
 // runBatch appends the records of batch in one script call, gives each
 // request its acks, then hands the topic's next batch to the first request
-// of it, or marks the topic idle. The call is not cancelled by the
+// of it (the call's slot passes to it), or frees its slot. The call is not cancelled by the
 // leader's ctx: other callers' records ride on it.
 func (e *Engine) runBatch(ctx context.Context, topic string, batch []*appendReq) {
 	recs := batch[0].recs
@@ -111,7 +122,9 @@ func (e *Engine) runBatch(ctx context.Context, topic string, batch []*appendReq)
 	q := e.queues[topic]
 	var next []*appendReq
 	if len(q.waiting) == 0 {
-		delete(e.queues, topic)
+		if q.inflight--; q.inflight == 0 {
+			delete(e.queues, topic)
+		}
 	} else {
 		n, size := 0, 0
 		for _, r := range q.waiting {

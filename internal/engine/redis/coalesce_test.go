@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/internal/engine/enginetest"
+	"github.com/heraldhq/herald/internal/engine/redis"
 	"github.com/heraldhq/herald/internal/engine/redis/redistest"
 	"github.com/heraldhq/herald/internal/event"
 )
@@ -142,17 +143,19 @@ func TestQueuedAppendCancelled(t *testing.T) {
 	if _, err := e.Append(bg, "co.c", []event.Record{{Data: data(0)}}); err != nil {
 		t.Fatal(err)
 	}
-	srv.CLI("CLIENT", "PAUSE", "1500", "ALL") // the next script call waits in Redis
-	first := make(chan error, 1)
-	go func() {
-		_, err := e.Append(bg, "co.c", []event.Record{{Data: data(1)}})
-		first <- err
-	}()
-	waitFor(t, func() bool { _, busy := e.Queued("co.c"); return busy })
+	srv.CLI("CLIENT", "PAUSE", "1500", "ALL") // the next script calls wait in Redis
+	first := make(chan error, redis.MaxInFlight)
+	for i := range redis.MaxInFlight {
+		go func() {
+			_, err := e.Append(bg, "co.c", []event.Record{{Data: data(1 + i)}})
+			first <- err
+		}()
+	}
+	waitFor(t, func() bool { _, n := e.Queued("co.c"); return n == redis.MaxInFlight })
 	ctx, cancel := context.WithCancel(bg)
 	second := make(chan error, 1)
 	go func() {
-		_, err := e.Append(ctx, "co.c", []event.Record{{Data: data(2)}})
+		_, err := e.Append(ctx, "co.c", []event.Record{{Data: []byte(`{"cancelled":true}`)}})
 		second <- err
 	}()
 	waitFor(t, func() bool { n, _ := e.Queued("co.c"); return n == 1 })
@@ -160,18 +163,25 @@ func TestQueuedAppendCancelled(t *testing.T) {
 	if err := <-second; !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled append: %v, want context.Canceled", err)
 	}
-	if err := <-first; err != nil {
-		t.Fatalf("append in flight: %v", err)
+	for range redis.MaxInFlight {
+		if err := <-first; err != nil {
+			t.Fatalf("append in flight: %v", err)
+		}
 	}
 	b, err := e.Read(bg, "co.c", 0, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(b.Events) != 2 || string(b.Events[1].Data) != string(data(1)) {
-		t.Fatalf("stored %d events, want the first two only", len(b.Events))
+	if len(b.Events) != 1+redis.MaxInFlight {
+		t.Fatalf("stored %d events, want %d", len(b.Events), 1+redis.MaxInFlight)
 	}
-	if _, busy := e.Queued("co.c"); busy {
-		t.Error("the topic is still marked busy")
+	for _, ev := range b.Events {
+		if strings.Contains(string(ev.Data), "cancelled") {
+			t.Fatalf("the cancelled append was stored at %d", ev.Offset)
+		}
+	}
+	if n, m := e.Queued("co.c"); n != 0 || m != 0 {
+		t.Errorf("the topic still has %d waiting, %d in flight", n, m)
 	}
 }
 

@@ -12,14 +12,17 @@ func (e *Engine) TopicKeys(topic string) []string {
 	return []string{e.key(topic, "m"), e.key(topic, "s"), e.key(topic, "k"), e.key(topic, "kt")}
 }
 
-// Queued returns how many appends to topic wait for its call in flight,
-// and whether a call is in flight.
-func (e *Engine) Queued(topic string) (int, bool) {
+// MaxInFlight is how many publish calls a topic may have in flight.
+const MaxInFlight = maxInFlight
+
+// Queued returns how many appends to topic wait for a call in flight, and
+// how many calls are in flight.
+func (e *Engine) Queued(topic string) (waiting, inflight int) {
 	e.qmu.Lock()
 	defer e.qmu.Unlock()
 	q, ok := e.queues[topic]
 	if !ok {
-		return 0, false
+		return 0, 0
 	}
-	return len(q.waiting), true
+	return len(q.waiting), q.inflight
 }
