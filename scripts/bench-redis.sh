@@ -7,7 +7,8 @@
 #            publish script alone, auto-pipelined (go test -bench)
 #   publish  single events through one node (wrk when installed, and
 #            herald bench publish with many connections), batches; Redis
-#            CPU time per event from /proc/PID/stat
+#            CPU time per event from /proc/PID/stat; the same wrk against
+#            the memory engine, the floor of any engine through one node
 #   fanout   the same subscribers over 1, 2 and 3 nodes, and on one node of
 #            the memory engine: deliveries/s, CPU per delivery, latency
 #   big      45,000 subscribers on 3 nodes (SSE and WebSocket, 6 load
@@ -117,6 +118,14 @@ publish() {
         redis_cpu_line "$t0" "$n" event
         nodes_stop
         redis_stop
+        if [ "$persist" = none ]; then
+          # The floor: the same wrk command against one node of the memory
+          # engine (no Redis at all); no engine does better through one node.
+          nodes_start 1 memory
+          echo "-- publish: wrk single events, 64 connections, one node, memory engine (the floor), run $i; $(load)"
+          wrk -t1 -c64 -d10s -s "$lua" "http://127.0.0.1:18181/v1/topics/bench.pub/events" | grep -E 'Requests/sec|Latency|Non-2xx' || true
+          nodes_stop
+        fi
       fi
       for shape in "--conns 256" "--conns 4 --batch 100" "--conns 4 --batch 1000"; do
         redis_start "${persist/none/}"
