@@ -263,10 +263,10 @@ type Manager struct {
 	groups map[string]*group
 	closed bool
 
-	kick     chan struct{} // wakes the timer goroutine: a nearer timer (cap 1)
-	flushCh  chan struct{} // wakes it to store the groups' queued writes (cap 1)
-	wakeAt   atomic.Int64  // unix ns the timer goroutine sleeps until; MinInt64 while it looks
-	done     chan struct{} // closed by Close
+	kick     chan struct{}   // wakes the timer goroutine: a nearer timer (cap 1)
+	flushCh  chan struct{}   // wakes it to store the groups' queued writes (cap 1)
+	wakeAt   atomic.Int64    // unix ns the timer goroutine sleeps until; MinInt64 while it looks
+	done     chan struct{}   // closed by Close
 	ctx      context.Context // of the timer goroutine's I/O; Close cancels it
 	cancel   context.CancelFunc
 	loopDone chan struct{} // closed when the timer goroutine has ended
