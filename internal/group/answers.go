@@ -351,6 +351,13 @@ func (m *Manager) deadLetter(g *group, l *lease, why, detail string) error {
 	r := g.enqueueLocked(ops)
 	g.wakeLocked()
 	g.mu.Unlock()
+	if m.shared {
+		// Counted once stored: another node may have dead-lettered it
+		// (the publish was deduped), and this write then conflicts.
+		if err := g.wait(r); err != nil {
+			return err
+		}
+	}
 	if o := m.opts.Observer; o.DeadLettered != nil {
 		o.DeadLettered(g.cfg.Name, why)
 	}

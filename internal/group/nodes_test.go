@@ -411,3 +411,50 @@ func TestNodesAnswerEachOther(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestNodesDeadLetterOnce: a lease that runs out on its last delivery
+// ends on every node's timers at once; the event goes to the dead-letter
+// topic once, and both nodes count it once.
+func TestNodesDeadLetterOnce(t *testing.T) {
+	nodes := startNodes(t, 2)
+	a, b := nodes[0], nodes[1]
+	publishBatches(t, a.h, "jobs", 1)
+	if _, _, err := a.m.Put(bg, Config{Name: "g", Topics: []string{"jobs"}, Start: StartEarliest, AckWait: 200 * time.Millisecond, MaxDeliveries: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if msgs, err := a.m.Fetch(bgInternal(), "g", "w1", 1, 0); err != nil || len(msgs) != 1 {
+		t.Fatalf("Fetch: %d messages, %v", len(msgs), err)
+	}
+	if in, err := b.m.Get(bg, "g"); err != nil || in.InFlight != 1 {
+		t.Fatalf("node B: %+v, %v; want 1 in flight", in, err)
+	}
+	stop := time.Now().Add(guard)
+	for {
+		ina, erra := a.m.Get(bg, "g")
+		inb, errb := b.m.Get(bg, "g")
+		if erra != nil || errb != nil {
+			t.Fatal(erra, errb)
+		}
+		if ina.DeadLettered == 1 && inb.DeadLettered == 1 && ina.Topics[0].Committed == 1 && inb.Topics[0].Committed == 1 {
+			break
+		}
+		if ina.DeadLettered > 1 || inb.DeadLettered > 1 {
+			t.Fatalf("dead-lettered %d (A), %d (B), want 1", ina.DeadLettered, inb.DeadLettered)
+		}
+		if time.Now().After(stop) {
+			t.Fatalf("not dead-lettered: A %+v, B %+v", ina, inb)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // a second dead-lettering would have come by now
+	rb, err := a.eng.Read(bg, "g.dead", 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rb.Events) != 1 || rb.Events[0].Headers[HeaderReason] != ReasonMaxDeliveries {
+		t.Fatalf("dead-letter topic holds %d events, want 1 (max_deliveries)", len(rb.Events))
+	}
+	if in, _ := a.m.Get(bg, "g"); in.DeadLettered != 1 {
+		t.Fatalf("dead-lettered %d, want 1", in.DeadLettered)
+	}
+}
