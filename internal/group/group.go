@@ -402,11 +402,23 @@ func (m *Manager) put(ctx context.Context, cfg Config, missingOK bool) (Info, bo
 	m.mu.Lock()
 	old, closed, n := m.groups[cfg.Name], m.closed, len(m.groups)
 	m.mu.Unlock()
-	if m.shared && old == nil && !closed {
-		// Another node may have created it.
-		var err error
-		if old, err = m.storedGroup(ctx, cfg.Name); err != nil {
-			return Info{}, false, err
+	if m.shared && !closed {
+		// Another node may have deleted it, or created it.
+		if old != nil {
+			gone, err := old.gone(ctx)
+			if err != nil {
+				return Info{}, false, err
+			}
+			if gone {
+				m.drop(old)
+				old = nil
+			}
+		}
+		if old == nil {
+			var err error
+			if old, err = m.storedGroup(ctx, cfg.Name); err != nil {
+				return Info{}, false, err
+			}
 		}
 	}
 	switch {

@@ -410,6 +410,14 @@ func TestNodesAnswerEachOther(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// Created again on A: a new group, which B serves.
+	if _, created, err := a.m.Put(bg, Config{Name: "g", Topics: []string{"jobs"}, Start: StartEarliest}); err != nil || !created {
+		t.Fatalf("Put on A after the delete: created %v, %v; want a new group", created, err)
+	}
+	again, err := b.m.Fetch(bgInternal(), "g", "w1", 10, 0)
+	if err != nil || !slices.Equal(offsetsOf(again), []uint64{1, 2, 3, 4}) || again[0].Delivery != 1 {
+		t.Fatalf("Fetch on B from the new group: %v, %v; want offsets 1 to 4, first deliveries", offsetsOf(again), err)
+	}
 }
 
 // TestNodesDeadLetterOnce: a lease that runs out on its last delivery
