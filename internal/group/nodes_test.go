@@ -61,7 +61,11 @@ func (n *node) stop() {
 
 func startNodes(t *testing.T, k int) []*node {
 	t.Helper()
-	url := redistest.Start(t, redistest.Options{}).URL()
+	return startNodesOn(t, redistest.Start(t, redistest.Options{}).URL(), k)
+}
+
+func startNodesOn(t *testing.T, url string, k int) []*node {
+	t.Helper()
 	out := make([]*node, k)
 	for i := range out {
 		out[i] = startNode(t, url)
@@ -149,12 +153,24 @@ func (lg *ledger) check(t *testing.T, n int) {
 }
 
 // TestNodesShareGroup: three nodes on one Redis, two members on each,
-// fetch and ack one group's 5,000 events at once; some acks go through
-// another node than the fetch. Every event is acked once, no event is
-// leased to two members at once, and every node reports the same state.
+// fetch and ack one group's 5,000 events at once (1,000 in a Cluster);
+// some acks go through another node than the fetch. Every event is acked
+// once, no event is leased to two members at once, and every node reports
+// the same state.
 func TestNodesShareGroup(t *testing.T) {
-	const total = 5000
-	nodes := startNodes(t, 3)
+	for _, tt := range []struct {
+		name  string
+		total int
+		url   func(t *testing.T) string
+	}{
+		{"standalone", 5000, func(t *testing.T) string { return redistest.Start(t, redistest.Options{}).URL() }},
+		{"cluster", 1000, func(t *testing.T) string { return redistest.StartCluster(t).URL() }},
+	} {
+		t.Run(tt.name, func(t *testing.T) { testNodesShareGroup(t, startNodesOn(t, tt.url(t), 3), tt.total) })
+	}
+}
+
+func testNodesShareGroup(t *testing.T, nodes []*node, total int) {
 	publishBatches(t, nodes[0].h, "jobs", total)
 	if _, _, err := nodes[0].m.Put(bg, Config{Name: "g", Topics: []string{"jobs"}, Start: StartEarliest, AckWait: 20 * time.Second}); err != nil {
 		t.Fatal(err)
@@ -222,7 +238,7 @@ func TestNodesShareGroup(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if in.InFlight != 0 || in.Pending != 0 || in.Waiting != 0 || len(in.Topics) != 1 || in.Topics[0].Committed != total {
+		if in.InFlight != 0 || in.Pending != 0 || in.Waiting != 0 || len(in.Topics) != 1 || in.Topics[0].Committed != uint64(total) {
 			t.Errorf("node %d: %+v; want everything committed, nothing in flight", i, in)
 		}
 		if i == 0 {
