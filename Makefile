@@ -27,6 +27,7 @@ build:
 ## test: the whole test suite (what CI runs), with the race detector and vet
 test: lint proto-check
 	$(GO) test -race -count=1 -timeout 12m ./...
+	$(GO) test -race -count=1 ./internal/group/ -args -shared
 
 ## test-short: the suite without the race detector, for a quick loop
 test-short:

@@ -44,7 +44,7 @@ func (m *Manager) answer(ctx context.Context, name, member string) (*group, erro
 			return nil, err
 		}
 	}
-	g, err := m.group(name)
+	g, err := m.group(ctx, name)
 	if err != nil {
 		return nil, err
 	}
@@ -69,13 +69,40 @@ func (m *Manager) Ack(ctx context.Context, name, member string, ids []string) (r
 	if err != nil {
 		return nil, err
 	}
+	checked := false
+	for attempt := 0; ; attempt++ {
+		var acked int
+		results, acked, err = g.ack(ctx, member, ids, &checked)
+		if g.again(ctx, err, attempt) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if o := m.opts.Observer; o.Acked != nil && acked > 0 {
+			o.Acked(name, acked)
+		}
+		return results, nil
+	}
+}
+
+// ack is one run of Ack; checked is recheck's.
+func (g *group) ack(ctx context.Context, member string, ids []string, checked *bool) (results []error, acked int, err error) {
 	results = make([]error, len(ids))
-	acked := 0
 	var ops []hub.StateOp
 	g.mu.Lock()
 	if g.deleted {
 		g.mu.Unlock()
-		return nil, fmt.Errorf("%w: %q was deleted", ErrNoGroup, name)
+		return nil, 0, fmt.Errorf("%w: %q was deleted", ErrNoGroup, g.cfg.Name)
+	}
+	if g.m.shared && !*checked {
+		// Decide on a fresh state if this one refuses any.
+		for _, id := range ids {
+			if _, err := g.lookupLocked(id, member); stale(err) {
+				g.mu.Unlock()
+				return nil, 0, g.recheck(ctx, err, checked)
+			}
+		}
 	}
 	for i, id := range ids {
 		l, err := g.lookupLocked(id, member)
@@ -95,12 +122,9 @@ func (m *Manager) Ack(ctx context.Context, name, member string, ids []string) (r
 	}
 	g.mu.Unlock()
 	if err := g.wait(r); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	if o := m.opts.Observer; o.Acked != nil && acked > 0 {
-		o.Acked(name, acked)
-	}
-	return results, nil
+	return results, acked, nil
 }
 
 // Nak hands a delivery back for redelivery after delay (0: the group's
@@ -116,11 +140,26 @@ func (m *Manager) Nak(ctx context.Context, name, member, id string, delay time.D
 	if err != nil {
 		return err
 	}
+	checked := false
+	for attempt := 0; ; attempt++ {
+		err := g.nak(ctx, member, id, delay, &checked)
+		if !g.again(ctx, err, attempt) {
+			return err
+		}
+	}
+}
+
+// nak is one run of Nak; checked is recheck's.
+func (g *group) nak(ctx context.Context, member, id string, delay time.Duration, checked *bool) error {
+	m := g.m
 	g.mu.Lock()
 	l, err := g.lookupLocked(id, member)
 	if err != nil {
 		r := g.last
 		g.mu.Unlock()
+		if rerr := g.recheck(ctx, err, checked); rerr != nil {
+			return rerr
+		}
 		return joinWait(err, g.wait(r))
 	}
 	s := g.st
@@ -160,6 +199,17 @@ func (m *Manager) InProgress(ctx context.Context, name, member, id string) (time
 	if err != nil {
 		return time.Time{}, err
 	}
+	checked := false
+	for attempt := 0; ; attempt++ {
+		deadline, err := g.inProgress(ctx, member, id, &checked)
+		if !g.again(ctx, err, attempt) {
+			return deadline, err
+		}
+	}
+}
+
+// inProgress is one run of InProgress; checked is recheck's.
+func (g *group) inProgress(ctx context.Context, member, id string, checked *bool) (time.Time, error) {
 	g.mu.Lock()
 	l, err := g.lookupLocked(id, member)
 	if err == nil && l.state != stateLeased && member == "" {
@@ -168,6 +218,9 @@ func (m *Manager) InProgress(ctx context.Context, name, member, id string) (time
 	if err != nil {
 		r := g.last
 		g.mu.Unlock()
+		if rerr := g.recheck(ctx, err, checked); rerr != nil {
+			return time.Time{}, rerr
+		}
 		return time.Time{}, joinWait(err, g.wait(r))
 	}
 	s := g.st
@@ -180,11 +233,14 @@ func (m *Manager) InProgress(ctx context.Context, name, member, id string) (time
 		s.inflight++
 		s.members[member]++
 	}
-	deadline := m.clock.Now().Add(g.cfg.AckWait)
+	deadline := g.m.clock.Now().Add(g.cfg.AckWait)
 	s.schedule(l, deadline)
 	r := g.enqueueLocked([]hub.StateOp{leaseOp(l)})
 	g.mu.Unlock()
-	return deadline, g.wait(r)
+	if err := g.wait(r); err != nil {
+		return time.Time{}, err
+	}
+	return deadline, nil
 }
 
 // Term sends a delivery's event to the dead-letter topic now, with why in
@@ -197,11 +253,25 @@ func (m *Manager) Term(ctx context.Context, name, member, id, why string) error 
 	if err != nil {
 		return err
 	}
+	checked := false
+	for attempt := 0; ; attempt++ {
+		err := g.term(ctx, member, id, why, &checked)
+		if !g.again(ctx, err, attempt) {
+			return err
+		}
+	}
+}
+
+// term is one run of Term; checked is recheck's.
+func (g *group) term(ctx context.Context, member, id, why string, checked *bool) error {
 	g.mu.Lock()
 	l, err := g.lookupLocked(id, member)
 	if err != nil {
 		r := g.last
 		g.mu.Unlock()
+		if rerr := g.recheck(ctx, err, checked); rerr != nil {
+			return rerr
+		}
 		return joinWait(err, g.wait(r))
 	}
 	s := g.st
@@ -212,7 +282,7 @@ func (m *Manager) Term(ctx context.Context, name, member, id, why string) error 
 	}
 	l.state = stateDying
 	g.mu.Unlock()
-	return m.deadLetter(g, l, ReasonTerm, why)
+	return g.m.deadLetter(g, l, ReasonTerm, why)
 }
 
 // joinWait returns err, or the store's error when the changes err's
@@ -259,7 +329,13 @@ func (m *Manager) deadLetter(g *group, l *lease, why, detail string) error {
 	g.mu.Lock()
 	s := g.st
 	if !s.belongs(l) || l.state != stateDying {
+		reloaded := s.topics[l.t.name] != l.t
 		g.mu.Unlock()
+		if g.m.shared && reloaded {
+			// Maybe another node's change: decide again on the new state
+			// (the publish is deduped).
+			return errReloaded
+		}
 		return nil // ended meanwhile (a new epoch, a reload)
 	}
 	if err != nil {
@@ -275,6 +351,13 @@ func (m *Manager) deadLetter(g *group, l *lease, why, detail string) error {
 	r := g.enqueueLocked(ops)
 	g.wakeLocked()
 	g.mu.Unlock()
+	if m.shared {
+		// Counted once stored: another node may have dead-lettered it
+		// (the publish was deduped), and this write then conflicts.
+		if err := g.wait(r); err != nil {
+			return err
+		}
+	}
 	if o := m.opts.Observer; o.DeadLettered != nil {
 		o.DeadLettered(g.cfg.Name, why)
 	}

@@ -20,7 +20,9 @@ import (
 //
 // A failed write leaves the memory ahead of the store: the committer then
 // reloads the group's state from the store, and every change not stored
-// fails with the error.
+// fails with the error. In shared mode (shared.go) every ApplyState also
+// checks and moves the group's version, and a conflict is such a failure,
+// which the operations that see it run again.
 
 // change is the writes of one change to a group's state.
 type change struct {
@@ -84,6 +86,10 @@ func (g *group) flushLocked() {
 	if len(q) == 0 {
 		return
 	}
+	if g.m.shared {
+		g.flushSharedLocked(q)
+		return
+	}
 	ctx := context.Background() // a write, once started, completes
 	var batch []hub.StateOp
 	bytes := 0
@@ -119,18 +125,7 @@ func (g *group) flushLocked() {
 	}
 	err = fmt.Errorf("group %s: store: %w", g.cfg.Name, err)
 	g.m.log.Error("group state write failed; reloading the group from the store", "group", g.cfg.Name, "error", err)
-	s, lerr := g.load(ctx)
-	g.mu.Lock()
-	q = append(q, g.queue...)
-	g.queue = nil
-	if lerr == nil {
-		g.st = s
-	}
-	g.wakeLocked()
-	g.mu.Unlock()
-	for _, c := range q {
-		c.res.done, c.res.err = true, err
-	}
+	g.reloadLocked(ctx, q, err)
 }
 
 // lastPerKey returns the writes of q in order, each key's last only: the

@@ -59,7 +59,9 @@ func ValidateMember(member string) error {
 // goroutine stores them at once, and any later answer (an ack) waits for
 // them. A crash in between forgets those deliveries: their events are
 // delivered again as if new, and answers to their ids fail with
-// ErrUnknownDelivery. Acks, unlike fetches, return once stored.
+// ErrUnknownDelivery. Acks, unlike fetches, return once stored. On a
+// store shared between nodes (shared.go) a fetch returns once its leases
+// are stored, so that no other node leases the same events meanwhile.
 func (m *Manager) Fetch(ctx context.Context, name, member string, limit int, wait time.Duration) ([]Message, error) {
 	if err := ValidateMember(member); err != nil {
 		return nil, err
@@ -72,7 +74,7 @@ func (m *Manager) Fetch(ctx context.Context, name, member string, limit int, wai
 	case wait < 0:
 		return nil, fmt.Errorf("%w: wait %v is negative", hub.ErrBadInput, wait)
 	}
-	g, err := m.group(name)
+	g, err := m.group(ctx, name)
 	if err != nil {
 		return nil, err
 	}
@@ -83,6 +85,7 @@ func (m *Manager) Fetch(ctx context.Context, name, member string, limit int, wai
 		return nil, err
 	}
 	deadline := time.Now().Add(wait)
+	attempt := 0 // shared mode: the takes that conflicted
 	for {
 		g.mu.Lock()
 		if g.deleted {
@@ -97,11 +100,22 @@ func (m *Manager) Fetch(ctx context.Context, name, member string, limit int, wai
 		changed := g.changed
 		g.mu.Unlock()
 		if len(msgs) > 0 {
+			if m.shared {
+				// The leases must be stored before anyone sees them: a
+				// conflict means another node changed the group, whose
+				// state is reloaded; take again from it.
+				if err := g.wait(r); err != nil {
+					if g.again(ctx, err, attempt) {
+						attempt++
+						continue
+					}
+					return nil, err
+				}
+			} else if r != nil {
+				m.flushSoon()
+			}
 			if o := m.opts.Observer; o.Delivered != nil {
 				o.Delivered(name, len(msgs), redelivered)
-			}
-			if r != nil {
-				m.flushSoon()
 			}
 			return msgs, nil
 		}

@@ -231,6 +231,14 @@ type Options struct {
 	// TopicRefresh is how often a group with patterns looks for new
 	// matching topics (on a fetch, and during a long poll); default 1 s.
 	TopicRefresh time.Duration
+	// Poll is how often, at most, a Manager on a store shared between
+	// nodes (the Redis engine's) looks for other nodes' changes: each
+	// group's version every min(Poll, AckWait/4), at least every Poll/4,
+	// and the registry of groups every Poll; default 1 s. See shared.go.
+	Poll time.Duration
+	// Shared turns shared mode on over a store that does not say it is
+	// shared (tests); a store that does (the Redis engine's) needs not.
+	Shared bool
 	// Clock measures leases; default the real one.
 	Clock    Clock
 	Observer Observer
@@ -246,6 +254,8 @@ type Manager struct {
 	opts  Options
 	clock Clock
 	log   *slog.Logger
+	// shared: other nodes serve the groups too (shared.go); static.
+	shared bool
 
 	opMu sync.Mutex // serializes Put, Delete and Close, which do I/O; taken before mu
 
@@ -253,10 +263,12 @@ type Manager struct {
 	groups map[string]*group
 	closed bool
 
-	kick     chan struct{} // wakes the timer goroutine: a nearer timer (cap 1)
-	flushCh  chan struct{} // wakes it to store the groups' queued writes (cap 1)
-	wakeAt   atomic.Int64  // unix ns the timer goroutine sleeps until; MinInt64 while it looks
-	done     chan struct{} // closed by Close
+	kick     chan struct{}   // wakes the timer goroutine: a nearer timer (cap 1)
+	flushCh  chan struct{}   // wakes it to store the groups' queued writes (cap 1)
+	wakeAt   atomic.Int64    // unix ns the timer goroutine sleeps until; MinInt64 while it looks
+	done     chan struct{}   // closed by Close
+	ctx      context.Context // of the timer goroutine's I/O; Close cancels it
+	cancel   context.CancelFunc
 	loopDone chan struct{} // closed when the timer goroutine has ended
 }
 
@@ -278,6 +290,9 @@ func New(ctx context.Context, h *hub.Hub, opts Options) (*Manager, error) {
 	if opts.TopicRefresh <= 0 {
 		opts.TopicRefresh = time.Second
 	}
+	if opts.Poll <= 0 {
+		opts.Poll = time.Second
+	}
 	if opts.Clock == nil {
 		opts.Clock = realClock{}
 	}
@@ -285,19 +300,34 @@ func New(ctx context.Context, h *hub.Hub, opts Options) (*Manager, error) {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
 	m := &Manager{
-		hub: h, eng: h.Engine(), store: store, opts: opts, clock: opts.Clock, log: opts.Log,
+		hub: h, eng: h.Engine(), store: store, opts: opts, clock: opts.Clock, log: opts.Log, shared: opts.Shared || isShared(store),
 		groups: make(map[string]*group), kick: make(chan struct{}, 1), flushCh: make(chan struct{}, 1), done: make(chan struct{}), loopDone: make(chan struct{}),
 	}
-	var entries []jsonStored
-	err := store.ScanState(ctx, registrySpace, "", func(name string, v []byte) bool {
-		var st jsonStored
-		if err := json.Unmarshal(v, &st); err != nil {
-			m.log.Warn("stored group skipped", "group", name, "error", err)
-			return true
+	entries, err := m.scanRegistry(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, st := range entries {
+		g := newGroup(m, st.Config, st.Created)
+		s, ver, err := g.loadVersioned(ctx, nil)
+		if err != nil {
+			return nil, fmt.Errorf("load group %s: %w", st.Config.Name, err)
 		}
-		st.Config.Name = name
-		st.Config = st.Config.WithDefaults()
-		if err := st.Config.Validate(); err != nil {
+		g.st, g.ver = s, ver
+		m.groups[st.Config.Name] = g
+	}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	go m.loop()
+	return m, nil
+}
+
+// scanRegistry reads the registry of groups; an entry that cannot be read
+// is logged and skipped.
+func (m *Manager) scanRegistry(ctx context.Context) ([]jsonStored, error) {
+	var entries []jsonStored
+	err := m.store.ScanState(ctx, registrySpace, "", func(name string, v []byte) bool {
+		st, err := parseStored(name, v)
+		if err != nil {
 			m.log.Warn("stored group skipped", "group", name, "error", err)
 			return true
 		}
@@ -307,24 +337,36 @@ func New(ctx context.Context, h *hub.Hub, opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load groups: %w", err)
 	}
-	for _, st := range entries {
-		g := newGroup(m, st.Config, st.Created)
-		s, err := g.load(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("load group %s: %w", st.Config.Name, err)
-		}
-		g.st = s
-		m.groups[st.Config.Name] = g
+	return entries, nil
+}
+
+// parseStored parses the registry entry of group name.
+func parseStored(name string, v []byte) (jsonStored, error) {
+	var st jsonStored
+	if err := json.Unmarshal(v, &st); err != nil {
+		return jsonStored{}, err
 	}
-	go m.loop()
-	return m, nil
+	st.Config.Name = name
+	st.Config = st.Config.WithDefaults()
+	if err := st.Config.Validate(); err != nil {
+		return jsonStored{}, err
+	}
+	return st, nil
 }
 
 // group returns the group named name, or an error wrapping ErrNoGroup.
-func (m *Manager) group(name string) (*group, error) {
+// In shared mode a group unknown here may have been created on another
+// node since the last poll: it is looked up in the store.
+func (m *Manager) group(ctx context.Context, name string) (*group, error) {
 	m.mu.Lock()
 	g, closed := m.groups[name], m.closed
 	m.mu.Unlock()
+	if m.shared && g == nil && !closed {
+		var err error
+		if g, err = m.storedGroup(ctx, name); err != nil {
+			return nil, err
+		}
+	}
 	switch {
 	case closed:
 		return nil, hub.ErrClosed
@@ -360,6 +402,25 @@ func (m *Manager) put(ctx context.Context, cfg Config, missingOK bool) (Info, bo
 	m.mu.Lock()
 	old, closed, n := m.groups[cfg.Name], m.closed, len(m.groups)
 	m.mu.Unlock()
+	if m.shared && !closed {
+		// Another node may have deleted it, or created it.
+		if old != nil {
+			gone, err := old.gone(ctx)
+			if err != nil {
+				return Info{}, false, err
+			}
+			if gone {
+				m.drop(old)
+				old = nil
+			}
+		}
+		if old == nil {
+			var err error
+			if old, err = m.storedGroup(ctx, cfg.Name); err != nil {
+				return Info{}, false, err
+			}
+		}
+	}
 	switch {
 	case closed:
 		return Info{}, false, hub.ErrClosed
@@ -388,8 +449,19 @@ func (m *Manager) put(ctx context.Context, cfg Config, missingOK bool) (Info, bo
 		}
 		ops = ops[k:]
 	}
-	entry := mustJSON(jsonStored{Config: cfg, Created: g.created})
-	if err := m.store.ApplyState(ctx, registrySpace, []hub.StateOp{setOp(cfg.Name, entry)}); err != nil {
+	entry := setOp(cfg.Name, mustJSON(jsonStored{Config: cfg, Created: g.created}))
+	if m.shared {
+		entry.Check = true // absent: another node may be creating it too
+	}
+	if err := m.store.ApplyState(ctx, registrySpace, []hub.StateOp{entry}); err != nil {
+		if m.shared && errors.Is(err, hub.ErrStateConflict) {
+			// The other node won: take its group, if the settings match.
+			if old, lerr := m.storedGroup(ctx, cfg.Name); lerr == nil && old != nil && old.cfg.same(&cfg) {
+				in, err := m.info(ctx, old)
+				return in, false, err
+			}
+			return Info{}, false, fmt.Errorf("group %s: %w; delete it first to change them", cfg.Name, ErrExists)
+		}
 		return Info{}, false, fmt.Errorf("store group %s: %w", cfg.Name, err)
 	}
 	g.st = s
@@ -400,9 +472,22 @@ func (m *Manager) put(ctx context.Context, cfg Config, missingOK bool) (Info, bo
 	return in, true, err
 }
 
+// storedGroup returns group name as another node stored it, loaded and
+// served from now on, or nil when there is none. Shared mode only.
+func (m *Manager) storedGroup(ctx context.Context, name string) (*group, error) {
+	st, ok, err := m.lookupStored(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("group %s: %w", name, err)
+	}
+	if !ok {
+		return nil, nil
+	}
+	return m.adopt(ctx, st)
+}
+
 // Get returns a group's settings and state, or ErrNoGroup.
 func (m *Manager) Get(ctx context.Context, name string) (Info, error) {
-	g, err := m.group(name)
+	g, err := m.group(ctx, name)
 	if err != nil {
 		return Info{}, err
 	}
@@ -414,7 +499,7 @@ func (m *Manager) Get(ctx context.Context, name string) (Info, error) {
 // as a Fetch would answer. Streams check it when they open, so that a
 // caller without the grant is refused at once, not at its first fetch.
 func (m *Manager) Allowed(ctx context.Context, name string) error {
-	g, err := m.group(name)
+	g, err := m.group(ctx, name)
 	if err != nil {
 		return err
 	}
@@ -446,7 +531,7 @@ func (m *Manager) List(ctx context.Context) ([]Info, error) {
 func (m *Manager) Delete(ctx context.Context, name string) error {
 	m.opMu.Lock()
 	defer m.opMu.Unlock()
-	g, err := m.group(name)
+	g, err := m.group(ctx, name)
 	if err != nil {
 		return err
 	}
@@ -484,6 +569,7 @@ func (m *Manager) Close() {
 	gs := slices.Collect(maps.Values(m.groups))
 	m.mu.Unlock()
 	close(m.done)
+	m.cancel()
 	<-m.loopDone
 	m.flushAll() // the leases of the last fetches
 	for _, g := range gs {
@@ -520,6 +606,11 @@ func (m *Manager) allow(ctx context.Context, g *group) error {
 // info returns g's settings and state, with the topics' heads read from
 // the engine.
 func (m *Manager) info(ctx context.Context, g *group) (Info, error) {
+	if m.shared {
+		if _, err := g.sync(ctx); err != nil {
+			return Info{}, err
+		}
+	}
 	g.mu.Lock()
 	s := g.st
 	in := Info{

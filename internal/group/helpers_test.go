@@ -2,6 +2,7 @@ package group
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"sync"
 	"testing"
@@ -16,7 +17,16 @@ import (
 	"github.com/heraldhq/herald/internal/hub"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// rueidis closes the connections a Cluster topology refresh replaced five
+// seconds later, in a goroutine of its own that outlives Close (as in
+// internal/engine/redis).
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*clusterClient)._refresh.func2"))
+}
+
+// sharedFlag runs the single-node tests in shared mode (shared.go), which
+// must not change what they see: go test ./internal/group/ -args -shared.
+var sharedFlag = flag.Bool("shared", false, "run the Managers of the single-node tests in shared mode")
 
 // guard is how long a test waits for something that should happen at once
 // before it calls it a failure. It never orders events.
@@ -107,7 +117,7 @@ func newFixtureOn(t *testing.T, eng hub.Engine, clock *fakeClock) *fixture {
 	t.Helper()
 	f := &fixture{eng: eng, clock: clock, dead: make(chan string, 1000)}
 	f.h = hub.New(eng, hub.Options{})
-	m, err := New(bg, f.h, Options{Clock: clock, TopicRefresh: 20 * time.Millisecond, Observer: Observer{DeadLettered: func(g, why string) { f.dead <- g + ":" + why }}})
+	m, err := New(bg, f.h, Options{Shared: *sharedFlag, Clock: clock, TopicRefresh: 20 * time.Millisecond, Observer: Observer{DeadLettered: func(g, why string) { f.dead <- g + ":" + why }}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,6 +25,7 @@ type group struct {
 	lastResolve time.Time  // guarded by rmu: when the patterns were last resolved
 
 	wmu sync.Mutex // orders writes to the store (commit.go); taken before mu
+	ver []byte     // guarded by wmu: in shared mode, the version of the space last seen (nil: none)
 
 	mu      sync.Mutex // guards the fields below
 	st      *state
@@ -249,9 +250,10 @@ func (g *group) create(ctx context.Context, missingOK bool) (*state, []hub.State
 }
 
 // load builds g's state from the store: positions, done spans and leases
-// (whose events it reads again), then topics its patterns match that are
-// new.
-func (g *group) load(ctx context.Context) (*state, error) {
+// (whose events it reads again, unless cache has them), then topics its
+// patterns match that are new. With a cache (a reload in shared mode) the
+// events read and not leased go back to buf (refill).
+func (g *group) load(ctx context.Context, cache eventCache) (*state, error) {
 	stored, err := loadSpace(ctx, g.m.store, g.space)
 	if err != nil {
 		return nil, err
@@ -279,16 +281,20 @@ func (g *group) load(ctx context.Context) (*state, error) {
 			if off <= t.floor || t.done.contains(off) || epochOf(jl.E) != t.epoch {
 				continue
 			}
-			b, err := g.m.eng.Read(ctx, name, off-1, 1)
-			if err != nil {
-				return nil, fmt.Errorf("read %s: %w", name, err)
+			ev := cache[name][off]
+			if ev == nil || ev.Epoch != t.epoch {
+				b, err := g.m.eng.Read(ctx, name, off-1, 1)
+				if err != nil {
+					return nil, fmt.Errorf("read %s: %w", name, err)
+				}
+				if len(b.Events) == 0 || b.Events[0].Offset != off || b.Info.Epoch != t.epoch {
+					// Gone from history (retention, or a new epoch, which the
+					// first read notices): nothing to deliver again.
+					continue
+				}
+				ev = b.Events[0]
 			}
-			if len(b.Events) == 0 || b.Events[0].Offset != off || b.Info.Epoch != t.epoch {
-				// Gone from history (retention, or a new epoch, which the
-				// first read notices): nothing to deliver again.
-				continue
-			}
-			l := &lease{t: t, off: off, ev: b.Events[0], id: jl.ID, n: jl.N, hi: -1}
+			l := &lease{t: t, off: off, ev: ev, id: jl.ID, n: jl.N, hi: -1}
 			l.key = g.cfg.orderingKey(l.ev)
 			t.open[off] = l
 			s.ids[l.id] = l
@@ -302,13 +308,17 @@ func (g *group) load(ctx context.Context) (*state, error) {
 				s.inflight++
 				s.members[l.member]++
 				heap.Push(&s.timers, l)
-			case until.After(now):
+			case until.After(now), l.n >= g.cfg.MaxDeliveries:
+				// Out of deliveries: the timer dead-letters it.
 				l.state, l.at = stateWaiting, until
 				heap.Push(&s.timers, l)
 			default:
 				l.state = stateReady
 				s.ready = append(s.ready, l)
 			}
+		}
+		if cache != nil {
+			g.refill(s, t, cache[name])
 		}
 	}
 	names, leftOut, err := g.resolve(ctx)

@@ -2,10 +2,13 @@ package group
 
 import (
 	"container/heap"
+	"errors"
 	"maps"
 	"math"
 	"slices"
 	"time"
+
+	"github.com/heraldhq/herald/internal/hub"
 )
 
 // The Manager's goroutine (loop) owns no state: each group keeps its
@@ -15,7 +18,8 @@ import (
 // the events that ran out of deliveries. A change that sets a time earlier
 // than the one the loop sleeps to kicks it (scheduled); so does a fetch,
 // whose leases the loop then stores (flushSoon) unless an answer that
-// waits for them has already.
+// waits for them has already. In shared mode it also polls the groups'
+// versions and the registry for other nodes' changes (shared.go).
 
 // retryDeadLetter is the wait before trying again to dead-letter an event
 // whose publish to the dead-letter topic failed.
@@ -60,6 +64,13 @@ func (m *Manager) loop() {
 		}
 	}
 	defer stop()
+	var tick <-chan time.Time
+	var p poller
+	if m.shared {
+		t := time.NewTicker(m.opts.Poll / 4)
+		defer t.Stop()
+		tick = t.C
+	}
 	for {
 		m.wakeAt.Store(math.MinInt64) // kick me while I look
 		next, ok := m.nextTimer()
@@ -83,6 +94,9 @@ func (m *Manager) loop() {
 				break wait
 			case <-m.flushCh:
 				m.flushAll()
+			case <-tick:
+				m.poll(m.ctx, &p)
+				break wait // a reload may have brought nearer timers
 			case <-m.done:
 				return
 			}
@@ -123,7 +137,11 @@ func (m *Manager) expire() {
 	now := m.clock.Now()
 	for _, g := range m.groupList() {
 		for _, l := range g.expire(now) {
-			if err := m.deadLetter(g, l, ReasonMaxDeliveries, ""); err != nil {
+			err := m.deadLetter(g, l, ReasonMaxDeliveries, "")
+			if m.shared && errors.Is(err, hub.ErrStateConflict) {
+				continue // reloaded: the state's own timers decide again
+			}
+			if err != nil {
 				m.log.Warn("group: dead-lettering failed; trying again", "group", g.cfg.Name, "topic", l.t.name, "offset", l.off, "error", err)
 			}
 		}

@@ -27,6 +27,12 @@ const (
 
 var _ hub.StateStore = (*Engine)(nil)
 
+// SharedState reports that other processes (the other nodes on this
+// Redis) share the store: consumers that keep state in memory, consumer
+// groups, then check their writes against each other's (package group's
+// shared mode).
+func (e *Engine) SharedState() bool { return true }
+
 // LoadState returns the value of key in space; see hub.StateStore.
 func (e *Engine) LoadState(ctx context.Context, space, key string) ([]byte, bool, error) {
 	if err := hub.CheckLoadState(ctx, space, key); err != nil {
