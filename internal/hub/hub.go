@@ -4,9 +4,10 @@
 // implementation.
 //
 // Lock order (outer first): shard.mu, then Subscriber.mu; and a topic's
-// presence lock (topicSubs.pmu, presence.go), then Subscriber.mu. A topic's
-// subscriber list is copy-on-write, so fan-out takes no hub lock at all; it
-// takes each Subscriber.mu briefly to queue the event.
+// presence lock (topicSubs.pmu, presence.go), then Subscriber.mu or the
+// PresenceStore's queue lock. A topic's subscriber list is copy-on-write,
+// so fan-out takes no hub lock at all; it takes each Subscriber.mu briefly
+// to queue the event.
 package hub
 
 import (
@@ -83,9 +84,10 @@ const numShards = 64
 // Hub routes events between producers, the engine and consumers. Create one
 // with New; it is safe for concurrent use.
 type Hub struct {
-	eng  Engine
-	opts Options
-	seed maphash.Seed
+	eng    Engine
+	pstore PresenceStore // eng, when it shares presence among nodes; else nil
+	opts   Options
+	seed   maphash.Seed
 
 	shards [numShards]shard
 
@@ -148,6 +150,10 @@ func New(eng Engine, opts Options) *Hub {
 		h.shards[i].topics = make(map[string]*topicSubs)
 	}
 	eng.Attach(h.deliver)
+	if ps, ok := eng.(PresenceStore); ok {
+		h.pstore = ps
+		ps.AttachPresence(h.tellRemote)
+	}
 	return h
 }
 
@@ -390,8 +396,11 @@ func (h *Hub) Info(ctx context.Context, topic string) (event.TopicInfo, bool, er
 		b, err = h.eng.Read(ctx, topic, 0, 0)
 		info, ok = b.Info, err == nil
 	}
-	if ok && h.presenceOn(topic) {
-		p := h.presence(topic)
+	if ok && err == nil && h.presenceOn(topic) {
+		p, perr := h.listPresence(ctx, topic)
+		if perr != nil {
+			return event.TopicInfo{}, false, perr
+		}
 		info.Presence = &p
 	}
 	return info, ok, err

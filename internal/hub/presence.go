@@ -12,16 +12,26 @@ import (
 )
 
 // Presence is who is on a topic right now: the push subscribers of the
-// topic on this node, for topics where Options.Presence says so. Each
+// topic, for topics where Options.Presence says so. Each
 // present client has an id (Subscriber.Client) and the info it gave when
 // subscribing (Start.Info). When one joins or leaves, every subscriber of
 // the topic gets a PresenceChange item in its queue, itself included.
 // Presence is never stored in history and consumes no offsets.
 //
+// On a single node (the memory and durable engines) presence is the
+// hub's own: the members are the topic's subscriptions here. An engine
+// shared by several nodes (Redis) implements PresenceStore: the hub then
+// also hands it every join and leave made here, and the store keeps every
+// node's members and tells the other nodes, whose hubs tell their own
+// subscribers of the topic (tellRemote); Presence lists from the store.
+//
 // A topic's changes are ordered by its topicSubs.pmu: a subscription's
 // member is set (join) and cleared (leave), and the change fanned out,
 // under it, so that no subscriber sees a client leave before it joined.
-// Lock order: topicSubs.pmu, then Subscriber.mu. Ending a subscriber calls
+// The change is handed to the PresenceStore under pmu too, so that the
+// store sees a topic's changes in the order its subscribers here did.
+// Lock order: topicSubs.pmu, then Subscriber.mu; and topicSubs.pmu, then
+// the store's own lock (SharePresence only queues). Ending a subscriber calls
 // remove, which takes pmu, so subscribers a fan-out overflows are ended only
 // after pmu is released.
 //
@@ -34,6 +44,26 @@ const (
 	MaxPresenceInfo = 1024 // bytes of one client's info
 	MaxPresenceList = 1000 // members listed by Presence; Count counts them all
 )
+
+// PresenceStore is what an engine shared by several nodes implements to
+// share presence among them; the hub finds it on its Engine with a type
+// assertion. Engines that serve one node do not implement it.
+type PresenceStore interface {
+	// AttachPresence sets the function that receives the presence changes
+	// made on other nodes, for the topics this node watches (Engine.Watch),
+	// never those given to SharePresence here. The function takes hub
+	// locks briefly and does no I/O. It is called once, before use.
+	AttachPresence(tell func(*PresenceChange))
+	// SharePresence records a join or leave made on this node and tells
+	// the other nodes. It must not block: the store queues the change and
+	// writes a topic's changes later in the order of the calls. The hub
+	// calls it under the topic's presence lock; pc must not be changed.
+	SharePresence(pc *PresenceChange)
+	// ListPresence returns who is present on topic on every node, longest
+	// present first, at most max members (Count counts them all). The
+	// list includes every change this node shared before the call.
+	ListPresence(ctx context.Context, topic string, max int) (event.Presence, error)
+}
 
 // ErrPresenceOff is returned by Presence for a topic without presence.
 var ErrPresenceOff = fmt.Errorf("%w: presence is off for this topic", ErrBadInput)
@@ -54,8 +84,9 @@ func (h *Hub) presenceOn(topic string) bool {
 // PresenceOn reports whether topic has presence (Options.Presence).
 func (h *Hub) PresenceOn(topic string) bool { return h.presenceOn(topic) }
 
-// Presence returns who is present on topic on this node. The caller must
-// be allowed presence on it.
+// Presence returns who is present on topic: on this node, or on every
+// node when the engine is a PresenceStore. The caller must be allowed
+// presence on it.
 func (h *Hub) Presence(ctx context.Context, topic string) (event.Presence, error) {
 	if err := event.ValidateTopic(topic); err != nil {
 		return event.Presence{}, err
@@ -66,10 +97,24 @@ func (h *Hub) Presence(ctx context.Context, topic string) (event.Presence, error
 	if err := h.allow(ctx, ActionPresence, topic); err != nil {
 		return event.Presence{}, err
 	}
-	return h.presence(topic), nil
+	return h.listPresence(ctx, topic)
 }
 
-// presence lists topic's present clients, longest present first.
+// listPresence lists topic's present clients, from the PresenceStore if
+// the engine is one.
+func (h *Hub) listPresence(ctx context.Context, topic string) (event.Presence, error) {
+	if h.pstore == nil {
+		return h.presence(topic), nil
+	}
+	p, err := h.pstore.ListPresence(ctx, topic, MaxPresenceList)
+	if err != nil {
+		return event.Presence{}, fmt.Errorf("presence of %s: %w", topic, err)
+	}
+	return p, nil
+}
+
+// presence lists topic's clients present on this node, longest present
+// first.
 func (h *Hub) presence(topic string) event.Presence {
 	var p event.Presence
 	ts := h.topicSubs(topic)
@@ -115,7 +160,11 @@ func (h *Hub) join(sub *subscription, info []byte) {
 	}
 	m := &event.Member{Client: s.client, Info: info, Since: time.Now().UnixMilli()}
 	sub.member = m
-	ended := h.tell(ts, &PresenceChange{Topic: sub.topic, Member: *m})
+	pc := &PresenceChange{Topic: sub.topic, Member: *m}
+	ended := h.tell(ts, pc)
+	if h.pstore != nil {
+		h.pstore.SharePresence(pc)
+	}
 	ts.pmu.Unlock()
 	for _, x := range ended {
 		x.afterEnd(CloseSlow)
@@ -130,8 +179,30 @@ func (h *Hub) leave(ts *topicSubs, sub *subscription) {
 	sub.member = nil
 	var ended []*Subscriber
 	if m != nil {
-		ended = h.tell(ts, &PresenceChange{Topic: sub.topic, Leave: true, Member: *m})
+		pc := &PresenceChange{Topic: sub.topic, Leave: true, Member: *m}
+		ended = h.tell(ts, pc)
+		if h.pstore != nil {
+			h.pstore.SharePresence(pc)
+		}
 	}
+	ts.pmu.Unlock()
+	for _, x := range ended {
+		x.afterEnd(CloseSlow)
+	}
+}
+
+// tellRemote is the PresenceStore's callback: it tells this node's
+// subscribers of pc's topic of a join or leave made on another node.
+func (h *Hub) tellRemote(pc *PresenceChange) {
+	if !h.presenceOn(pc.Topic) {
+		return
+	}
+	ts := h.topicSubs(pc.Topic)
+	if ts == nil {
+		return
+	}
+	ts.pmu.Lock()
+	ended := h.tell(ts, pc)
 	ts.pmu.Unlock()
 	for _, x := range ended {
 		x.afterEnd(CloseSlow)

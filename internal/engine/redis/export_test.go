@@ -26,3 +26,6 @@ func (e *Engine) Queued(topic string) (waiting, inflight int) {
 	}
 	return len(q.waiting), q.inflight
 }
+
+// PresenceKeys returns the keys of topic's presence.
+func (e *Engine) PresenceKeys(topic string) []string { return e.presenceKeys(topic) }

@@ -57,6 +57,11 @@ type Options struct {
 	Now func() time.Time
 	// Log receives the engine's warnings (lost subscriptions). Default: none.
 	Log *slog.Logger
+	// PresenceTTL is how long a member of a topic's presence outlives the
+	// last refresh by its node (every PresenceTTL/3): the members of a
+	// node that dies without a word disappear that long after. Default
+	// DefaultPresenceTTL (presence.go).
+	PresenceTTL time.Duration
 	// Client, when set, replaces the options parsed from URL (tests, and
 	// callers that need rueidis options herald does not expose).
 	Client *rueidis.ClientOption
@@ -82,6 +87,8 @@ type Engine struct {
 
 	qmu    sync.Mutex              // guards queues
 	queues map[string]*appendQueue // topics with a publish call in flight (coalesce.go)
+
+	pres presence // shared presence (presence.go)
 }
 
 // New connects to Redis and returns a running engine.
@@ -103,6 +110,9 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	}
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.PresenceTTL <= 0 {
+		opts.PresenceTTL = DefaultPresenceTTL
 	}
 	var co rueidis.ClientOption
 	if opts.Client != nil {
@@ -145,6 +155,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	if e.sharded {
 		e.pubCmd = "SPUBLISH"
 	}
+	e.startPresence()
 	return e, nil
 }
 
@@ -182,8 +193,8 @@ func (e *Engine) Sharded() bool { return e.sharded }
 // Client returns the engine's Redis client (tests inspect Redis with it).
 func (e *Engine) Client() rueidis.Client { return e.client }
 
-// Close unsubscribes from every channel and disconnects. The engine must
-// not be used after.
+// Close writes the presence changes queued, unsubscribes from every
+// channel and disconnects. The engine must not be used after.
 func (e *Engine) Close() error {
 	e.mu.Lock()
 	if e.closed {
@@ -195,6 +206,7 @@ func (e *Engine) Close() error {
 		w.cancel()
 	}
 	e.mu.Unlock()
+	e.stopPresence()
 	e.wg.Wait()
 	e.sub.Close()
 	e.client.Close()

@@ -12,7 +12,11 @@ import "github.com/redis/rueidis"
 //	                       fields t (unix ms), z (size), r (record)
 //	<prefix>:{<topic>}:k   hash: idempotency key -> offset
 //	<prefix>:{<topic>}:kt  sorted set: idempotency key by time stored
-//	<prefix>:{<topic>}:c   the (sharded) pub/sub channel of its events
+//	<prefix>:{<topic>}:c   the (sharded) pub/sub channel of its events, and
+//	                       of its presence changes (presence.go)
+//	<prefix>:{<topic>}:p   hash: client id -> node id:since (unix ms):info,
+//	                       the clients present on the topic on every node
+//	<prefix>:{<topic>}:pz  sorted set: client id by expiry (unix ms)
 //
 // Keys of the deployment, in the slot of {<prefix>}:
 //

@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -178,8 +179,13 @@ func (e *Engine) run(w *watch) {
 	}
 }
 
-// onMessage delivers a channel message, dropping those already delivered.
+// onMessage delivers a channel message, dropping those already delivered,
+// or hands the hub a presence change.
 func (e *Engine) onMessage(w *watch, m rueidis.PubSubMessage) {
+	if strings.HasPrefix(m.Message, presencePrefix) {
+		e.onPresence(w.topic, m.Message)
+		return
+	}
 	ev, err := decodeMessage(w.topic, m.Message)
 	if err != nil {
 		e.opts.Log.Warn("redis: undecodable message", "topic", w.topic, "err", err)
