@@ -255,7 +255,7 @@ func Default() Config {
 			FastPath:          true,
 		},
 		Engine:           "memory",
-		Redis:            Redis{Prefix: "herald"},
+		Redis:            Redis{Prefix: "herald", PresenceTTL: 60 * time.Second},
 		DataReserveBytes: 256 << 20,
 		History: History{
 			MaxEvents:    event.DefaultRetention().MaxEvents,
@@ -428,6 +428,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Redis.Prefix == "" || strings.ContainsAny(c.Redis.Prefix, "{}") {
 		bad("redis.prefix", "must be non-empty and without braces, got %q", c.Redis.Prefix)
+	}
+	if c.Redis.PresenceTTL < time.Second {
+		bad("redis.presence_ttl", "must be at least 1s (members are refreshed every third of it), got %v", c.Redis.PresenceTTL)
 	}
 	checkHistory := func(prefix string, h Retention, def bool) {
 		if h.MaxEvents < 0 {
@@ -660,6 +663,10 @@ type Redis struct {
 	// Prefix starts every key and channel name herald uses, so that several
 	// deployments can share one Redis.
 	Prefix string `koanf:"prefix"`
+	// PresenceTTL is how long a client stays in a topic's presence after
+	// its node last refreshed it (every third of it): the clients of a
+	// node that dies without a word vanish that long after.
+	PresenceTTL time.Duration `koanf:"presence_ttl"`
 }
 
 // check returns what is wrong with r for the redis engine, or "".

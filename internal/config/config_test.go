@@ -309,6 +309,7 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"redis.url", func(c *config.Config) { c.Engine = "redis" }},
 		{"redis.url", func(c *config.Config) { c.Engine, c.Redis.URL = "redis", "http://127.0.0.1:6379" }},
 		{"redis.prefix", func(c *config.Config) { c.Redis.Prefix = "{x}" }},
+		{"redis.presence_ttl", func(c *config.Config) { c.Redis.PresenceTTL = 500 * time.Millisecond }},
 		{"namespaces.a.b", func(c *config.Config) {
 			c.Namespaces = map[string]config.Namespace{"a.b": {}}
 		}},

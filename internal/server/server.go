@@ -159,6 +159,7 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 			eng, err := redisengine.New(ctx, redisengine.Options{
 				URL:          cfg.Redis.URL,
 				Prefix:       cfg.Redis.Prefix,
+				PresenceTTL:  cfg.Redis.PresenceTTL,
 				Retention:    cfg.Retention,
 				DedupeWindow: cfg.History.DedupeWindow,
 				Log:          log,

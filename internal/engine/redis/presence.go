@@ -319,9 +319,7 @@ func (e *Engine) presenceKeys(topic string) []string {
 
 // presenceArgs returns presenceScript's first arguments.
 func (e *Engine) presenceArgs(topic, mode string) []string {
-	now := e.opts.Now().UnixMilli()
-	ttl := e.pres.ttl.Milliseconds()
-	return []string{mode, itoa(now), itoa(now + ttl), itoa(ttl), e.key(topic, "c"), e.pubCmd}
+	return []string{mode, itoa(e.pres.ttl.Milliseconds()), e.key(topic, "c"), e.pubCmd}
 }
 
 // memberValue is m's value in the presence hash: node, ':', since, ':',
@@ -384,27 +382,30 @@ func (e *Engine) onPresence(topic, msg string) {
 // publishes the leave of those that were there, q lists the members. Then
 // (first for q) it drops the members whose expiry has passed and
 // publishes their leave. The keys live as long as their newest expiry.
+// Expiry times are Redis's (TIME), so the nodes' clocks do not matter.
 //
 // KEYS: p (client -> node:since:info), pz (client by expiry, unix ms).
-// ARGV: 1 mode, 2 now (unix ms), 3 expiry of the members given, 4 ttl
-// (ms), 5 channel, 6 PUBLISH or SPUBLISH, then client and value per
-// member. Returns {} but for q: {client, value, client, value...}.
+// ARGV: 1 mode, 2 ttl (ms), 3 channel, 4 PUBLISH or SPUBLISH, then client
+// and value per member. Returns {} but for q: {client, value, client,
+// value...}.
 var presenceScript = rueidis.NewLuaScript(`
 local p, pz = KEYS[1], KEYS[2]
-local mode, ch, pub = ARGV[1], ARGV[5], ARGV[6]
+local mode, ttl, ch, pub = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if mode == 'j' or mode == 'r' then
-  for i = 7, #ARGV, 2 do
+  local exp = string.format('%d', now + ttl)
+  for i = 5, #ARGV, 2 do
     local c, v = ARGV[i], ARGV[i + 1]
     local new = redis.call('HSET', p, c, v)
-    redis.call('ZADD', pz, ARGV[3], c)
+    redis.call('ZADD', pz, exp, c)
     if mode == 'j' or new == 1 then redis.call(pub, ch, '~pj:' .. c .. ':' .. v) end
   end
-  local ttl = tonumber(ARGV[4])
   for _, k in ipairs({p, pz}) do
     if redis.call('PTTL', k) < ttl then redis.call('PEXPIRE', k, ttl) end
   end
 elseif mode == 'l' then
-  for i = 7, #ARGV, 2 do
+  for i = 5, #ARGV, 2 do
     local c = ARGV[i]
     local v = redis.call('HGET', p, c)
     if v then
@@ -414,7 +415,7 @@ elseif mode == 'l' then
     end
   end
 end
-local gone = redis.call('ZRANGEBYSCORE', pz, '-inf', ARGV[2], 'LIMIT', 0, 1000)
+local gone = redis.call('ZRANGEBYSCORE', pz, '-inf', string.format('%d', now), 'LIMIT', 0, 1000)
 if #gone > 0 then
   local vals = redis.call('HMGET', p, unpack(gone))
   for i, c in ipairs(gone) do
