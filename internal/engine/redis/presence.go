@@ -298,9 +298,15 @@ func (e *Engine) execPresence(what string, execs []rueidis.LuaExec) {
 	}
 	ctx, cancel := context.WithTimeout(e.pres.ctx, presenceCallLimit)
 	defer cancel()
+	var res []rueidis.RedisResult
+	if len(execs) == 1 { // EVALSHA at once; ExecMulti loads the script on every node first
+		res = []rueidis.RedisResult{presenceScript.Exec(ctx, e.client, execs[0].Keys, execs[0].Args)}
+	} else {
+		res = presenceScript.ExecMulti(ctx, e.client, execs...)
+	}
 	failed := 0
 	var first error
-	for _, r := range presenceScript.ExecMulti(ctx, e.client, execs...) {
+	for _, r := range res {
 		if err := r.Error(); err != nil {
 			if failed == 0 {
 				first = err

@@ -142,6 +142,16 @@ func TestPresenceAcrossNodes(t *testing.T) {
 			// A node without subscribers of the topic lists it too.
 			c := startPresenceNode(t, url, 0)
 			presenceOf(t, c, topic, 0, ob, oa)
+
+			// A node shutting down (hub, then engine, as the server does)
+			// writes its clients' leaves: they go at once, not after the TTL.
+			dave := c.subscribe(t, topic, hub.Start{})
+			dv := dave.s.Client()
+			obsB.expect(t, "join "+dv+" ")
+			c.h.Close()
+			c.eng.Close()
+			obsB.expect(t, "leave "+dv)
+			presenceOf(t, b, topic, 0, ob, oa)
 		})
 	}
 }
