@@ -16,6 +16,11 @@
 // a wiped Redis, or a failover to a replica that did not have it, comes
 // back under a new epoch, so consumers are told (gap epoch_changed) instead
 // of seeing offsets silently start again. See docs/redis.md.
+//
+// Presence is shared too (hub.PresenceStore, presence.go): each node
+// writes its clients' joins and leaves to a hash and a sorted set of
+// expiry times per topic, refreshes them, and tells the other nodes over
+// the topic's channel; a dead node's clients expire.
 package redis
 
 import (
