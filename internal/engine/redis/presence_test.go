@@ -3,6 +3,7 @@ package redis_test
 import (
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -81,18 +82,21 @@ func presenceOf(t *testing.T, n *node, topic string, limit time.Duration, want .
 	}
 }
 
+// redisSetups are the Redis deployments the presence tests run on.
+var redisSetups = []struct {
+	name string
+	url  func(t *testing.T) string
+}{
+	{"standalone", func(t *testing.T) string { return redistest.Start(t, redistest.Options{}).URL() }},
+	{"cluster", func(t *testing.T) string { return redistest.StartCluster(t).URL() }},
+}
+
 // TestPresenceAcrossNodes: a client present on one node is in the
 // presence list of another within a second, with its info, and the
 // subscribers of the topic on every node are told its join and leave,
 // once.
 func TestPresenceAcrossNodes(t *testing.T) {
-	for _, tt := range []struct {
-		name string
-		url  func(t *testing.T) string
-	}{
-		{"standalone", func(t *testing.T) string { return redistest.Start(t, redistest.Options{}).URL() }},
-		{"cluster", func(t *testing.T) string { return redistest.StartCluster(t).URL() }},
-	} {
+	for _, tt := range redisSetups {
 		t.Run(tt.name, func(t *testing.T) {
 			url := tt.url(t)
 			a, b := startPresenceNode(t, url, 0), startPresenceNode(t, url, 0)
@@ -161,8 +165,13 @@ func TestPresenceAcrossNodes(t *testing.T) {
 // vanish, and the surviving node's subscribers are told their leave, while
 // the members of the surviving node, refreshed, stay.
 func TestPresenceNodeDies(t *testing.T) {
+	for _, tt := range redisSetups {
+		t.Run(tt.name, func(t *testing.T) { testPresenceNodeDies(t, tt.url(t)) })
+	}
+}
+
+func testPresenceNodeDies(t *testing.T, url string) {
 	const ttl = time.Second
-	url := redistest.Start(t, redistest.Options{}).URL()
 	a, b := startPresenceNode(t, url, ttl), startPresenceNode(t, url, ttl)
 	const topic = "room.dies"
 	obs := b.subscribe(t, topic, hub.Start{})
@@ -216,4 +225,72 @@ func TestPresenceRefreshRestores(t *testing.T) {
 	presenceOf(t, a, topic, ttl, ob, an)
 	// b's own refresh puts ob back unseen by itself; a's tells ann's join.
 	obs.expect(t, "join "+an+` {"n":1}`)
+}
+
+// TestPresenceConcurrent: clients of one node join and leave two topics
+// concurrently, so that the node writes its changes in pipelined batches:
+// an observer on another node sees each client's notices alternate join,
+// leave, ..., and ends with the list of who is still subscribed.
+func TestPresenceConcurrent(t *testing.T) {
+	for _, tt := range redisSetups {
+		t.Run(tt.name, func(t *testing.T) {
+			url := tt.url(t)
+			a, b := startPresenceNode(t, url, 0), startPresenceNode(t, url, 0)
+			topics := []string{"room.c1", "room.c2"}
+			obs := make([]*sub, len(topics))
+			for i, topic := range topics {
+				obs[i] = b.subscribe(t, topic, hub.Start{})
+				obs[i].expect(t, "join "+obs[i].s.Client()+" ")
+				presenceOf(t, a, topic, time.Second, obs[i].s.Client())
+			}
+			const clients, rounds = 8, 10
+			var wg sync.WaitGroup
+			stay := make([]*hub.Subscriber, clients)
+			for i := range stay {
+				s, err := a.h.NewSubscriber(hub.SubscriberOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { s.Close(hub.CloseClient) })
+				stay[i] = s
+				topic := topics[i%len(topics)]
+				wg.Go(func() {
+					for j := range rounds {
+						if _, err := s.SubscribeTopic(hub.Internal(bg), topic, hub.Start{}); err != nil {
+							t.Error(err)
+							return
+						}
+						if j < rounds-1 {
+							s.Unsubscribe(topic)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			for i, topic := range topics {
+				items := obs[i].take(t, clients/len(topics)*(2*rounds-1))
+				state := map[string]bool{}
+				for _, it := range items {
+					p := it.Presence
+					if p == nil {
+						t.Fatalf("%s: item %q", topic, describe([]hub.Item{it}))
+					}
+					if state[p.Member.Client] == !p.Leave {
+						t.Fatalf("%s: client %s: %q twice in a row", topic, p.Member.Client, describe([]hub.Item{it}))
+					}
+					state[p.Member.Client] = !p.Leave
+				}
+				want := []string{obs[i].s.Client()}
+				for j, s := range stay {
+					if j%len(topics) == i {
+						want = append(want, s.Client())
+						if !state[s.Client()] {
+							t.Errorf("%s: client %s should be present", topic, s.Client())
+						}
+					}
+				}
+				presenceOf(t, b, topic, time.Second, want...)
+			}
+		})
+	}
 }
