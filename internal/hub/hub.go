@@ -60,6 +60,11 @@ type Options struct {
 	// PublishLimiter, when set, is asked once per publish whether the
 	// caller may publish that many events now (limits.go).
 	PublishLimiter PublishLimiter
+	// UnavailableWait is how long a push subscriber recovering history
+	// waits out an unavailable engine (ErrUnavailable: Redis restarting or
+	// failing over), retrying its read with backoff, before it ends with
+	// CloseUnavailable. Default DefaultUnavailableWait.
+	UnavailableWait time.Duration
 }
 
 // Errors the hub returns that transports map to status codes.
@@ -78,6 +83,11 @@ var (
 	// lease another member holds now); transports answer it conflict.
 	ErrConflict = errors.New("conflict")
 )
+
+// DefaultUnavailableWait is the default of Options.UnavailableWait: long
+// enough for a Redis restart or a Sentinel failover, short enough that a
+// consumer stuck on a dead backend is told.
+const DefaultUnavailableWait = 30 * time.Second
 
 const numShards = 64
 
@@ -141,6 +151,9 @@ func New(eng Engine, opts Options) *Hub {
 	}
 	if opts.CatchupBatch <= 0 {
 		opts.CatchupBatch = 256
+	}
+	if opts.UnavailableWait <= 0 {
+		opts.UnavailableWait = DefaultUnavailableWait
 	}
 	if opts.MaxSubscriptions <= 0 {
 		opts.MaxSubscriptions = cursor.MaxTopics

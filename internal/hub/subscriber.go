@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -17,12 +18,13 @@ type CloseReason uint8
 
 // The reasons a subscriber ends.
 const (
-	CloseNone     CloseReason = iota // still open
-	CloseClient                      // the consumer went away or unsubscribed
-	CloseSlow                        // its queue overflowed: it was not reading fast enough
-	CloseShutdown                    // the server is draining; reconnect elsewhere or later
-	CloseError                       // the engine failed while recovering history
-	CloseExpired                     // the credentials it was opened with expired (Expire)
+	CloseNone        CloseReason = iota // still open
+	CloseClient                         // the consumer went away or unsubscribed
+	CloseSlow                           // its queue overflowed: it was not reading fast enough
+	CloseShutdown                       // the server is draining; reconnect elsewhere or later
+	CloseError                          // the engine failed while recovering history
+	CloseExpired                        // the credentials it was opened with expired (Expire)
+	CloseUnavailable                    // the engine stayed unavailable past Options.UnavailableWait while recovering history
 )
 
 // Code returns the reason's row in the reason table: its wire code, and
@@ -39,6 +41,8 @@ func (r CloseReason) Code() reason.Code {
 		return reason.ShuttingDown
 	case CloseExpired:
 		return reason.TokenExpired
+	case CloseUnavailable:
+		return reason.Unavailable
 	default:
 		return reason.Internal
 	}
@@ -145,6 +149,13 @@ type Subscriber struct {
 	kicked   bool
 	hold     int         // Subscribe calls with a reply in progress: Next hands out nothing meanwhile
 	expiry   *time.Timer // ends s with CloseExpired (Expire); nil when its credentials never expire
+
+	// An unavailable engine is waited out (readFailed): history reads
+	// pause until retryAt, and retry wakes the writer then.
+	downSince time.Time     // first failed history read of this outage; zero while the engine answers
+	backoff   time.Duration // the current wait between history reads
+	retryAt   time.Time
+	retry     *time.Timer
 }
 
 // subscription is one topic of one subscriber. Its fields are guarded by
@@ -539,7 +550,7 @@ func (s *Subscriber) Next(ctx context.Context, buf []Item) ([]Item, CloseReason)
 			s.mu.Unlock() // a Subscribe is building its reply; it wakes the writer once done
 			return buf[:0], CloseNone
 		}
-		if len(s.catchups) == 0 || s.bytes >= s.opts.MaxQueueBytes/2 {
+		if len(s.catchups) == 0 || s.bytes >= s.opts.MaxQueueBytes/2 || time.Now().Before(s.retryAt) {
 			out := append(buf[:0], s.queue...)
 			clear(s.queue)
 			s.queue = s.queue[:0]
@@ -553,10 +564,11 @@ func (s *Subscriber) Next(ctx context.Context, buf []Item) ([]Item, CloseReason)
 
 		b, err := s.h.eng.Read(ctx, sub.topic, after, s.h.opts.CatchupBatch)
 		if err != nil {
-			s.Close(CloseError)
+			s.readFailed(err)
 			continue
 		}
 		s.mu.Lock()
+		s.downSince = time.Time{}
 		if s.subs[sub.topic] != sub || !sub.catchup {
 			s.dropCatchup(sub) // unsubscribed meanwhile
 			s.mu.Unlock()
@@ -568,6 +580,48 @@ func (s *Subscriber) Next(ctx context.Context, buf []Item) ([]Item, CloseReason)
 			s.h.opts.Observer.Delivered(n)
 		}
 	}
+}
+
+// The waits between history reads while the engine is unavailable.
+const (
+	minReadBackoff = 50 * time.Millisecond
+	maxReadBackoff = time.Second
+)
+
+// readFailed handles a failed history read. An unavailable engine (Redis
+// restarting, failing over) is waited out: reads pause with a growing
+// backoff, Next meanwhile hands out what is queued, and a timer wakes the
+// writer to read again. s ends with CloseUnavailable once the engine has
+// been unavailable for Options.UnavailableWait, and with CloseError at
+// once for any other failure.
+func (s *Subscriber) readFailed(err error) {
+	if !errors.Is(err, ErrUnavailable) {
+		s.Close(CloseError)
+		return
+	}
+	now := time.Now()
+	s.mu.Lock()
+	if s.reason != CloseNone {
+		s.mu.Unlock()
+		return
+	}
+	if s.downSince.IsZero() {
+		s.downSince, s.backoff = now, minReadBackoff
+	} else {
+		s.backoff = min(2*s.backoff, maxReadBackoff)
+	}
+	if now.Sub(s.downSince) >= s.h.opts.UnavailableWait {
+		s.mu.Unlock()
+		s.Close(CloseUnavailable)
+		return
+	}
+	s.retryAt = now.Add(s.backoff)
+	if s.retry == nil {
+		s.retry = time.AfterFunc(s.backoff, s.opts.Wake)
+	} else {
+		s.retry.Reset(s.backoff)
+	}
+	s.mu.Unlock()
 }
 
 // applyBatch queues one history read for sub, signalling any gap, and
@@ -666,6 +720,10 @@ func (s *Subscriber) afterEnd(reason CloseReason) {
 	if s.expiry != nil {
 		s.expiry.Stop()
 		s.expiry = nil
+	}
+	if s.retry != nil {
+		s.retry.Stop()
+		s.retry = nil
 	}
 	s.mu.Unlock()
 	for _, sub := range subs {

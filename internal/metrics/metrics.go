@@ -128,7 +128,7 @@ func (m *Metrics) Handler() http.Handler {
 // HubObserver returns the hub's counters wired to m.
 func (m *Metrics) HubObserver() hub.Observer {
 	reasons := map[hub.CloseReason]prometheus.Counter{}
-	for _, r := range []hub.CloseReason{hub.CloseClient, hub.CloseSlow, hub.CloseShutdown, hub.CloseError} {
+	for _, r := range []hub.CloseReason{hub.CloseClient, hub.CloseSlow, hub.CloseShutdown, hub.CloseError, hub.CloseUnavailable} {
 		reasons[r] = m.disconnects.WithLabelValues(r.String())
 	}
 	return hub.Observer{

@@ -25,7 +25,7 @@
 //	idle_timeout            —     4000             —                    yes
 //	slow_consumer           —     4008             RESOURCE_EXHAUSTED   yes (resume)
 //	shutting_down           503   1001             UNAVAILABLE          yes (resume)
-//	unavailable             503   —                UNAVAILABLE          yes
+//	unavailable             503   1013             UNAVAILABLE          yes
 //	storage_full            507   —                RESOURCE_EXHAUSTED   yes (later)
 //	internal_error          500   1011             INTERNAL             yes
 //	client_closed           —     1000             CANCELED             —
@@ -116,7 +116,8 @@ var table = []Reason{
 		Message: "the stream fell too far behind (limits.max_queue_bytes); reconnect and resume from your cursor"},
 	{Code: ShuttingDown, HTTP: 503, WSClose: 1001, GRPC: codes.Unavailable, Retryable: true,
 		Message: "the server is shutting down; reconnect (to another node, or later) and resume from your cursor"},
-	{Code: Unavailable, HTTP: 503, GRPC: codes.Unavailable, Retryable: true, Message: "the server cannot take this now; retry later"},
+	{Code: Unavailable, HTTP: 503, WSClose: 1013, GRPC: codes.Unavailable, Retryable: true,
+		Message: "the server cannot take this now; retry later (a stream: resume from your cursor)"},
 	{Code: StorageFull, HTTP: 507, GRPC: codes.ResourceExhausted, Retryable: true,
 		Message: "the server's storage is full; retry once space is freed"},
 	{Code: Internal, HTTP: 500, WSClose: 1011, GRPC: codes.Internal, Retryable: true,

@@ -338,14 +338,31 @@ func (e *Engine) markCreated(ctx context.Context, topic string, ep event.Epoch) 
 		[]string{"mark", topic, topics.NewEpoch().String(), "", ep.String()}).Error()
 }
 
+// readTimeout bounds one Read. rueidis sends a read again after a lost
+// connection until the call's context ends, so without a bound a read
+// during an outage would wait for Redis however long it stays down (and
+// hold the writer that asked). Past it the read fails as unavailable and
+// the caller decides: the hub retries a consumer's history read within
+// its own bound (hub.Options.UnavailableWait).
+const readTimeout = 5 * time.Second
+
 // Read returns events after `after`; see hub.Engine.
 func (e *Engine) Read(ctx context.Context, topic string, after uint64, limit int) (event.Batch, error) {
 	if err := ctx.Err(); err != nil {
 		return event.Batch{}, err
 	}
-	b, ok, err := e.read(ctx, topic, after, limit)
-	if err != nil {
+	rctx, cancel := context.WithTimeout(ctx, readTimeout)
+	defer cancel()
+	b, err := e.readOrEmpty(rctx, topic, after, limit)
+	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		return event.Batch{}, fmt.Errorf("%w: redis read %s: no answer within %v", hub.ErrUnavailable, topic, readTimeout)
 	}
+	return b, err
+}
+
+// readOrEmpty is Read without its time bound.
+func (e *Engine) readOrEmpty(ctx context.Context, topic string, after uint64, limit int) (event.Batch, error) {
+	b, ok, err := e.read(ctx, topic, after, limit)
 	if err != nil || ok {
 		return b, err
 	}

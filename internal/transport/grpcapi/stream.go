@@ -339,7 +339,7 @@ func endStatus(why hub.CloseReason, token string, retry time.Duration) error {
 	switch why {
 	case hub.CloseShutdown:
 		hint = push.Jitter(retry)
-	case hub.CloseError:
+	case hub.CloseError, hub.CloseUnavailable:
 		hint = retry
 	}
 	return newStatus(r.GRPC, r.Code, r.Message, meta, hint)

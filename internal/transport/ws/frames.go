@@ -14,9 +14,10 @@ import (
 
 // Close codes are the reason table's (package reason, docs/protocol.md
 // "Close codes"): 1001 shutting_down, 1002 protocol_error, 1007
-// invalid_payload, 1009 too_large, 1011 internal_error, 4000 idle_timeout,
-// 4001 token_expired, 4008 slow_consumer, 4029 limit_reached. The close
-// reason starts with the code's name, then ": " and a sentence for people.
+// invalid_payload, 1009 too_large, 1011 internal_error, 1013 unavailable,
+// 4000 idle_timeout, 4001 token_expired, 4008 slow_consumer, 4029
+// limit_reached. The close reason starts with the code's name, then ": "
+// and a sentence for people.
 const (
 	closeNormal         = 1000 // the client closed; echoed
 	maxCloseReasonBytes = 123

@@ -30,8 +30,8 @@
 // last cursor (cursors) or one merged cursor. Errors are error messages;
 // a connection ends only with a close code (frames.go, docs/protocol.md):
 // 1001 shutting_down, 1002 protocol_error, 1007 invalid_payload, 1009
-// too_large, 1011 internal_error, 4000 idle_timeout, 4001 token_expired,
-// 4008 slow_consumer, 4029 limit_reached.
+// too_large, 1011 internal_error, 1013 unavailable, 4000 idle_timeout,
+// 4001 token_expired, 4008 slow_consumer, 4029 limit_reached.
 //
 // Resource use follows the SSE transport (docs/decisions/0003, 0006): the
 // handler upgrades with gobwas/ws and returns, leaving an idle connection
