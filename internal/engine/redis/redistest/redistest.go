@@ -1,6 +1,7 @@
 // Package redistest starts real redis-server processes for tests: a
-// standalone server, or a Redis Cluster of three masters, each on free
-// ports of 127.0.0.1 with no persistence unless asked for. A test that
+// standalone server, a Redis Cluster of three masters, or a master with a
+// replica watched by Sentinels, each on free ports of 127.0.0.1 with no
+// persistence unless asked for. A test that
 // needs one skips, loudly, when redis-server is not installed, unless
 // HERALD_REQUIRE_INTEGRATION=1 (as CI sets), which makes that a failure.
 package redistest
@@ -56,6 +57,7 @@ type Server struct {
 	bin  string
 	dir  string
 	port int
+	conf string // a configuration file, given first (Sentinel)
 	args []string
 
 	mu  sync.Mutex
@@ -88,6 +90,9 @@ func (s *Server) URL() string { return "redis://" + s.Addr() }
 func (s *Server) start() {
 	s.t.Helper()
 	args := append([]string{"--port", strconv.Itoa(s.port), "--dir", s.dir}, s.args...)
+	if s.conf != "" {
+		args = append([]string{s.conf}, args...)
+	}
 	cmd := exec.Command(s.bin, args...)
 	cmd.Dir = s.dir
 	logf, err := os.Create(filepath.Join(s.dir, "redis.log"))
@@ -210,6 +215,133 @@ func (c *Cluster) URL() string {
 		u += sep + "addr=" + s.Addr()
 	}
 	return u
+}
+
+// Sentinel is a master and one replica watched by Sentinels, as a
+// Sentinel deployment of herald's Redis runs. Sentinels notice a master
+// down after one second.
+type Sentinel struct {
+	// Name is the master set's name.
+	Name string
+	// Servers are the master and the replica, in the order started: which
+	// one is master changes with failovers (see Master).
+	Servers   []*Server
+	Sentinels []*Server
+}
+
+// StartSentinel starts a master, a replica of it and n Sentinels
+// (quorum: a majority of them), waits until the Sentinels know the
+// replica, and stops them all when the test ends.
+func StartSentinel(t testing.TB, n int) *Sentinel {
+	t.Helper()
+	quick := []string{"--repl-diskless-sync-delay", "0"} // a replica syncs at once, not after 5 s
+	master := Start(t, Options{Args: quick})
+	replica := Start(t, Options{Args: append(quick, "--replicaof", "127.0.0.1", strconv.Itoa(master.port))})
+	sn := &Sentinel{Name: "herald", Servers: []*Server{master, replica}}
+	for i := 0; i < n; i++ {
+		s := &Server{t: t, bin: master.bin, dir: t.TempDir(), port: FreePort(t, false), args: []string{"--sentinel"}}
+		s.conf = filepath.Join(s.dir, "sentinel.conf")
+		conf := fmt.Sprintf("bind 127.0.0.1\nsentinel monitor %s 127.0.0.1 %d %d\n"+
+			"sentinel down-after-milliseconds %[1]s 1000\nsentinel failover-timeout %[1]s 5000\n", sn.Name, master.port, n/2+1)
+		if err := os.WriteFile(s.conf, []byte(conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s.start()
+		t.Cleanup(s.Stop)
+		sn.Sentinels = append(sn.Sentinels, s)
+	}
+	sn.waitReplica(replica)
+	return sn
+}
+
+// URL returns the redis:// URL of the master set, naming every Sentinel.
+func (sn *Sentinel) URL() string {
+	u := "redis://" + sn.Sentinels[0].Addr() + "?master_set=" + sn.Name
+	for _, s := range sn.Sentinels[1:] {
+		u += "&addr=" + s.Addr()
+	}
+	return u
+}
+
+// Master returns the server the Sentinels name master now.
+func (sn *Sentinel) Master() *Server {
+	sn.Sentinels[0].t.Helper()
+	f := strings.Fields(sn.Sentinels[0].CLI("sentinel", "get-master-addr-by-name", sn.Name))
+	for _, s := range sn.Servers {
+		if len(f) == 2 && f[1] == strconv.Itoa(s.port) {
+			return s
+		}
+	}
+	sn.Sentinels[0].t.Fatalf("sentinel names master %q: not one of the servers", f)
+	return nil
+}
+
+// Failover makes the Sentinels promote the replica, once it has every
+// write of the master (a failover that loses nothing), waits until every
+// Sentinel names it master and it takes writes, makes the old master its
+// replica, and returns the new master.
+func (sn *Sentinel) Failover() *Server {
+	t := sn.Sentinels[0].t
+	t.Helper()
+	old := sn.Master()
+	next := sn.Servers[0]
+	if next == old {
+		next = sn.Servers[1]
+	}
+	deadline := time.Now().Add(startTimeout)
+	for replOffset(t, old, "master_repl_offset") != replOffset(t, next, "slave_repl_offset") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the replica did not catch up with the master: %s", next.CLI("info", "replication"))
+		}
+		time.Sleep(20 * time.Millisecond) // replication gives no signal: poll
+	}
+	sn.Sentinels[0].CLI("sentinel", "failover", sn.Name)
+	for _, s := range sn.Sentinels {
+		for !strings.HasSuffix(s.CLI("sentinel", "get-master-addr-by-name", sn.Name), strconv.Itoa(next.port)) ||
+			!strings.Contains(next.CLI("info", "replication"), "role:master") {
+			if time.Now().After(deadline) {
+				t.Fatalf("failover to %s did not complete: %s", next.Addr(), s.CLI("sentinel", "master", sn.Name))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// Sentinel turns the old master into a replica of the new one only
+	// when it next polls it (up to 10 s); do it now, as an operator would,
+	// so that the next failover has a replica.
+	old.CLI("replicaof", "127.0.0.1", strconv.Itoa(next.port))
+	sn.waitReplica(old)
+	return next
+}
+
+// waitReplica waits until every Sentinel knows r as a replica in sync.
+func (sn *Sentinel) waitReplica(r *Server) {
+	t := sn.Sentinels[0].t
+	t.Helper()
+	deadline := time.Now().Add(startTimeout)
+	for _, s := range sn.Sentinels {
+		for {
+			out := s.CLI("sentinel", "replicas", sn.Name)
+			if strings.Contains(out, strconv.Itoa(r.port)) && strings.Contains(r.CLI("info", "replication"), "master_link_status:up") &&
+				!strings.Contains(out, "s_down") && !strings.Contains(out, "disconnected") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("sentinel %s does not know replica %s: %s", s.Addr(), r.Addr(), out)
+			}
+			time.Sleep(50 * time.Millisecond) // Sentinel polls its servers; nothing to wait on
+		}
+	}
+}
+
+// replOffset reads an offset field of INFO replication.
+func replOffset(t testing.TB, s *Server, field string) string {
+	t.Helper()
+	for _, line := range strings.Split(s.CLI("info", "replication"), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 // FreePort returns a port of 127.0.0.1 free now; with bus, the port 10000
