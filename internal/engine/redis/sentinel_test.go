@@ -12,21 +12,31 @@ import (
 )
 
 // publishKeyed publishes event i with idempotency key "k<i>", retrying
-// while Redis is unavailable (failing over), so that a retry of a publish
-// whose answer was lost is not stored twice. It returns the ack and how
-// many attempts failed.
+// while Redis is unavailable (failing over, a slot moving), so that a
+// retry of a publish whose answer was lost is not stored twice. It returns
+// the ack and how many attempts failed.
 func (n *node) publishKeyed(t *testing.T, topic string, i int) (event.Ack, int) {
 	t.Helper()
+	ack, failed, err := n.tryPublishKeyed(topic, i)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ack, failed
+}
+
+// tryPublishKeyed is publishKeyed for goroutines other than the test's:
+// it returns the error that ended the retries.
+func (n *node) tryPublishKeyed(topic string, i int) (event.Ack, int, error) {
 	deadline := time.Now().Add(guard)
 	for failed := 0; ; failed++ {
 		acks, err := n.h.Publish(hub.Internal(bg), topic, []event.Record{{Data: data(i), Key: fmt.Sprint("k", i)}})
 		if err == nil {
-			return acks[0], failed
+			return acks[0], failed, nil
 		}
 		if !errors.Is(err, hub.ErrUnavailable) || time.Now().After(deadline) {
-			t.Fatalf("Publish %d: %v", i, err)
+			return event.Ack{}, failed, fmt.Errorf("publish %d: %w", i, err)
 		}
-		time.Sleep(20 * time.Millisecond) // the client follows the Sentinels: no signal to wait on
+		time.Sleep(20 * time.Millisecond) // the client follows the topology: no signal to wait on
 	}
 }
 

@@ -204,6 +204,83 @@ func StartCluster(t testing.TB) *Cluster {
 	return c
 }
 
+// Owner returns the master that serves slot.
+func (c *Cluster) Owner(slot int) *Server {
+	t := c.Nodes[0].t
+	t.Helper()
+	for _, line := range strings.Split(c.Nodes[0].CLI("cluster", "nodes"), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 8 || !strings.Contains(f[2], "master") {
+			continue
+		}
+		for _, r := range f[8:] {
+			lo, hi, isRange := strings.Cut(r, "-")
+			if !isRange {
+				hi = lo
+			}
+			l, err1 := strconv.Atoi(lo)
+			h, err2 := strconv.Atoi(hi)
+			if err1 == nil && err2 == nil && l <= slot && slot <= h {
+				return c.node(f[1])
+			}
+		}
+	}
+	t.Fatalf("no master serves slot %d", slot)
+	return nil
+}
+
+// node returns the node whose address (as CLUSTER NODES shows it,
+// host:port@bus) is addr.
+func (c *Cluster) node(addr string) *Server {
+	addr, _, _ = strings.Cut(addr, "@")
+	for _, s := range c.Nodes {
+		if s.Addr() == addr {
+			return s
+		}
+	}
+	c.Nodes[0].t.Fatalf("no node at %s", addr)
+	return nil
+}
+
+// MigrateSlot moves slot to the master to as redis-cli --cluster reshard
+// does, one step at a time: it marks the slot importing on to and
+// migrating on its owner, moves the slot's keys with MIGRATE, and gives the
+// slot to to on every master. It calls pause after marking the slot and
+// after moving the keys, so that a test can act while the slot is between
+// nodes.
+func (c *Cluster) MigrateSlot(slot int, to *Server, pause func(phase string)) {
+	t := c.Nodes[0].t
+	t.Helper()
+	from := c.Owner(slot)
+	if from == to {
+		t.Fatalf("slot %d is already on %s", slot, to.Addr())
+	}
+	sl := strconv.Itoa(slot)
+	fromID, toID := from.CLI("cluster", "myid"), to.CLI("cluster", "myid")
+	to.CLI("cluster", "setslot", sl, "importing", fromID)
+	from.CLI("cluster", "setslot", sl, "migrating", toID)
+	pause("migrating")
+	for {
+		keys := strings.Fields(from.CLI("cluster", "getkeysinslot", sl, "100"))
+		if len(keys) == 0 {
+			break
+		}
+		// One MIGRATE for all of them: keys used together (a topic's) are
+		// never split between the nodes for long.
+		if out := from.CLI(append([]string{"migrate", "127.0.0.1", strconv.Itoa(to.port), "", "0", "5000", "keys"}, keys...)...); out != "OK" && out != "NOKEY" {
+			t.Fatalf("MIGRATE of slot %d: %s", slot, out)
+		}
+	}
+	pause("keys moved")
+	to.CLI("cluster", "setslot", sl, "node", toID)
+	from.CLI("cluster", "setslot", sl, "node", toID)
+	for _, s := range c.Nodes {
+		if s != to && s != from {
+			s.CLI("cluster", "setslot", sl, "node", toID)
+		}
+	}
+}
+
 // URL returns a redis:// URL naming every master as a seed address.
 func (c *Cluster) URL() string {
 	u := "redis://" + c.Nodes[0].Addr()
