@@ -73,4 +73,3 @@ func TestSentinelFailover(t *testing.T) {
 		}
 	}
 }
-
