@@ -300,7 +300,7 @@ func New(ctx context.Context, h *hub.Hub, opts Options) (*Manager, error) {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
 	m := &Manager{
-		hub: h, eng: h.Engine(), store: store, opts: opts, clock: opts.Clock, log: opts.Log, shared: opts.Shared || isShared(store),
+		hub: h, eng: h.Engine(), store: store, opts: opts, clock: opts.Clock, log: opts.Log, shared: opts.Shared || hub.SharedState(store),
 		groups: make(map[string]*group), kick: make(chan struct{}, 1), flushCh: make(chan struct{}, 1), done: make(chan struct{}), loopDone: make(chan struct{}),
 	}
 	entries, err := m.scanRegistry(ctx)

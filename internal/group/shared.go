@@ -56,18 +56,6 @@ const maxAttempts = 24
 // node changed the group, and the operation runs again.
 var errReloaded = fmt.Errorf("group state changed on another node: %w", hub.ErrStateConflict)
 
-// sharedStore is a StateStore that says whether other processes share
-// it: the Redis engine's.
-type sharedStore interface {
-	SharedState() bool
-}
-
-// isShared reports whether store is shared between nodes.
-func isShared(store hub.StateStore) bool {
-	s, ok := store.(sharedStore)
-	return ok && s.SharedState()
-}
-
 // stale reports whether err is an answer's refusal that a state older
 // than the store's may have caused.
 func stale(err error) bool {

@@ -252,6 +252,16 @@ func ClearState(ctx context.Context, store StateStore, space string) error {
 	}
 }
 
+// SharedState reports whether other processes share store: the nodes of
+// a networked engine (Redis), whose engine says so with a SharedState
+// method. A consumer that keeps state in memory (a cache of its store)
+// then checks its writes against the others' and reads their changes
+// again; group, webhook and source do.
+func SharedState(store StateStore) bool {
+	s, ok := store.(interface{ SharedState() bool })
+	return ok && s.SharedState()
+}
+
 // State returns the engine's StateStore, and false if the engine keeps no
 // consumer state (features that need it are then unavailable).
 func (h *Hub) State() (StateStore, bool) {

@@ -79,6 +79,7 @@ type sub struct {
 	// Static after newSub.
 	m       *Manager
 	cfg     Config
+	raw     []byte // cfg as stored in the registry
 	group   string
 	signer  *signer
 	client  *http.Client
@@ -115,8 +116,8 @@ func (s *sub) setWaiting(why string) {
 }
 
 // newSub makes the subscription for cfg with its stored status.
-func (m *Manager) newSub(ctx context.Context, cfg Config) (*sub, error) {
-	s := &sub{m: m, cfg: cfg, group: groupName(cfg.Name), signer: newSigner(cfg.Secrets), retrying: make(map[string]struct{}), done: make(chan struct{})}
+func (m *Manager) newSub(ctx context.Context, cfg Config, raw []byte) (*sub, error) {
+	s := &sub{m: m, cfg: cfg, raw: raw, group: groupName(cfg.Name), signer: newSigner(cfg.Secrets), retrying: make(map[string]struct{}), done: make(chan struct{})}
 	close(s.done) // until start
 	guard, connect := m.opts.Guard, cfg.ConnectTimeout
 	s.tr = guard.Transport()
@@ -287,6 +288,9 @@ func (s *sub) handle(ctx context.Context, msg group.Message) {
 	n := msg.Delivery
 	if s.cfg.Ordered {
 		n = 1
+		if s.m.shared && msg.Delivery > 1 {
+			s.reloadHead(ctx)
+		}
 		s.mu.Lock()
 		if s.hd.ID == id {
 			n = s.hd.Attempts + 1
@@ -526,8 +530,10 @@ func (s *sub) saveStatusLocked(ctx context.Context, st status) error {
 	err := saveJSON(context.WithoutCancel(ctx), s.m.store, spaceOf(s.cfg.Name), keyStatus, st, st == status{})
 	if err != nil {
 		s.m.log.Warn("webhook: status not written", "webhook", s.cfg.Name, "error", err)
+		return err
 	}
-	return err
+	s.m.bumpVersion(context.WithoutCancel(ctx))
+	return nil
 }
 
 // send makes one attempt of the event id with body, the n-th, and logs

@@ -92,10 +92,13 @@ type Options struct {
 	// FetchWait is how long a dispatcher's fetch waits for an event;
 	// default 10s.
 	FetchWait time.Duration
-	Clock     Clock          // default: the real one
-	Rand      func() float64 // the jitter's randomness, uniform in [0, 1); default math/rand/v2
-	Observer  Observer
-	Log       *slog.Logger
+	// Poll is how often a Manager on a store shared between nodes reads
+	// whether another node changed a subscription (shared.go); default 1s.
+	Poll     time.Duration
+	Clock    Clock          // default: the real one
+	Rand     func() float64 // the jitter's randomness, uniform in [0, 1); default math/rand/v2
+	Observer Observer
+	Log      *slog.Logger
 }
 
 // Manager owns the webhook subscriptions of one server.
@@ -108,8 +111,11 @@ type Manager struct {
 	log    *slog.Logger
 	ctx    context.Context // parent of the dispatchers' contexts; ends with Close
 	cancel context.CancelFunc
+	shared bool          // the store is shared between nodes (shared.go)
+	watch  chan struct{} // shared mode: closed when the watch goroutine returns
 
-	opMu sync.Mutex // serializes Put, Delete, Replay's start and Close, which do I/O; taken before mu
+	opMu sync.Mutex // serializes Put, Delete, Replay's start, sync and Close, which do I/O; taken before mu
+	ver  []byte     // guarded by opMu: the registry's version this Manager is in step with (shared mode)
 
 	mu     sync.Mutex // guards subs and closed
 	subs   map[string]*sub
@@ -140,6 +146,9 @@ func New(ctx context.Context, h *hub.Hub, groups Groups, opts Options) (*Manager
 	if opts.FetchWait <= 0 {
 		opts.FetchWait = 10 * time.Second
 	}
+	if opts.Poll <= 0 {
+		opts.Poll = time.Second
+	}
 	if opts.Clock == nil {
 		opts.Clock = realClock{}
 	}
@@ -149,24 +158,40 @@ func New(ctx context.Context, h *hub.Hub, groups Groups, opts Options) (*Manager
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	m := &Manager{hub: h, store: store, groups: groups, opts: opts, clock: opts.Clock, log: opts.Log, subs: make(map[string]*sub)}
+	m := &Manager{hub: h, store: store, groups: groups, opts: opts, clock: opts.Clock, log: opts.Log, subs: make(map[string]*sub), shared: hub.SharedState(store)}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
-	var stored []Config
+	if m.shared {
+		v, _, err := store.LoadState(ctx, registrySpace, keyVersion)
+		if err != nil {
+			m.cancel()
+			return nil, fmt.Errorf("load webhooks: %w", err)
+		}
+		m.ver = v
+	}
+	type entry struct {
+		cfg Config
+		raw []byte
+	}
+	var stored []entry
 	err := store.ScanState(ctx, registrySpace, "", func(name string, v []byte) bool {
+		if name == keyVersion {
+			return true
+		}
 		cfg, err := decodeStored(name, v)
 		if err != nil {
 			m.log.Warn("stored webhook skipped", "webhook", name, "error", err)
 			return true
 		}
-		stored = append(stored, cfg)
+		stored = append(stored, entry{cfg, v})
 		return true
 	})
 	if err != nil {
 		m.cancel()
 		return nil, fmt.Errorf("load webhooks: %w", err)
 	}
-	for _, cfg := range stored {
-		s, err := m.newSub(ctx, cfg)
+	for _, en := range stored {
+		cfg := en.cfg
+		s, err := m.newSub(ctx, cfg, en.raw)
 		if err != nil {
 			m.cancel()
 			m.stopAll()
@@ -174,6 +199,10 @@ func New(ctx context.Context, h *hub.Hub, groups Groups, opts Options) (*Manager
 		}
 		m.subs[cfg.Name] = s
 		s.start(m.ctx, false)
+	}
+	if m.shared {
+		m.watch = make(chan struct{})
+		go m.watchRegistry()
 	}
 	return m, nil
 }
@@ -281,11 +310,18 @@ func (m *Manager) Put(ctx context.Context, cfg Config) (Info, bool, error) {
 	}
 	m.opMu.Lock()
 	defer m.opMu.Unlock()
+	if err := m.syncLocked(ctx); err != nil {
+		return Info{}, false, err
+	}
 	m.mu.Lock()
 	old, closed, n := m.subs[cfg.Name], m.closed, len(m.subs)
 	m.mu.Unlock()
 	if closed {
 		return Info{}, false, hub.ErrClosed
+	}
+	var raw []byte
+	if old != nil {
+		raw = old.raw
 	}
 	var oldCfg *Config
 	if old != nil {
@@ -329,8 +365,8 @@ func (m *Manager) Put(ctx context.Context, cfg Config) (Info, bool, error) {
 	if err != nil {
 		return Info{}, false, err
 	}
-	if err := m.store.ApplyState(ctx, registrySpace, []hub.StateOp{{Key: cfg.Name, Set: true, Value: b}}); err != nil {
-		return Info{}, false, fmt.Errorf("store webhook %s: %w", cfg.Name, err)
+	if err := m.store.ApplyState(ctx, registrySpace, m.registryOps(cfg.Name, raw, b)); err != nil {
+		return Info{}, false, fmt.Errorf("store webhook %s: %w", cfg.Name, conflict(cfg.Name, err))
 	}
 	if old != nil {
 		old.stop()
@@ -342,7 +378,7 @@ func (m *Manager) Put(ctx context.Context, cfg Config) (Info, bool, error) {
 	} else if err := old.saveStatus(ctx, status{}); err != nil { // a change re-enables
 		return Info{}, false, err
 	}
-	s, err := m.newSub(ctx, cfg)
+	s, err := m.newSub(ctx, cfg, b)
 	if err != nil {
 		return Info{}, false, err
 	}
@@ -411,6 +447,9 @@ func (m *Manager) Log(name string) ([]Attempt, error) {
 func (m *Manager) Delete(ctx context.Context, name string) error {
 	m.opMu.Lock()
 	defer m.opMu.Unlock()
+	if err := m.syncLocked(ctx); err != nil {
+		return err
+	}
 	m.mu.Lock()
 	s, closed := m.subs[name], m.closed
 	m.mu.Unlock()
@@ -420,16 +459,11 @@ func (m *Manager) Delete(ctx context.Context, name string) error {
 	if s == nil {
 		return fmt.Errorf("%w: %q", ErrNotFound, name)
 	}
-	if err := m.store.ApplyState(ctx, registrySpace, []hub.StateOp{{Key: name, Delete: true}}); err != nil {
-		return fmt.Errorf("delete webhook %s: %w", name, err)
+	if err := m.store.ApplyState(ctx, registrySpace, m.registryOps(name, s.raw, nil)); err != nil {
+		return fmt.Errorf("delete webhook %s: %w", name, conflict(name, err))
 	}
 	s.stop()
-	m.mu.Lock()
-	delete(m.subs, name)
-	m.mu.Unlock()
-	if o := m.opts.Observer; o.Removed != nil {
-		o.Removed(name)
-	}
+	m.forget(name, s)
 	if err := m.groups.Delete(hub.Internal(ctx), groupName(name)); err != nil && !errors.Is(err, group.ErrNoGroup) {
 		return fmt.Errorf("delete webhook %s's group: %w", name, err)
 	}
@@ -450,6 +484,9 @@ func (m *Manager) Close() {
 	m.closed = true
 	m.mu.Unlock()
 	m.cancel()
+	if m.watch != nil {
+		<-m.watch // it gives way to opMu, held here
+	}
 	m.stopAll()
 }
 

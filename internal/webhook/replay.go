@@ -51,6 +51,9 @@ type Replay struct {
 func (m *Manager) Replay(ctx context.Context, name string, req ReplayRequest) (Replay, error) {
 	m.opMu.Lock()
 	defer m.opMu.Unlock()
+	if err := m.syncLocked(ctx); err != nil {
+		return Replay{}, err
+	}
 	s, err := m.sub(name)
 	if err != nil {
 		return Replay{}, err
