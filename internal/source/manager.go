@@ -87,9 +87,12 @@ type Options struct {
 	MaxSources int
 	// UserAgent of the requests; default "herald-source".
 	UserAgent string
-	Clock     Clock // default: the real one
-	Observer  Observer
-	Log       *slog.Logger
+	// Poll is how often a Manager on a store shared between nodes reads
+	// whether another node changed a source (shared.go); default 1s.
+	Poll     time.Duration
+	Clock    Clock // default: the real one
+	Observer Observer
+	Log      *slog.Logger
 }
 
 // Manager owns the sources of one server.
@@ -103,8 +106,12 @@ type Manager struct {
 	tr     *http.Transport
 	ctx    context.Context // parent of the pollers' contexts; ends with Close
 	cancel context.CancelFunc
+	shared bool          // the store is shared between nodes (shared.go)
+	node   string        // this Manager's id in the sources' leases
+	watch  chan struct{} // shared mode: closed when the watch goroutine returns
 
-	opMu sync.Mutex // serializes Put, Delete and Close, which do I/O; taken before mu
+	opMu sync.Mutex // serializes Put, Delete, sync and Close, which do I/O; taken before mu
+	ver  []byte     // guarded by opMu: the registry's version this Manager is in step with (shared mode)
 
 	mu      sync.Mutex // guards sources and closed
 	sources map[string]*poller
@@ -134,28 +141,50 @@ func New(ctx context.Context, h *hub.Hub, opts Options) (*Manager, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	m := &Manager{hub: h, store: store, opts: opts, clock: opts.Clock, log: opts.Log, sources: make(map[string]*poller)}
+	if opts.Poll <= 0 {
+		opts.Poll = time.Second
+	}
+	m := &Manager{hub: h, store: store, opts: opts, clock: opts.Clock, log: opts.Log, sources: make(map[string]*poller), shared: hub.SharedState(store), node: newToken()}
 	m.tr = opts.Guard.Transport()
 	m.client = &http.Client{Transport: m.tr, CheckRedirect: checkRedirect}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
-	var stored []Config
+	if m.shared {
+		v, _, err := store.LoadState(ctx, registrySpace, keyVersion)
+		if err != nil {
+			m.cancel()
+			return nil, fmt.Errorf("load sources: %w", err)
+		}
+		m.ver = v
+	}
+	type entry struct {
+		cfg Config
+		raw []byte
+	}
+	var stored []entry
 	err := store.ScanState(ctx, registrySpace, "", func(name string, v []byte) bool {
+		if name == keyVersion {
+			return true
+		}
 		cfg, err := decodeStored(name, v)
 		if err != nil {
 			m.log.Warn("stored source skipped", "source", name, "error", err)
 			return true
 		}
-		stored = append(stored, cfg)
+		stored = append(stored, entry{cfg, v})
 		return true
 	})
 	if err != nil {
 		m.cancel()
 		return nil, fmt.Errorf("load sources: %w", err)
 	}
-	for _, cfg := range stored {
-		p := newPoller(m, cfg)
-		m.sources[cfg.Name] = p
+	for _, en := range stored {
+		p := newPoller(m, en.cfg, en.raw)
+		m.sources[en.cfg.Name] = p
 		p.start(m.ctx)
+	}
+	if m.shared {
+		m.watch = make(chan struct{})
+		go m.watchRegistry()
 	}
 	return m, nil
 }
@@ -250,11 +279,18 @@ func (m *Manager) Put(ctx context.Context, cfg Config) (Info, bool, error) {
 	}
 	m.opMu.Lock()
 	defer m.opMu.Unlock()
+	if err := m.syncLocked(ctx); err != nil {
+		return Info{}, false, err
+	}
 	m.mu.Lock()
 	old, closed, n := m.sources[cfg.Name], m.closed, len(m.sources)
 	m.mu.Unlock()
 	if closed {
 		return Info{}, false, hub.ErrClosed
+	}
+	var raw []byte
+	if old != nil {
+		raw = old.raw
 	}
 	var oldCfg *Config
 	if old != nil {
@@ -280,13 +316,13 @@ func (m *Manager) Put(ctx context.Context, cfg Config) (Info, bool, error) {
 	if err != nil {
 		return Info{}, false, err
 	}
-	if err := m.store.ApplyState(ctx, registrySpace, []hub.StateOp{{Key: cfg.Name, Set: true, Value: b}}); err != nil {
-		return Info{}, false, fmt.Errorf("store source %s: %w", cfg.Name, err)
+	if err := m.store.ApplyState(ctx, registrySpace, m.registryOps(cfg.Name, raw, b)); err != nil {
+		return Info{}, false, fmt.Errorf("store source %s: %w", cfg.Name, conflict(cfg.Name, err))
 	}
 	if old != nil {
 		old.stop()
 	}
-	p := newPoller(m, cfg)
+	p := newPoller(m, cfg, b)
 	m.mu.Lock()
 	m.sources[cfg.Name] = p
 	m.mu.Unlock()
@@ -338,6 +374,9 @@ func (m *Manager) List() []Info {
 func (m *Manager) Delete(ctx context.Context, name string) error {
 	m.opMu.Lock()
 	defer m.opMu.Unlock()
+	if err := m.syncLocked(ctx); err != nil {
+		return err
+	}
 	m.mu.Lock()
 	p, closed := m.sources[name], m.closed
 	m.mu.Unlock()
@@ -347,15 +386,16 @@ func (m *Manager) Delete(ctx context.Context, name string) error {
 	if p == nil {
 		return fmt.Errorf("%w: %q", ErrNotFound, name)
 	}
-	if err := m.store.ApplyState(ctx, registrySpace, []hub.StateOp{{Key: name, Delete: true}}); err != nil {
-		return fmt.Errorf("delete source %s: %w", name, err)
+	if err := m.store.ApplyState(ctx, registrySpace, m.registryOps(name, p.raw, nil)); err != nil {
+		return fmt.Errorf("delete source %s: %w", name, conflict(name, err))
 	}
 	p.stop()
-	m.mu.Lock()
-	delete(m.sources, name)
-	m.mu.Unlock()
-	if o := m.opts.Observer; o.Removed != nil {
-		o.Removed(name)
+	m.forget(name, p)
+	if m.shared {
+		// Another node's poller stops at its next sync, giving its lease up.
+		if err := m.store.ApplyState(ctx, leaseSpace, []hub.StateOp{{Key: name, Delete: true}}); err != nil {
+			return fmt.Errorf("delete source %s's lease: %w", name, err)
+		}
 	}
 	return hub.ClearState(ctx, m.store, spaceOf(name))
 }
@@ -374,6 +414,9 @@ func (m *Manager) Close() {
 	ps := slices.Collect(maps.Values(m.sources))
 	m.mu.Unlock()
 	m.cancel()
+	if m.watch != nil {
+		<-m.watch // it gives way to opMu, held here
+	}
 	for _, p := range ps {
 		<-p.done
 	}

@@ -67,12 +67,17 @@ type Status struct {
 	Polls       uint64 // since the poller started
 	Published   uint64 // events published since the poller started
 	Errors      uint64 // failed polls since the poller started
+	// Standby: another node holds the source's lease and polls it (shared
+	// mode, shared.go); this node tries again at NextPoll.
+	Standby bool
 }
 
-// State names the status in a word: starting (no poll yet), ok, or
-// failing (the last poll failed).
+// State names the status in a word: starting (no poll yet), ok, failing
+// (the last poll failed), or standby (another node polls the source).
 func (s *Status) State() string {
 	switch {
+	case s.Standby:
+		return "standby"
 	case s.Polls == 0:
 		return "starting"
 	case s.Failures > 0:
@@ -99,6 +104,7 @@ func failed(kind string, err error) outcome {
 type poller struct {
 	m       *Manager
 	cfg     Config
+	raw     []byte // cfg as stored in the registry
 	space   string
 	fp      string
 	items   Path // json-items
@@ -113,13 +119,14 @@ type poller struct {
 	st       *state // nil until loaded, and after a failed write
 	failures int
 	lastErr  string // the last failed poll's error, for logging changes only
+	lease    []byte // shared mode: the lease as last written, nil when not held
 
 	mu     sync.Mutex // guards status
 	status Status
 }
 
-func newPoller(m *Manager, cfg Config) *poller {
-	p := &poller{m: m, cfg: cfg, space: spaceOf(cfg.Name), fp: cfg.fingerprint(), done: make(chan struct{})}
+func newPoller(m *Manager, cfg Config, raw []byte) *poller {
+	p := &poller{m: m, cfg: cfg, raw: raw, space: spaceOf(cfg.Name), fp: cfg.fingerprint(), done: make(chan struct{})}
 	if cfg.Mode == ModeJSONItems {
 		p.items, _ = ParsePath(cfg.Items)
 		p.id, _ = ParsePath(cfg.ID)
@@ -149,6 +156,7 @@ func (p *poller) stop() {
 // one after each wait that next computes.
 func (p *poller) run(ctx context.Context) {
 	defer close(p.done)
+	defer p.release()
 	delay := time.Duration(float64(p.cfg.Interval) * p.cfg.Jitter * rand.Float64())
 	for {
 		p.mu.Lock()
@@ -166,6 +174,10 @@ func (p *poller) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		if p.m.shared && !p.holds(ctx) {
+			delay = nextDelay(&p.cfg, 0, 0, rand.Float64())
+			continue
+		}
 		out := p.poll(ctx)
 		if ctx.Err() != nil && out.result == ResultError {
 			return // stopped midway: not the source's failure
@@ -176,8 +188,30 @@ func (p *poller) run(ctx context.Context) {
 			p.failures = 0
 		}
 		delay = nextDelay(&p.cfg, p.failures, out.retryAfter, rand.Float64())
+		if p.m.shared && delay > (leaseTerms-1)*p.cfg.Interval {
+			// A backoff or a Retry-After: the lease covers the wait.
+			if _, err := p.claim(ctx, delay+p.cfg.Timeout+(leaseTerms-1)*p.cfg.Interval); err != nil && ctx.Err() == nil {
+				p.m.log.Warn("source: lease not extended", "source", p.cfg.Name, "error", err)
+			}
+		}
 		p.record(out)
 	}
+}
+
+// holds takes or renews the source's lease for this poll and reports
+// whether this node is to poll; the status says standby when not.
+func (p *poller) holds(ctx context.Context) bool {
+	held, err := p.claim(ctx, p.cfg.Timeout+leaseTerms*p.cfg.Interval)
+	if err != nil {
+		if ctx.Err() == nil {
+			p.m.log.Warn("source: lease not taken", "source", p.cfg.Name, "error", err)
+		}
+		held = false
+	}
+	p.mu.Lock()
+	p.status.Standby = !held
+	p.mu.Unlock()
+	return held
 }
 
 // nextDelay is the wait before the next poll: the interval after a
@@ -401,7 +435,9 @@ func (p *poller) publish(ctx context.Context, hdr http.Header, body []byte) outc
 		next.N++
 	}
 	newSt := &state{meta: next, marks: st.marks}
-	if err := applyChunked(ctx, p.m.store, p.space, append(ops, newSt.metaOp())); err != nil {
+	mop := newSt.metaOp()
+	newSt.raw = mop.Value
+	if err := applyChunked(ctx, p.m.store, p.space, st.raw, append(ops, mop)); err != nil {
 		p.st = nil // what was written is read again before the next poll
 		out := failed(ErrKindState, err)
 		out.published = len(recs)

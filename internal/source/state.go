@@ -76,6 +76,7 @@ type meta struct {
 // state is a source's state as its poller holds it between polls.
 type state struct {
 	meta  meta
+	raw   []byte            // meta as stored
 	marks map[string]string // state key ("i/…", "s/…") → mark
 }
 
@@ -89,6 +90,7 @@ func loadState(ctx context.Context, store hub.StateStore, space, fp string) (*st
 		return nil, fmt.Errorf("load state: %w", err)
 	}
 	if ok && json.Unmarshal(v, &st.meta) == nil && st.meta.V == stateVersion && st.meta.FP == fp {
+		st.raw = v
 		err := store.ScanState(ctx, space, "", func(k string, v []byte) bool {
 			if k != keyMeta {
 				st.marks[k] = string(v)
@@ -106,9 +108,11 @@ func loadState(ctx context.Context, store hub.StateStore, space, fp string) (*st
 	var g [4]byte
 	rand.Read(g[:])
 	st.meta = meta{V: stateVersion, FP: fp, Gen: hex.EncodeToString(g[:])}
-	if err := store.ApplyState(ctx, space, []hub.StateOp{st.metaOp()}); err != nil {
+	op := st.metaOp()
+	if err := store.ApplyState(ctx, space, []hub.StateOp{op}); err != nil {
 		return nil, fmt.Errorf("write state: %w", err)
 	}
+	st.raw = op.Value
 	return st, nil
 }
 
@@ -119,11 +123,15 @@ func (st *state) metaOp() hub.StateOp {
 }
 
 // applyChunked applies ops in as many calls as the store's limits need,
-// in order.
-func applyChunked(ctx context.Context, store hub.StateStore, space string, ops []hub.StateOp) error {
+// in order, each call checking that the meta is still raw, the one the
+// ops were computed against: a state written meanwhile by another node
+// (shared.go) fails the call with hub.ErrStateConflict. The meta is
+// written last, so the calls before a failed one are harmless.
+func applyChunked(ctx context.Context, store hub.StateStore, space string, raw []byte, ops []hub.StateOp) error {
+	check := hub.StateOp{Key: keyMeta, Check: true, Expect: raw}
 	for len(ops) > 0 {
-		n, size := 0, 0
-		for n < len(ops) && n < hub.MaxStateOps {
+		n, size := 0, len(raw)
+		for n < len(ops) && n < hub.MaxStateOps-1 {
 			s := len(ops[n].Key) + len(ops[n].Value)
 			if n > 0 && size+s > hub.MaxStateApplyBytes {
 				break
@@ -131,7 +139,7 @@ func applyChunked(ctx context.Context, store hub.StateStore, space string, ops [
 			size += s
 			n++
 		}
-		if err := store.ApplyState(ctx, space, ops[:n]); err != nil {
+		if err := store.ApplyState(ctx, space, append([]hub.StateOp{check}, ops[:n]...)); err != nil {
 			return fmt.Errorf("write state: %w", err)
 		}
 		ops = ops[n:]
