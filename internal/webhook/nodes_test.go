@@ -272,3 +272,46 @@ func TestNodesFollowRegistryChanges(t *testing.T) {
 		t.Errorf("Delete on B after A's: %v, want ErrNotFound", err)
 	}
 }
+
+// TestNodesOrderedRetryMovesOn: an ordered subscription's event that
+// failed on one node, which then stops, is sent by another node as its
+// next attempt (the retry state is read again), not as a first one.
+func TestNodesOrderedRetryMovesOn(t *testing.T) {
+	redistest.Require(t)
+	nodes := startNodes(t, 2)
+	if _, err := nodes[0].h.Publish(hub.Internal(bg), "orders", []event.Record{{Type: "t", Data: []byte(`{"i":-1}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	r := newReceiver(t)
+	r.setAnswer(func(n int, _ delivery) (int, http.Header) {
+		if n == 1 {
+			return http.StatusInternalServerError, nil
+		}
+		return http.StatusNoContent, nil
+	})
+	if _, _, err := nodes[0].m.Put(bg, Config{Name: "w", URL: r.URL, Topics: []string{"orders"}, Ordered: true, Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	waitAll(t, nodes, "w known on every node", known("w"))
+	publishAcross(t, nodes, "orders", 1)
+	var first, other *node
+	waitFor(t, "the first attempt logged", func() bool {
+		for i, n := range nodes {
+			if log, _ := n.m.Log("w"); len(log) > 0 {
+				first, other = n, nodes[1-i]
+				return true
+			}
+		}
+		return false
+	})
+	first.stop() // hands the event back
+	waitFor(t, "the second attempt", func() bool { return len(r.deliveries()) >= 2 })
+	waitFor(t, "the second attempt logged", func() bool { log, _ := other.m.Log("w"); return len(log) > 0 })
+	log, _ := other.m.Log("w")
+	if a := log[0]; a.Attempt != 2 || a.Next != "delivered" {
+		t.Errorf("the other node's attempt: number %d, next %q; want 2, delivered", a.Attempt, a.Next)
+	}
+	if ds := r.deliveries(); ds[0].ID != ds[1].ID {
+		t.Errorf("two webhook-ids for one event: %s, %s", ds[0].ID, ds[1].ID)
+	}
+}
