@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/heraldhq/herald/internal/event"
 )
@@ -267,4 +269,53 @@ func SharedState(store StateStore) bool {
 func (h *Hub) State() (StateStore, bool) {
 	s, ok := h.eng.(StateStore)
 	return s, ok
+}
+
+// ReadIfChanged reads a registry kept in a space of a shared store (the
+// webhooks', the sources'): its version, at versionKey, and, when that is
+// not seen, every other entry. It returns the version read and the
+// entries, or a nil map when the version is still seen.
+func ReadIfChanged(ctx context.Context, store StateStore, space, versionKey string, seen []byte) ([]byte, map[string][]byte, error) {
+	ver, _, err := store.LoadState(ctx, space, versionKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read %s's version: %w", space, err)
+	}
+	if bytes.Equal(ver, seen) {
+		return ver, nil, nil
+	}
+	entries := make(map[string][]byte)
+	err = store.ScanState(ctx, space, "", func(key string, v []byte) bool {
+		if key != versionKey {
+			entries[key] = v
+		}
+		return true
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("read %s: %w", space, err)
+	}
+	return ver, entries, nil
+}
+
+// PollLocked calls sync every period until ctx ends, each time holding
+// mu, and skips a tick when mu is held elsewhere (a change in progress
+// syncs by itself). A sync's error goes to failed unless ctx has ended.
+// It is the body of a goroutine its caller owns and stops with ctx.
+func PollLocked(ctx context.Context, period time.Duration, mu *sync.Mutex, sync func(context.Context) error, failed func(error)) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !mu.TryLock() {
+			continue
+		}
+		err := sync(ctx)
+		mu.Unlock()
+		if err != nil && ctx.Err() == nil {
+			failed(err)
+		}
+	}
 }

@@ -151,23 +151,9 @@ func conflict(name string, err error) error {
 // Options.Poll until Close, giving way to a Put or Delete in progress.
 func (m *Manager) watchRegistry() {
 	defer close(m.watch)
-	t := time.NewTicker(m.opts.Poll)
-	defer t.Stop()
-	for {
-		select {
-		case <-m.ctx.Done():
-			return
-		case <-t.C:
-		}
-		if !m.opMu.TryLock() {
-			continue
-		}
-		err := m.syncLocked(m.ctx)
-		m.opMu.Unlock()
-		if err != nil && m.ctx.Err() == nil {
-			m.log.Warn("source: reading the registry failed", "error", err)
-		}
-	}
+	hub.PollLocked(m.ctx, m.opts.Poll, &m.opMu, m.syncLocked, func(err error) {
+		m.log.Warn("source: reading the registry failed", "error", err)
+	})
 }
 
 // syncLocked brings the pollers in step with the registry when its
@@ -176,22 +162,9 @@ func (m *Manager) syncLocked(ctx context.Context) error {
 	if !m.shared {
 		return nil
 	}
-	ver, _, err := m.store.LoadState(ctx, registrySpace, keyVersion)
-	if err != nil {
-		return fmt.Errorf("read the sources' version: %w", err)
-	}
-	if bytes.Equal(ver, m.ver) {
-		return nil
-	}
-	stored := make(map[string][]byte)
-	err = m.store.ScanState(ctx, registrySpace, "", func(name string, v []byte) bool {
-		if name != keyVersion {
-			stored[name] = v
-		}
-		return true
-	})
-	if err != nil {
-		return fmt.Errorf("read the sources: %w", err)
+	ver, stored, err := hub.ReadIfChanged(ctx, m.store, registrySpace, keyVersion, m.ver)
+	if err != nil || stored == nil {
+		return err
 	}
 	m.mu.Lock()
 	closed := m.closed

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/heraldhq/herald/internal/hub"
 )
@@ -93,23 +92,9 @@ func (m *Manager) bumpVersion(ctx context.Context) {
 // progress.
 func (m *Manager) watchRegistry() {
 	defer close(m.watch)
-	t := time.NewTicker(m.opts.Poll)
-	defer t.Stop()
-	for {
-		select {
-		case <-m.ctx.Done():
-			return
-		case <-t.C:
-		}
-		if !m.opMu.TryLock() {
-			continue
-		}
-		err := m.syncLocked(m.ctx)
-		m.opMu.Unlock()
-		if err != nil && m.ctx.Err() == nil {
-			m.log.Warn("webhook: reading the registry failed", "error", err)
-		}
-	}
+	hub.PollLocked(m.ctx, m.opts.Poll, &m.opMu, m.syncLocked, func(err error) {
+		m.log.Warn("webhook: reading the registry failed", "error", err)
+	})
 }
 
 // syncLocked brings the subscriptions in step with the store when its
@@ -118,22 +103,9 @@ func (m *Manager) syncLocked(ctx context.Context) error {
 	if !m.shared {
 		return nil
 	}
-	ver, _, err := m.store.LoadState(ctx, registrySpace, keyVersion)
-	if err != nil {
-		return fmt.Errorf("read the webhooks' version: %w", err)
-	}
-	if bytes.Equal(ver, m.ver) {
-		return nil
-	}
-	stored := make(map[string][]byte)
-	err = m.store.ScanState(ctx, registrySpace, "", func(name string, v []byte) bool {
-		if name != keyVersion {
-			stored[name] = v
-		}
-		return true
-	})
-	if err != nil {
-		return fmt.Errorf("read the webhooks: %w", err)
+	ver, stored, err := hub.ReadIfChanged(ctx, m.store, registrySpace, keyVersion, m.ver)
+	if err != nil || stored == nil {
+		return err
 	}
 	m.mu.Lock()
 	closed := m.closed
