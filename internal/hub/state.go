@@ -3,6 +3,7 @@ package hub
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -109,11 +110,8 @@ const (
 
 // ErrStateConflict is wrapped by ApplyState's error when a check failed:
 // the state changed since the caller read it. Nothing was written; the
-// caller reads the state again and retries, or gives up. It wraps
-// ErrConflict, so that one that reaches a client after its retries (two
-// nodes changing one group or registry entry faster than it could) is a
-// conflict, which the client retries, rather than an internal error.
-var ErrStateConflict = fmt.Errorf("%w: state changed meanwhile", ErrConflict)
+// caller reads the state again and retries, or gives up.
+var ErrStateConflict = errors.New("state changed meanwhile")
 
 // CheckLoadState returns why a LoadState call must fail before it reads:
 // ctx is done, or an error wrapping ErrBadInput for a space that is not a

@@ -33,7 +33,6 @@ func TestClassify(t *testing.T) {
 		{hub.ErrClosed, 503, reason.ShuttingDown},
 		{fmt.Errorf("append: %w", hub.ErrUnavailable), 503, reason.Unavailable},
 		{fmt.Errorf("append: %w", hub.ErrStorageFull), 507, reason.StorageFull},
-		{fmt.Errorf("group g: store: %w", hub.ErrStateConflict), 409, reason.Conflict},
 		{context.DeadlineExceeded, 503, reason.Unavailable},
 		{fmt.Errorf("%w: no key", hub.ErrUnauthenticated), 401, reason.Unauthenticated},
 		{errors.New("boom"), 500, reason.Internal},
