@@ -271,16 +271,28 @@ func (h *Hub) State() (StateStore, bool) {
 	return s, ok
 }
 
-// ReadIfChanged reads a registry kept in a space of a shared store (the
-// webhooks', the sources'): its version, at versionKey, and, when that is
-// not seen, every other entry. It returns the version read and the
-// entries, or a nil map when the version is still seen.
+// ReadRegistry reads a registry kept in a space of a store (the
+// webhooks', the sources'): its version, at versionKey (nil when there is
+// none), and every other entry.
+func ReadRegistry(ctx context.Context, store StateStore, space, versionKey string) ([]byte, map[string][]byte, error) {
+	return readRegistry(ctx, store, space, versionKey, nil, true)
+}
+
+// ReadIfChanged is ReadRegistry for a caller that has seen version seen:
+// it reads the entries only when the version moved, and returns a nil map
+// when it did not.
 func ReadIfChanged(ctx context.Context, store StateStore, space, versionKey string, seen []byte) ([]byte, map[string][]byte, error) {
+	return readRegistry(ctx, store, space, versionKey, seen, false)
+}
+
+// readRegistry reads the version, then the entries unless the version is
+// seen and not always.
+func readRegistry(ctx context.Context, store StateStore, space, versionKey string, seen []byte, always bool) ([]byte, map[string][]byte, error) {
 	ver, _, err := store.LoadState(ctx, space, versionKey)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read %s's version: %w", space, err)
 	}
-	if bytes.Equal(ver, seen) {
+	if !always && bytes.Equal(ver, seen) {
 		return ver, nil, nil
 	}
 	entries := make(map[string][]byte)

@@ -160,34 +160,26 @@ func New(ctx context.Context, h *hub.Hub, groups Groups, opts Options) (*Manager
 	}
 	m := &Manager{hub: h, store: store, groups: groups, opts: opts, clock: opts.Clock, log: opts.Log, subs: make(map[string]*sub), shared: hub.SharedState(store)}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
+	ver, entries, err := hub.ReadRegistry(ctx, store, registrySpace, keyVersion)
+	if err != nil {
+		m.cancel()
+		return nil, fmt.Errorf("load webhooks: %w", err)
+	}
 	if m.shared {
-		v, _, err := store.LoadState(ctx, registrySpace, keyVersion)
-		if err != nil {
-			m.cancel()
-			return nil, fmt.Errorf("load webhooks: %w", err)
-		}
-		m.ver = v
+		m.ver = ver
 	}
 	type entry struct {
 		cfg Config
 		raw []byte
 	}
 	var stored []entry
-	err := store.ScanState(ctx, registrySpace, "", func(name string, v []byte) bool {
-		if name == keyVersion {
-			return true
-		}
-		cfg, err := decodeStored(name, v)
+	for _, name := range slices.Sorted(maps.Keys(entries)) {
+		cfg, err := decodeStored(name, entries[name])
 		if err != nil {
 			m.log.Warn("stored webhook skipped", "webhook", name, "error", err)
-			return true
+			continue
 		}
-		stored = append(stored, entry{cfg, v})
-		return true
-	})
-	if err != nil {
-		m.cancel()
-		return nil, fmt.Errorf("load webhooks: %w", err)
+		stored = append(stored, entry{cfg, entries[name]})
 	}
 	for _, en := range stored {
 		cfg := en.cfg
