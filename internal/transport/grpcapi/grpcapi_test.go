@@ -7,6 +7,8 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -862,5 +864,103 @@ func TestDeadline(t *testing.T) {
 	}
 	if _, err := c.s.Recv(); status.Code(err) != codes.Canceled && !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled connect: %v", err)
+	}
+}
+
+// TestPublishStreamPipelined sends many requests without waiting: the
+// requests queued behind a busy store are stored together (one append per
+// run of one topic), and every answer is what storing the requests one by
+// one, in order, gives: dense offsets in request order, a refused request
+// answered alone, an idempotency key repeated across requests answered as a
+// duplicate of the first, a request spanning topics stored in its place.
+func TestPublishStreamPipelined(t *testing.T) {
+	release := make(chan struct{})
+	var first sync.Once
+	var maxStored atomic.Int64
+	hs := start(t, func(su *setup) {
+		su.hub.Observer.Published = func(n int) {
+			first.Do(func() { <-release }) // hold the first store while requests queue
+			for m := maxStored.Load(); int64(n) > m && !maxStored.CompareAndSwap(m, int64(n)); m = maxStored.Load() {
+			}
+		}
+	})
+	ps, err := hs.c.PublishStream(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const reqs = 600
+	sent := make(chan int, reqs)
+	go func() {
+		for i := 1; i <= reqs; i++ {
+			req := &heraldv1.PublishRequest{Topic: "pp", Id: uint64(i)}
+			ev := &heraldv1.PublishEvent{Data: []byte(strconv.Itoa(i))}
+			switch {
+			case i%97 == 0:
+				ev.Type = "gap" // refused by the hub's check
+			case i%50 == 25:
+				req.Events = append(req.Events, &heraldv1.PublishEvent{Topic: "pq", Data: []byte("x")})
+			case i%40 == 0:
+				ev.Key = "k" + strconv.Itoa(i-1) // the key of the request before
+			case i%40 == 39:
+				ev.Key = "k" + strconv.Itoa(i)
+			}
+			req.Events = append([]*heraldv1.PublishEvent{ev}, req.Events...)
+			if err := ps.Send(req); err != nil {
+				t.Errorf("Send: %v", err)
+				return
+			}
+			sent <- i
+		}
+		ps.CloseSend()
+	}()
+	for range 100 {
+		<-sent
+	}
+	time.Sleep(100 * time.Millisecond) // let the server's reader take them
+	close(release)
+
+	var next, keyed uint64 = 1, 0
+	for i := 1; i <= reqs; i++ {
+		resp, err := ps.Recv()
+		if err != nil {
+			t.Fatalf("Recv %d: %v", i, err)
+		}
+		if resp.Id != uint64(i) {
+			t.Fatalf("response %d has id %d", i, resp.Id)
+		}
+		switch {
+		case i%97 == 0:
+			if resp.Error.GetCode() != "bad_request" || len(resp.Acks) != 0 {
+				t.Errorf("refused request %d: %v", i, resp)
+			}
+			continue
+		case len(resp.Acks) == 0:
+			t.Fatalf("response %d: %v", i, resp)
+		case i%40 == 0:
+			if a := resp.Acks[0]; !a.Duplicate || a.Offset != keyed {
+				t.Errorf("request %d repeats request %d's key: %v, want a duplicate of offset %d", i, i-1, a, keyed)
+			}
+			continue
+		}
+		if a := resp.Acks[0]; a.Offset != next || a.Duplicate || a.Topic != "pp" {
+			t.Fatalf("response %d: %v, want offset %d of pp", i, a, next)
+		}
+		if i%40 == 39 {
+			keyed = next
+		}
+		if i%50 == 25 && (len(resp.Acks) != 2 || resp.Acks[1].Topic != "pq") {
+			t.Errorf("request %d spanning topics: %v", i, resp)
+		}
+		next++
+	}
+	if _, err := ps.Recv(); err != io.EOF {
+		t.Errorf("end of stream: %v", err)
+	}
+	if n := maxStored.Load(); n < 2 {
+		t.Errorf("at most %d event stored per append: the queued requests were not stored together", n)
+	}
+	info, err := hs.c.GetTopic(ctxT(t), &heraldv1.GetTopicRequest{Topic: "pp"})
+	if err != nil || info.Last != next-1 {
+		t.Errorf("stored %v, %v; want %d events", info, err, next-1)
 	}
 }

@@ -66,69 +66,230 @@ func (v *service) Publish(ctx context.Context, req *heraldv1.PublishRequest) (*h
 // each with the request's id. A refused request is answered with its error
 // and the stream goes on; a broken stream (a message over the size limit,
 // say) ends it.
+//
+// The stream is pipelined: a reader goroutine receives requests while the
+// handler stores the ones before them, and the handler stores the requests
+// waiting when it is free in one go (storeRun): consecutive requests to one
+// topic become one append, in their order. A client with many requests in
+// flight on one stream so gets the throughput of as many concurrent
+// publishers, with its per-topic order kept; a lone request is stored at
+// once, as before.
 func (v *service) PublishStream(ss heraldv1.Herald_PublishStreamServer) error {
 	s := v.s
 	ctx := ss.Context()
-	in := new(publishIn)
-	var msg rawMessage
-	for {
-		if err := ss.RecvMsg(in); err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
+	// The reader owns reqs and closes it when the stream's receiving side
+	// ends (readErr then holds why); it stops early when the handler
+	// returns (stop). It is counted in s.workers, as Connect's is.
+	reqs := make(chan *publishIn, streamWindow)
+	readErr := make(chan error, 1)
+	stop := make(chan struct{})
+	defer close(stop)
+	s.workers.Add(1)
+	go func() {
+		defer s.workers.Done()
+		defer close(reqs)
+		for {
+			in := new(publishIn)
+			if err := ss.RecvMsg(in); err != nil {
+				readErr <- err
+				return
 			}
-			return err
+			select {
+			case reqs <- in:
+			case <-stop:
+				readErr <- nil
+				return
+			}
 		}
-		out, err := s.publish(ctx, in)
-		if err != nil {
-			if ctx.Err() != nil {
+	}()
+	batch := make([]*publishIn, 0, streamWindow)
+	var answers []streamAnswer
+	for {
+		in, ok := <-reqs
+		if !ok {
+			if err := <-readErr; err != nil && !errors.Is(err, io.EOF) {
+				return err
+			}
+			return nil
+		}
+		batch = append(batch[:0], in)
+		n := len(in.events)
+	more:
+		for len(batch) < streamWindow && n < maxStreamMerge {
+			select {
+			case in, ok := <-reqs:
+				if !ok {
+					break more // answer these, then see why the reader stopped
+				}
+				batch = append(batch, in)
+				n += len(in.events)
+			default:
+				break more
+			}
+		}
+		answers = s.publishMany(ctx, batch, answers[:0])
+		for i, a := range answers {
+			if a.err != nil && ctx.Err() != nil {
 				return statusError(ctx.Err())
 			}
-			_, code, text := describe(err)
-			msg = s.codec.newRaw(32 + len(code) + len(text))
-			msg.b = appendPublishError(msg.b, in.id, code, text)
-		} else {
-			msg = *s.encodePublish(out, in.id)
+			if err := ss.SendMsg(s.streamAnswer(batch[i].id, a)); err != nil {
+				return err
+			}
 		}
-		if err := ss.SendMsg(&msg); err != nil {
-			return err
+		clear(batch)
+		clear(answers)
+	}
+}
+
+// Bounds of PublishStream's pipelining: the requests awaiting their turn
+// (received ahead of the one being stored), and the events stored in one
+// go (a request over it still runs whole).
+const (
+	streamWindow   = 256
+	maxStreamMerge = 1000
+)
+
+// streamAnswer is the outcome of one request of a PublishStream.
+type streamAnswer struct {
+	out *publishOut
+	err error
+}
+
+// streamAnswer encodes a's PublishResponse for the request id.
+func (s *Server) streamAnswer(id uint64, a streamAnswer) *rawMessage {
+	if a.err == nil {
+		return s.encodePublish(a.out, id)
+	}
+	_, code, text := describe(a.err)
+	msg := s.codec.newRaw(32 + len(code) + len(text))
+	msg.b = appendPublishError(msg.b, id, code, text)
+	return &msg
+}
+
+// publishMany publishes batch's requests in order, appending one answer
+// per request to answers: each as publish would, except that consecutive
+// requests to one topic are checked one by one (a refused one is answered
+// alone) and the accepted ones stored in one append, so they succeed or
+// fail together, as concurrent appends coalesced by an engine do.
+func (s *Server) publishMany(ctx context.Context, batch []*publishIn, answers []streamAnswer) []streamAnswer {
+	preps := make([]prepared, len(batch))
+	for i, in := range batch {
+		preps[i] = s.prepare(in)
+	}
+	for i := 0; i < len(preps); {
+		p := &preps[i]
+		if p.err != nil || !p.single {
+			if p.err == nil {
+				p.err = s.store(ctx, p)
+			}
+			answers = append(answers, streamAnswer{out: p.out, err: p.err})
+			i++
+			continue
+		}
+		j := i + 1
+		for j < len(preps) && preps[j].err == nil && preps[j].single && preps[j].out.topics[0] == p.out.topics[0] {
+			j++
+		}
+		answers = s.storeRun(ctx, preps[i:j], answers)
+		i = j
+	}
+	return answers
+}
+
+// storeRun stores run, requests to one topic each and all to the same
+// one, appending their answers.
+func (s *Server) storeRun(ctx context.Context, run []prepared, answers []streamAnswer) []streamAnswer {
+	if len(run) == 1 {
+		p := &run[0]
+		p.err = s.store(ctx, p)
+		return append(answers, streamAnswer{out: p.out, err: p.err})
+	}
+	topic := run[0].out.topics[0]
+	var recs []event.Record
+	for i := range run {
+		p := &run[i]
+		if p.err = s.hub.CheckPublish(ctx, topic, p.recs); p.err == nil {
+			recs = append(recs, p.recs...)
 		}
 	}
+	var acks []event.Ack
+	var err error
+	if len(recs) > 0 {
+		// CheckPublish counted each request against the rate limits.
+		acks, err = s.hub.Publish(hub.PublishCounted(ctx), topic, recs)
+	}
+	for i := range run {
+		p := &run[i]
+		switch {
+		case p.err != nil:
+		case err != nil:
+			p.err = err
+		default:
+			p.out.acks, acks = acks[:len(p.recs):len(p.recs)], acks[len(p.recs):]
+		}
+		answers = append(answers, streamAnswer{out: p.out, err: p.err})
+	}
+	return answers
+}
+
+// prepared is a request checked and turned into records, ready to store.
+type prepared struct {
+	out    *publishOut // topics set; acks set by store
+	recs   []event.Record
+	single bool  // all events to out.topics[0]
+	err    error // the request's refusal
 }
 
 // publish validates in whole, then stores its events topic by topic. The
 // answer has one ack per event, in the request's order. Nothing is stored
 // when any event is refused before the engine is reached.
 func (s *Server) publish(ctx context.Context, in *publishIn) (*publishOut, error) {
+	p := s.prepare(in)
+	if p.err != nil {
+		return nil, p.err
+	}
+	if err := s.store(ctx, &p); err != nil {
+		return nil, err
+	}
+	return p.out, nil
+}
+
+// prepare checks in's events and turns them into records.
+func (s *Server) prepare(in *publishIn) prepared {
 	n := len(in.events)
 	if n == 0 {
-		return nil, badRequest("the request has no events; give at least one in events")
+		return prepared{err: badRequest("the request has no events; give at least one in events")}
 	}
-	out := &publishOut{topics: make([]string, n)}
-	recs := make([]event.Record, n)
-	single := true
+	p := prepared{out: &publishOut{topics: make([]string, n)}, recs: make([]event.Record, n), single: true}
 	for i := range in.events {
 		e := &in.events[i]
 		t := e.topic
 		if t == "" {
 			t = in.topic
 		}
-		out.topics[i] = t
-		single = single && t == out.topics[0]
-		if err := s.record(&recs[i], t, e); err != nil {
+		p.out.topics[i] = t
+		p.single = p.single && t == p.out.topics[0]
+		if err := s.record(&p.recs[i], t, e); err != nil {
 			if n == 1 {
-				return nil, err
+				return prepared{err: err}
 			}
-			return nil, fmt.Errorf("event %d: %w", i, err)
+			return prepared{err: fmt.Errorf("event %d: %w", i, err)}
 		}
 	}
+	return p
+}
+
+// store stores p's records, topic by topic, and sets its acks.
+func (s *Server) store(ctx context.Context, p *prepared) error {
+	out, recs := p.out, p.recs
 	// The common case, one topic, needs no grouping.
-	if single {
+	if p.single {
 		acks, err := s.hub.Publish(ctx, out.topics[0], recs)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		out.acks = acks
-		return out, nil
+		return nil
 	}
 	type group struct {
 		recs []event.Record
@@ -148,22 +309,22 @@ func (s *Server) publish(ctx context.Context, in *publishIn) (*publishOut, error
 	}
 	for _, t := range order {
 		if err := s.hub.CheckPublish(ctx, t, groups[t].recs); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	out.acks = make([]event.Ack, n)
+	out.acks = make([]event.Ack, len(recs))
 	ctx = hub.PublishCounted(ctx) // CheckPublish counted the events against the rate limits
 	for _, t := range order {
 		g := groups[t]
 		acks, err := s.hub.Publish(ctx, t, g.recs)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for j, a := range acks {
 			out.acks[g.idx[j]] = a
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // record checks one event and fills rec from it. The payload is not
