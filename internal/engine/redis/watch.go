@@ -149,7 +149,9 @@ func (e *Engine) run(w *watch) {
 	})
 	backoff := minBackoff
 	for {
+		began := time.Now()
 		err := e.sub.Receive(ctx, e.subscribe(w), func(m rueidis.PubSubMessage) { e.onMessage(w, m) })
+		held := time.Since(began)
 		if w.ctx.Err() != nil {
 			return
 		}
@@ -164,6 +166,11 @@ func (e *Engine) run(w *watch) {
 		}
 		if err != nil {
 			e.opts.Log.Warn("redis subscription lost; resubscribing", "topic", w.topic, "err", err)
+		}
+		if held >= maxBackoff {
+			// The subscription held a while before this loss: a new
+			// outage starts from the shortest wait again.
+			backoff = minBackoff
 		}
 		select {
 		case <-w.ctx.Done():
