@@ -150,12 +150,24 @@ type Subscriber struct {
 	hold     int         // Subscribe calls with a reply in progress: Next hands out nothing meanwhile
 	expiry   *time.Timer // ends s with CloseExpired (Expire); nil when its credentials never expire
 
-	// An unavailable engine is waited out (readFailed): history reads
-	// pause until retryAt, and retry wakes the writer then.
-	downSince time.Time     // first failed history read of this outage; zero while the engine answers
-	backoff   time.Duration // the current wait between history reads
-	retryAt   time.Time
-	retry     *time.Timer
+	down *outage // set while the engine is unavailable to s's history reads (readFailed)
+}
+
+// outage is a Subscriber's wait for an unavailable engine: history reads
+// pause until retryAt, and retry wakes the writer then. It exists only
+// during an outage, so that a Subscriber stays small.
+type outage struct {
+	since   time.Time     // first failed history read of this outage
+	backoff time.Duration // the current wait between history reads
+	retryAt time.Time
+	retry   *time.Timer
+}
+
+// stop stops o's timer.
+func (o *outage) stop() {
+	if o != nil && o.retry != nil {
+		o.retry.Stop()
+	}
 }
 
 // subscription is one topic of one subscriber. Its fields are guarded by
@@ -550,7 +562,7 @@ func (s *Subscriber) Next(ctx context.Context, buf []Item) ([]Item, CloseReason)
 			s.mu.Unlock() // a Subscribe is building its reply; it wakes the writer once done
 			return buf[:0], CloseNone
 		}
-		if len(s.catchups) == 0 || s.bytes >= s.opts.MaxQueueBytes/2 || time.Now().Before(s.retryAt) {
+		if len(s.catchups) == 0 || s.bytes >= s.opts.MaxQueueBytes/2 || s.down != nil && time.Now().Before(s.down.retryAt) {
 			out := append(buf[:0], s.queue...)
 			clear(s.queue)
 			s.queue = s.queue[:0]
@@ -568,7 +580,8 @@ func (s *Subscriber) Next(ctx context.Context, buf []Item) ([]Item, CloseReason)
 			continue
 		}
 		s.mu.Lock()
-		s.downSince = time.Time{}
+		s.down.stop()
+		s.down = nil
 		if s.subs[sub.topic] != sub || !sub.catchup {
 			s.dropCatchup(sub) // unsubscribed meanwhile
 			s.mu.Unlock()
@@ -605,21 +618,23 @@ func (s *Subscriber) readFailed(err error) {
 		s.mu.Unlock()
 		return
 	}
-	if s.downSince.IsZero() {
-		s.downSince, s.backoff = now, minReadBackoff
+	d := s.down
+	if d == nil {
+		d = &outage{since: now, backoff: minReadBackoff}
+		s.down = d
 	} else {
-		s.backoff = min(2*s.backoff, maxReadBackoff)
+		d.backoff = min(2*d.backoff, maxReadBackoff)
 	}
-	if now.Sub(s.downSince) >= s.h.opts.UnavailableWait {
+	if now.Sub(d.since) >= s.h.opts.UnavailableWait {
 		s.mu.Unlock()
 		s.Close(CloseUnavailable)
 		return
 	}
-	s.retryAt = now.Add(s.backoff)
-	if s.retry == nil {
-		s.retry = time.AfterFunc(s.backoff, s.opts.Wake)
+	d.retryAt = now.Add(d.backoff)
+	if d.retry == nil {
+		d.retry = time.AfterFunc(d.backoff, s.opts.Wake)
 	} else {
-		s.retry.Reset(s.backoff)
+		d.retry.Reset(d.backoff)
 	}
 	s.mu.Unlock()
 }
@@ -721,10 +736,8 @@ func (s *Subscriber) afterEnd(reason CloseReason) {
 		s.expiry.Stop()
 		s.expiry = nil
 	}
-	if s.retry != nil {
-		s.retry.Stop()
-		s.retry = nil
-	}
+	s.down.stop()
+	s.down = nil
 	s.mu.Unlock()
 	for _, sub := range subs {
 		s.h.remove(sub)
