@@ -70,20 +70,18 @@ func (m *Manager) Ack(ctx context.Context, name, member string, ids []string) (r
 		return nil, err
 	}
 	checked := false
-	for attempt := 0; ; attempt++ {
-		var acked int
+	var acked int
+	err = g.retry(ctx, func() (err error) {
 		results, acked, err = g.ack(ctx, member, ids, &checked)
-		if g.again(ctx, err, attempt) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		if o := m.opts.Observer; o.Acked != nil && acked > 0 {
-			o.Acked(name, acked)
-		}
-		return results, nil
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
+	if o := m.opts.Observer; o.Acked != nil && acked > 0 {
+		o.Acked(name, acked)
+	}
+	return results, nil
 }
 
 // ack is one run of Ack; checked is recheck's.
@@ -141,12 +139,7 @@ func (m *Manager) Nak(ctx context.Context, name, member, id string, delay time.D
 		return err
 	}
 	checked := false
-	for attempt := 0; ; attempt++ {
-		err := g.nak(ctx, member, id, delay, &checked)
-		if !g.again(ctx, err, attempt) {
-			return err
-		}
-	}
+	return g.retry(ctx, func() error { return g.nak(ctx, member, id, delay, &checked) })
 }
 
 // nak is one run of Nak; checked is recheck's.
@@ -200,12 +193,12 @@ func (m *Manager) InProgress(ctx context.Context, name, member, id string) (time
 		return time.Time{}, err
 	}
 	checked := false
-	for attempt := 0; ; attempt++ {
-		deadline, err := g.inProgress(ctx, member, id, &checked)
-		if !g.again(ctx, err, attempt) {
-			return deadline, err
-		}
-	}
+	var deadline time.Time
+	err = g.retry(ctx, func() (err error) {
+		deadline, err = g.inProgress(ctx, member, id, &checked)
+		return err
+	})
+	return deadline, err
 }
 
 // inProgress is one run of InProgress; checked is recheck's.
@@ -254,12 +247,7 @@ func (m *Manager) Term(ctx context.Context, name, member, id, why string) error 
 		return err
 	}
 	checked := false
-	for attempt := 0; ; attempt++ {
-		err := g.term(ctx, member, id, why, &checked)
-		if !g.again(ctx, err, attempt) {
-			return err
-		}
-	}
+	return g.retry(ctx, func() error { return g.term(ctx, member, id, why, &checked) })
 }
 
 // term is one run of Term; checked is recheck's.

@@ -109,7 +109,7 @@ func (m *Manager) Fetch(ctx context.Context, name, member string, limit int, wai
 						attempt++
 						continue
 					}
-					return nil, err
+					return nil, g.contended(err)
 				}
 			} else if r != nil {
 				m.flushSoon()

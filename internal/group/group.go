@@ -50,7 +50,7 @@ const (
 )
 
 // Errors callers branch on. Each wraps the hub error that transports map to
-// a reason (not_found, conflict, bad_request).
+// a reason (not_found, conflict, bad_request, unavailable).
 var (
 	// ErrUnsupported is returned by New for an engine that keeps no
 	// consumer state.
@@ -74,6 +74,12 @@ var (
 	// ErrNoTopic is wrapped by Put for a group naming a topic (not a
 	// pattern) that does not exist.
 	ErrNoTopic = fmt.Errorf("%w: no such topic", hub.ErrNotFound)
+	// ErrContended is wrapped by the error of an operation whose writes
+	// conflicted with other nodes' changes to the group (shared mode) on
+	// every one of its attempts. It wraps hub.ErrUnavailable (503, gRPC
+	// Unavailable), which clients retry, and neither hub.ErrConflict,
+	// which they take as final, nor hub.ErrStateConflict.
+	ErrContended = fmt.Errorf("%w: the group kept changing on other nodes; try again", hub.ErrUnavailable)
 )
 
 // The dead-letter headers: an event sent to a group's dead-letter topic

@@ -25,7 +25,12 @@ import (
 //     hub.ErrStateConflict and writes nothing. The committer then
 //     reloads the state from the store (commit.go), and the operation
 //     (fetch, ack, nak, in_progress, term) runs again on it, up to
-//     maxAttempts times: callers see only real failures.
+//     maxAttempts times: callers see only real failures. Every change
+//     that a conflicting flush held fails, so the operations that shared
+//     the flush (commit.go) run again too, each in its own loop. One that
+//     still conflicts after maxAttempts fails with ErrContended
+//     (unavailable: retry later), never with the raw conflict, which
+//     transports would answer as an internal error.
 //   - A fetch returns only once its leases are stored (a write that
 //     checks the version), so an event is never leased to two members
 //     at once.
@@ -84,6 +89,29 @@ func (g *group) again(ctx context.Context, err error, attempt int) bool {
 	case <-g.m.done:
 		return false
 	}
+}
+
+// retry runs op until it succeeds, fails for another reason than a
+// conflict with other nodes' writes, or runs out of attempts (again), and
+// returns its error as contended makes it.
+func (g *group) retry(ctx context.Context, op func() error) error {
+	for attempt := 0; ; attempt++ {
+		err := op()
+		if !g.again(ctx, err, attempt) {
+			return g.contended(err)
+		}
+	}
+}
+
+// contended returns the error of an operation that again let go after
+// err: err itself, unless err is a conflict with other nodes' writes (the
+// attempts ran out, ctx ended or the Manager closed), which becomes an
+// error wrapping ErrContended and no longer hub.ErrStateConflict.
+func (g *group) contended(err error) error {
+	if err == nil || !errors.Is(err, hub.ErrStateConflict) {
+		return err
+	}
+	return fmt.Errorf("group %s: %w (the last conflict: %v)", g.cfg.Name, ErrContended, err)
 }
 
 // recheck is called by an answer that got err from lookupLocked, in
