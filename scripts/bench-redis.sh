@@ -6,7 +6,8 @@
 #   ceiling  Redis's own ceiling for herald's append pattern: the engine's
 #            publish script alone, auto-pipelined (go test -bench)
 #   publish  single events through one node (wrk when installed, and
-#            herald bench publish with many connections), batches; Redis
+#            herald bench publish with many connections: HTTP, gRPC
+#            unary calls, gRPC PublishStream), batches; Redis
 #            CPU time per event from /proc/PID/stat; the same wrk against
 #            the memory engine, the floor of any engine through one node
 #   fanout   the same subscribers over 1, 2 and 3 nodes, and on one node of
@@ -56,7 +57,8 @@ nodes_start() { # n [engine]
   for i in $(seq "$1"); do
     local args=(--engine "$engine")
     [ "$engine" = redis ] && args+=(--redis-url "redis://127.0.0.1:$redis_port")
-    HERALD_GRPC_ENABLED=false "$bin" serve --addr "127.0.0.1:1818$i" --log-level warn "${args[@]}" &
+    # gRPC only where a section asks for it (grpc=true), on 127.0.0.1:1919N.
+    HERALD_GRPC_ENABLED=${grpc:-false} HERALD_GRPC_ADDR="127.0.0.1:1919$i" "$bin" serve --addr "127.0.0.1:1818$i" --log-level warn "${args[@]}" &
     node_pids+=($!)
   done
   for i in $(seq "$1"); do
@@ -127,13 +129,14 @@ publish() {
           nodes_stop
         fi
       fi
-      for shape in "--conns 256" "--conns 4 --batch 100" "--conns 4 --batch 1000"; do
+      for shape in "--conns 256" "--conns 4 --batch 100" "--conns 4 --batch 1000" \
+        "--transport grpc --conns 8 --in-flight 64" "--transport grpc --stream --conns 4 --in-flight 64"; do
         redis_start "${persist/none/}"
-        nodes_start 1
+        grpc=true nodes_start 1
         echo "-- publish: herald bench publish $shape, one node, appendonly $persist, run $i; $(load)"
         t0=$(cpu_ticks "$redis_pid")
         # shellcheck disable=SC2086
-        out=$("$bin" bench publish --server http://127.0.0.1:18181 $shape --duration 10s --pid "${node_pids[0]}" --json)
+        out=$("$bin" bench publish --server http://127.0.0.1:18181 --grpc-addr 127.0.0.1:19191 $shape --duration 10s --pid "${node_pids[0]}" --json)
         echo "$out" | python3 -c 'import json,sys; r=json.load(sys.stdin); s=r.get("server_process") or {}
 print("events     %d stored: %.0f events/s, %.0f req/s, errors %d; latency p50 %.2fms p99 %.2fms; server %.2f cores, %.2f µs per event" % (
   r["events"], r["events_per_s"], r["requests_per_s"], r["errors"], r["latency"]["p50_ms"], r["latency"]["p99_ms"], s.get("cpu_cores", 0), s.get("cpu_us_per_event", 0)))'
