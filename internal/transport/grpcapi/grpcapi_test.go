@@ -3,6 +3,7 @@ package grpcapi_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strconv"
@@ -53,7 +54,8 @@ type setup struct {
 	grpc      grpcapi.Options
 	retention event.Retention
 	dial      []grpc.DialOption
-	groups    bool // serve Consume with a group.Manager
+	groups    bool                            // serve Consume with a group.Manager
+	engine    func(*memory.Engine) hub.Engine // wraps the memory engine, when set
 }
 
 func start(t *testing.T, opts ...func(*setup)) *harness {
@@ -70,7 +72,11 @@ func start(t *testing.T, opts ...func(*setup)) *harness {
 		ret = func(string) event.Retention { return su.retention }
 	}
 	eng := memory.New(memory.Options{Retention: ret})
-	h := hub.New(eng, su.hub)
+	var he hub.Engine = eng
+	if su.engine != nil {
+		he = su.engine(eng)
+	}
+	h := hub.New(he, su.hub)
 	var groups *group.Manager
 	if su.groups {
 		m, err := group.New(context.Background(), h, group.Options{})
@@ -962,5 +968,82 @@ func TestPublishStreamPipelined(t *testing.T) {
 	info, err := hs.c.GetTopic(ctxT(t), &heraldv1.GetTopicRequest{Topic: "pp"})
 	if err != nil || info.Last != next-1 {
 		t.Errorf("stored %v, %v; want %d events", info, err, next-1)
+	}
+}
+
+// heldEngine holds its first Append until release is closed, and fails
+// Appends with ErrUnavailable while fail is set.
+type heldEngine struct {
+	*memory.Engine
+	release chan struct{}
+	calls   atomic.Int64
+	fail    atomic.Bool
+}
+
+func (e *heldEngine) Append(ctx context.Context, topic string, recs []event.Record) ([]event.Ack, error) {
+	if e.calls.Add(1) == 1 {
+		<-e.release
+	} else if e.fail.Load() {
+		return nil, fmt.Errorf("test: %w", hub.ErrUnavailable)
+	}
+	return e.Engine.Append(ctx, topic, recs)
+}
+
+// TestPublishStreamMergedFailTogether: requests stored together fail
+// together when the engine fails (each answered unavailable, nothing of
+// them stored), and the stream goes on.
+func TestPublishStreamMergedFailTogether(t *testing.T) {
+	eng := &heldEngine{release: make(chan struct{})}
+	hs := start(t, func(su *setup) {
+		su.engine = func(m *memory.Engine) hub.Engine { eng.Engine = m; return eng }
+	})
+	ps, err := hs.c.PublishStream(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(id int) {
+		t.Helper()
+		if err := ps.Send(&heraldv1.PublishRequest{Topic: "pf", Id: uint64(id), Events: []*heraldv1.PublishEvent{{Data: []byte("x")}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(1)
+	for deadline := time.Now().Add(5 * time.Second); eng.calls.Load() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) { // 1 is held in the engine
+			t.Fatal("request 1 did not reach the engine")
+		}
+	}
+	for id := 2; id <= 11; id++ {
+		send(id) // these wait behind it
+	}
+	time.Sleep(100 * time.Millisecond) // let the server's reader take them
+	eng.fail.Store(true)
+	close(eng.release)
+	for id := 1; id <= 11; id++ {
+		resp, err := ps.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case resp.Id != uint64(id):
+			t.Fatalf("response %d has id %d", id, resp.Id)
+		case id == 1 && (len(resp.Acks) != 1 || resp.Acks[0].Offset != 1):
+			t.Errorf("request 1: %v", resp)
+		case id > 1 && (resp.Error.GetCode() != "unavailable" || len(resp.Acks) != 0):
+			t.Errorf("request %d stored while the engine failed: %v", id, resp)
+		}
+	}
+	if n := eng.calls.Load(); n != 2 {
+		t.Errorf("%d appends for 11 requests, want 2 (the held one, then the 10 waiting together)", n)
+	}
+	eng.fail.Store(false)
+	send(12)
+	resp, err := ps.Recv()
+	if err != nil || len(resp.Acks) != 1 || resp.Acks[0].Offset != 2 {
+		t.Errorf("after the engine is back: %v, %v; want offset 2", resp, err)
+	}
+	ps.CloseSend()
+	if _, err := ps.Recv(); err != io.EOF {
+		t.Errorf("end of stream: %v", err)
 	}
 }
