@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/heraldhq/herald/internal/clock/clocktest"
 	"github.com/heraldhq/herald/internal/engine/memory"
 	"github.com/heraldhq/herald/internal/event"
 	"github.com/heraldhq/herald/internal/hub"
@@ -26,66 +27,25 @@ const guard = 10 * time.Second
 
 var bg = context.Background()
 
-// fakeClock is a Clock whose timers fire when the test says: each timer a
-// poller sets is handed to the test through timers, so the test knows a
-// poll has ended, and what wait came after it, without sleeping.
-type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers chan *fakeTimer
-}
+// fakeClock is the tests' Clock: each timer a poller sets is handed to
+// the test (next), so the test knows a poll has ended, and what wait came
+// after it, without sleeping.
+type fakeClock struct{ *clocktest.Fake }
 
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC), timers: make(chan *fakeTimer, 64)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) NewTimer(d time.Duration) Timer {
-	t := &fakeTimer{d: d, c: make(chan time.Time, 1)}
-	c.timers <- t
-	return t
-}
+func newFakeClock() *fakeClock { return &fakeClock{clocktest.New()} }
 
 // next returns the next timer a poller sets: its poll has ended.
-func (c *fakeClock) next(t *testing.T) *fakeTimer {
+func (c *fakeClock) next(t *testing.T) *clocktest.Timer {
 	t.Helper()
-	select {
-	case tm := <-c.timers:
-		return tm
-	case <-time.After(guard):
-		t.Fatal("no poll ended")
-		return nil
-	}
-}
-
-// fire advances the clock by the timer's wait and fires it.
-func (c *fakeClock) fire(tm *fakeTimer) {
-	c.mu.Lock()
-	c.now = c.now.Add(tm.d)
-	now := c.now
-	c.mu.Unlock()
-	tm.c <- now
+	return c.Next(t, guard, "poll end")
 }
 
 // poll fires tm and returns the timer set after the poll it starts.
-func (c *fakeClock) poll(t *testing.T, tm *fakeTimer) *fakeTimer {
+func (c *fakeClock) poll(t *testing.T, tm *clocktest.Timer) *clocktest.Timer {
 	t.Helper()
-	c.fire(tm)
+	c.Fire(tm)
 	return c.next(t)
 }
-
-type fakeTimer struct {
-	d time.Duration
-	c chan time.Time
-}
-
-func (t *fakeTimer) C() <-chan time.Time { return t.c }
-func (t *fakeTimer) Stop() bool          { return true }
 
 // origin is a test HTTP server whose answers the test sets, and which
 // records the requests it got.

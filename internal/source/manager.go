@@ -31,6 +31,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/heraldhq/herald/internal/clock"
 	"github.com/heraldhq/herald/internal/hub"
 	"github.com/heraldhq/herald/internal/netguard"
 )
@@ -43,29 +44,6 @@ var (
 	// ErrNotFound is wrapped by calls naming a source that does not exist.
 	ErrNotFound = errors.New("no such source")
 )
-
-// Clock is the time pollers wait on; tests give a fake one to check
-// waits without sleeping.
-type Clock interface {
-	Now() time.Time
-	NewTimer(d time.Duration) Timer
-}
-
-// Timer is a Clock's timer.
-type Timer interface {
-	C() <-chan time.Time
-	Stop() bool
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time                 { return time.Now() }
-func (realClock) NewTimer(d time.Duration) Timer { return realTimer{time.NewTimer(d)} }
-
-type realTimer struct{ t *time.Timer }
-
-func (t realTimer) C() <-chan time.Time { return t.t.C }
-func (t realTimer) Stop() bool          { return t.t.Stop() }
 
 // Observer receives the pollers' counters; nil fields are not called.
 type Observer struct {
@@ -90,7 +68,7 @@ type Options struct {
 	// Poll is how often a Manager on a store shared between nodes reads
 	// whether another node changed a source (shared.go); default 1s.
 	Poll     time.Duration
-	Clock    Clock // default: the real one
+	Clock    clock.Clock // default: the real one
 	Observer Observer
 	Log      *slog.Logger
 }
@@ -100,7 +78,7 @@ type Manager struct {
 	hub    *hub.Hub
 	store  hub.StateStore
 	opts   Options
-	clock  Clock
+	clock  clock.Clock
 	log    *slog.Logger
 	client *http.Client
 	tr     *http.Transport
@@ -136,7 +114,7 @@ func New(ctx context.Context, h *hub.Hub, opts Options) (*Manager, error) {
 		opts.UserAgent = "herald-source"
 	}
 	if opts.Clock == nil {
-		opts.Clock = realClock{}
+		opts.Clock = clock.Real{}
 	}
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)

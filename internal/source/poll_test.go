@@ -281,7 +281,7 @@ func TestBackoff(t *testing.T) {
 	tm := f.clock.next(t)
 	var waits []time.Duration
 	for range 5 {
-		waits = append(waits, tm.d)
+		waits = append(waits, tm.D)
 		tm = f.clock.poll(t, tm)
 	}
 	if want := []time.Duration{2 * time.Second, 4 * time.Second, 8 * time.Second, 10 * time.Second, 10 * time.Second}; !slices.Equal(waits, want) {
@@ -294,14 +294,14 @@ func TestBackoff(t *testing.T) {
 	if in.Status.State() != "failing" || in.Status.Failures != 6 || !strings.Contains(in.Status.LastError, "500") {
 		t.Errorf("status %+v", in.Status)
 	}
-	if !in.Status.NextPoll.Equal(f.clock.Now().Add(tm.d)) {
-		t.Errorf("next poll %v, want %v", in.Status.NextPoll, f.clock.Now().Add(tm.d))
+	if !in.Status.NextPoll.Equal(f.clock.Now().Add(tm.D)) {
+		t.Errorf("next poll %v, want %v", in.Status.NextPoll, f.clock.Now().Add(tm.D))
 	}
 	// 429 with Retry-After: 120 waits 120s, over max_backoff.
 	o.set(func(o *origin) { o.status, o.header = http.StatusTooManyRequests, http.Header{"Retry-After": {"120"}} })
 	tm = f.clock.poll(t, tm)
-	if tm.d != 120*time.Second || f.polls.last() != "error:rate_limited" {
-		t.Errorf("after 429 Retry-After: 120: wait %v (%s), want 2m0s", tm.d, f.polls.last())
+	if tm.D != 120*time.Second || f.polls.last() != "error:rate_limited" {
+		t.Errorf("after 429 Retry-After: 120: wait %v (%s), want 2m0s", tm.D, f.polls.last())
 	}
 	// 503 with an HTTP date 30 minutes on.
 	o.set(func(o *origin) {
@@ -309,19 +309,19 @@ func TestBackoff(t *testing.T) {
 		o.header = http.Header{"Retry-After": {f.clock.Now().Add(120*time.Second + 30*time.Minute).Format(http.TimeFormat)}}
 	})
 	tm = f.clock.poll(t, tm)
-	if tm.d != 30*time.Minute {
-		t.Errorf("after 503 with a date: wait %v, want 30m0s", tm.d)
+	if tm.D != 30*time.Minute {
+		t.Errorf("after 503 with a date: wait %v, want 30m0s", tm.D)
 	}
 	// 429 without Retry-After: backoff.
 	o.set(func(o *origin) { o.header = nil; o.status = http.StatusTooManyRequests })
 	tm = f.clock.poll(t, tm)
-	if tm.d != 10*time.Second {
-		t.Errorf("after 429 without Retry-After: wait %v, want max_backoff", tm.d)
+	if tm.D != 10*time.Second {
+		t.Errorf("after 429 without Retry-After: wait %v, want max_backoff", tm.D)
 	}
 	o.set(func(o *origin) { o.status, o.body = 0, "{}" })
 	tm = f.clock.poll(t, tm)
-	if tm.d != time.Second {
-		t.Errorf("after a success: wait %v, want the interval", tm.d)
+	if tm.D != time.Second {
+		t.Errorf("after a success: wait %v, want the interval", tm.D)
 	}
 	if in, _ := f.m.Get("flaky"); in.Status.State() != "ok" || in.Status.LastError != "" || in.Status.Failures != 0 {
 		t.Errorf("status after a success %+v", in.Status)

@@ -15,6 +15,7 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 	"go.uber.org/goleak"
 
+	"github.com/heraldhq/herald/internal/clock/clocktest"
 	"github.com/heraldhq/herald/internal/engine/memory"
 	"github.com/heraldhq/herald/internal/event"
 	"github.com/heraldhq/herald/internal/group"
@@ -30,62 +31,17 @@ const guard = 10 * time.Second
 
 var bg = context.Background()
 
-// fakeClock is a Clock whose timers fire when the test says: each timer a
-// dispatcher sets (a wait before a retry) is handed to the test through
-// timers.
-type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers chan *fakeTimer
-}
+// fakeClock is the tests' Clock: each timer a dispatcher sets (a wait
+// before a retry) is handed to the test (next), which fires it.
+type fakeClock struct{ *clocktest.Fake }
 
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC), timers: make(chan *fakeTimer, 64)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) NewTimer(d time.Duration) Timer {
-	t := &fakeTimer{d: d, c: make(chan time.Time, 1)}
-	c.timers <- t
-	return t
-}
+func newFakeClock() *fakeClock { return &fakeClock{clocktest.New()} }
 
 // next returns the next timer a dispatcher sets.
-func (c *fakeClock) next(t *testing.T) *fakeTimer {
+func (c *fakeClock) next(t *testing.T) *clocktest.Timer {
 	t.Helper()
-	select {
-	case tm := <-c.timers:
-		return tm
-	case <-time.After(guard):
-		t.Fatal("no retry wait began")
-		return nil
-	}
+	return c.Next(t, guard, "retry wait")
 }
-
-// fire advances the clock by the timer's wait and fires it.
-func (c *fakeClock) fire(tm *fakeTimer) {
-	c.advance(tm.d)
-	tm.c <- c.Now()
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
-type fakeTimer struct {
-	d time.Duration
-	c chan time.Time
-}
-
-func (t *fakeTimer) C() <-chan time.Time { return t.c }
-func (t *fakeTimer) Stop() bool          { return true }
 
 // receiver is a webhook endpoint: it verifies every request with the
 // reference Standard Webhooks library (never with herald's code), records

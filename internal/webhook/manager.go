@@ -30,6 +30,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/heraldhq/herald/internal/clock"
 	"github.com/heraldhq/herald/internal/group"
 	"github.com/heraldhq/herald/internal/hub"
 	"github.com/heraldhq/herald/internal/netguard"
@@ -95,7 +96,7 @@ type Options struct {
 	// Poll is how often a Manager on a store shared between nodes reads
 	// whether another node changed a subscription (shared.go); default 1s.
 	Poll     time.Duration
-	Clock    Clock          // default: the real one
+	Clock    clock.Clock    // default: the real one
 	Rand     func() float64 // the jitter's randomness, uniform in [0, 1); default math/rand/v2
 	Observer Observer
 	Log      *slog.Logger
@@ -107,7 +108,7 @@ type Manager struct {
 	store  hub.StateStore
 	groups Groups
 	opts   Options
-	clock  Clock
+	clock  clock.Clock
 	log    *slog.Logger
 	ctx    context.Context // parent of the dispatchers' contexts; ends with Close
 	cancel context.CancelFunc
@@ -150,7 +151,7 @@ func New(ctx context.Context, h *hub.Hub, groups Groups, opts Options) (*Manager
 		opts.Poll = time.Second
 	}
 	if opts.Clock == nil {
-		opts.Clock = realClock{}
+		opts.Clock = clock.Real{}
 	}
 	if opts.Rand == nil {
 		opts.Rand = rand.Float64

@@ -105,15 +105,15 @@ func TestRetryScheduleAndRetryAfter(t *testing.T) {
 	}
 	for i, want := range wants {
 		tm := clock.next(t)
-		if tm.d != want {
-			t.Errorf("wait %d = %v, want %v", i+1, tm.d, want)
+		if tm.D != want {
+			t.Errorf("wait %d = %v, want %v", i+1, tm.D, want)
 		}
 		select {
 		case d := <-r.notify:
 			t.Fatalf("a request (%s) during the wait", d.ID)
 		default:
 		}
-		clock.fire(tm)
+		clock.Fire(tm)
 		if d := r.wait(t); d.ID != first.ID {
 			t.Fatalf("attempt %d is of %s, want %s (ordered)", i+2, d.ID, first.ID)
 		}
@@ -188,7 +188,7 @@ func TestExhaustedScheduleDeadLetters(t *testing.T) {
 	f.publish(t, "orders", 2)
 	f.put(t, Config{Name: "shop", URL: r.URL, Topics: []string{"orders"}, Start: "earliest", Ordered: true, Enabled: true, Retry: []time.Duration{time.Second}})
 	r.wait(t)
-	clock.fire(clock.next(t))
+	clock.Fire(clock.next(t))
 	r.wait(t)
 	if d := r.wait(t); d.Event.Offset != 2 {
 		t.Fatalf("then offset %d, want 2", d.Event.Offset)
@@ -220,9 +220,9 @@ func TestAutoDisable(t *testing.T) {
 		Retry: []time.Duration{time.Hour, time.Hour, time.Hour}, DisableAfter: 90 * time.Minute}
 	f.put(t, cfg)
 	r.wait(t)
-	clock.fire(clock.next(t)) // 1h later: failing for 1h
+	clock.Fire(clock.next(t)) // 1h later: failing for 1h
 	r.wait(t)
-	clock.fire(clock.next(t)) // 2h: over 90m
+	clock.Fire(clock.next(t)) // 2h: over 90m
 	r.wait(t)
 	waitFor(t, "disabled", func() bool {
 		in, _ := f.m.Get("shop")
@@ -381,10 +381,10 @@ func TestRetryAfterHonoured(t *testing.T) {
 	f.put(t, Config{Name: "shop", URL: r.URL, Topics: []string{"orders"}, Start: "earliest", Ordered: true, Enabled: true, Jitter: 0.2})
 	r.wait(t)
 	tm := clock.next(t)
-	if tm.d != 120*time.Second {
-		t.Errorf("wait %v, want 2m (Retry-After)", tm.d)
+	if tm.D != 120*time.Second {
+		t.Errorf("wait %v, want 2m (Retry-After)", tm.D)
 	}
-	clock.fire(tm)
+	clock.Fire(tm)
 	r.wait(t)
 }
 
