@@ -394,8 +394,9 @@ func (h *Hub) Close() {
 // Done returns a channel closed when Close is called.
 func (h *Hub) Done() <-chan struct{} { return h.done }
 
-// Info returns a topic's state; false if the topic has neither history
-// nor subscribers on this node.
+// Info returns a topic's state; false if the topic has no history, no
+// subscribers on this node and no one present (on any node, when presence
+// is shared).
 func (h *Hub) Info(ctx context.Context, topic string) (event.TopicInfo, bool, error) {
 	if err := event.ValidateTopic(topic); err != nil {
 		return event.TopicInfo{}, false, err
@@ -404,19 +405,28 @@ func (h *Hub) Info(ctx context.Context, topic string) (event.TopicInfo, bool, er
 		return event.TopicInfo{}, false, err
 	}
 	info, ok, err := h.eng.Info(ctx, topic)
-	if err == nil && !ok && h.Subscribers(topic) > 0 {
-		var b event.Batch
-		b, err = h.eng.Read(ctx, topic, 0, 0)
-		info, ok = b.Info, err == nil
+	if err != nil {
+		return event.TopicInfo{}, false, err
 	}
-	if ok && err == nil && h.presenceOn(topic) {
-		p, perr := h.listPresence(ctx, topic)
-		if perr != nil {
-			return event.TopicInfo{}, false, perr
+	var p *event.Presence
+	if h.presenceOn(topic) {
+		list, err := h.listPresence(ctx, topic)
+		if err != nil {
+			return event.TopicInfo{}, false, err
 		}
-		info.Presence = &p
+		p = &list
 	}
-	return info, ok, err
+	if !ok && (h.Subscribers(topic) > 0 || p != nil && p.Count > 0) {
+		b, err := h.eng.Read(ctx, topic, 0, 0)
+		if err != nil {
+			return event.TopicInfo{}, false, err
+		}
+		info, ok = b.Info, true
+	}
+	if ok {
+		info.Presence = p
+	}
+	return info, ok, nil
 }
 
 // Topics lists the topics with history, and those with subscribers on

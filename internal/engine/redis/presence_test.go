@@ -105,6 +105,11 @@ func TestPresenceAcrossNodes(t *testing.T) {
 			ob := obsB.s.Client()
 			obsB.expect(t, "join "+ob+" ")
 			presenceOf(t, a, topic, time.Second, ob) // written: a is not told it when it subscribes
+			// A node with no subscriber of a topic without history knows
+			// the topic by its presence.
+			if info, ok, err := a.h.Info(hub.Internal(bg), topic); err != nil || !ok || info.Presence == nil || info.Presence.Count != 1 || info.Last != 0 {
+				t.Fatalf("Info on node a before any subscriber there: %+v %v %v", info, ok, err)
+			}
 			obsA := a.subscribe(t, topic, hub.Start{})
 			oa := obsA.s.Client()
 			obsA.expect(t, "join "+oa+" ")
