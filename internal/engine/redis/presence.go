@@ -1,7 +1,6 @@
 package redis
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -145,15 +144,23 @@ func (e *Engine) ListPresence(ctx context.Context, topic string, max int) (event
 	if err := e.pres.wait(ctx); err != nil {
 		return event.Presence{}, fmt.Errorf("redis presence of %s: %w", topic, err)
 	}
-	out, err := presenceScript.Exec(ctx, e.client, e.presenceKeys(topic), e.presenceArgs(topic, "q")).ToArray()
+	list := int64(max) // members the script reads: max, or all
+	if list < 0 {
+		list = -1
+	}
+	out, err := presenceScript.Exec(ctx, e.client, e.presenceKeys(topic), append(e.presenceArgs(topic, "q"), itoa(list))).ToArray()
 	if err != nil {
 		return event.Presence{}, fmt.Errorf("redis presence of %s: %w", topic, classify(err))
 	}
-	if len(out)%2 != 0 {
+	if len(out)%2 != 1 {
 		return event.Presence{}, fmt.Errorf("redis presence of %s: %w: %d values", topic, errCorrupt, len(out))
 	}
+	count, err := out[0].AsInt64()
+	if err != nil {
+		return event.Presence{}, fmt.Errorf("redis presence of %s: %w: count: %v", topic, errCorrupt, err)
+	}
 	members := make([]event.Member, 0, len(out)/2)
-	for i := 0; i < len(out); i += 2 {
+	for i := 1; i < len(out); i += 2 {
 		client, err1 := out[i].ToString()
 		v, err2 := out[i+1].ToString()
 		if err1 != nil || err2 != nil {
@@ -165,14 +172,7 @@ func (e *Engine) ListPresence(ctx context.Context, topic string, max int) (event
 		}
 		members = append(members, m)
 	}
-	slices.SortFunc(members, func(a, b event.Member) int {
-		return cmp.Or(cmp.Compare(a.Since, b.Since), strings.Compare(a.Client, b.Client))
-	})
-	p := event.Presence{Count: len(members), Members: members}
-	if max >= 0 && len(p.Members) > max {
-		p.Members = p.Members[:max:max]
-	}
-	return p, nil
+	return event.Presence{Count: int(count), Members: members}, nil
 }
 
 // wait returns once the changes queued before the call are written (or
@@ -320,7 +320,7 @@ func (e *Engine) execPresence(what string, execs []rueidis.LuaExec) {
 }
 
 func (e *Engine) presenceKeys(topic string) []string {
-	return []string{e.key(topic, "p"), e.key(topic, "pz")}
+	return []string{e.key(topic, "p"), e.key(topic, "pz"), e.key(topic, "ps")}
 }
 
 // presenceArgs returns presenceScript's first arguments.
@@ -389,13 +389,17 @@ func (e *Engine) onPresence(topic, msg string) {
 // (first for q) it drops the members whose expiry has passed and
 // publishes their leave. The keys live as long as their newest expiry.
 // Expiry times are Redis's (TIME), so the nodes' clocks do not matter.
+// A list reads only the members it returns (the longest present, from
+// ps), so listing a big room costs what the list holds, not the room.
 //
-// KEYS: p (client -> node:since:info), pz (client by expiry, unix ms).
+// KEYS: p (client -> node:since:info), pz (client by expiry, unix ms), ps
+// (client by since, unix ms).
 // ARGV: 1 mode, 2 ttl (ms), 3 channel, 4 PUBLISH or SPUBLISH, then client
-// and value per member. Returns {} but for q: {client, value, client,
-// value...}.
+// and value per member; for q, 5 the most members to list (-1: all).
+// Returns {} but for q: {count, client, value, client, value...}, the
+// members longest present first (ties by client).
 var presenceScript = rueidis.NewLuaScript(`
-local p, pz = KEYS[1], KEYS[2]
+local p, pz, ps = KEYS[1], KEYS[2], KEYS[3]
 local mode, ttl, ch, pub = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -405,9 +409,10 @@ if mode == 'j' or mode == 'r' then
     local c, v = ARGV[i], ARGV[i + 1]
     local new = redis.call('HSET', p, c, v)
     redis.call('ZADD', pz, exp, c)
+    redis.call('ZADD', ps, tonumber(string.match(v, '^[^:]*:(%-?%d+):')) or 0, c)
     if mode == 'j' or new == 1 then redis.call(pub, ch, '~pj:' .. c .. ':' .. v) end
   end
-  for _, k in ipairs({p, pz}) do
+  for _, k in ipairs({p, pz, ps}) do
     if redis.call('PTTL', k) < ttl then redis.call('PEXPIRE', k, ttl) end
   end
 elseif mode == 'l' then
@@ -417,6 +422,7 @@ elseif mode == 'l' then
     if v then
       redis.call('HDEL', p, c)
       redis.call('ZREM', pz, c)
+      redis.call('ZREM', ps, c)
       redis.call(pub, ch, '~pl:' .. c .. ':' .. v)
     end
   end
@@ -429,7 +435,23 @@ if #gone > 0 then
   end
   redis.call('HDEL', p, unpack(gone))
   redis.call('ZREM', pz, unpack(gone))
+  redis.call('ZREM', ps, unpack(gone))
 end
-if mode == 'q' then return redis.call('HGETALL', p) end
+if mode == 'q' then
+  local out = {redis.call('HLEN', p)}
+  local n = tonumber(ARGV[5])
+  local cs = {}
+  if n ~= 0 then cs = redis.call('ZRANGE', ps, 0, n < 0 and -1 or n - 1) end
+  if #cs > 0 then
+    local vals = redis.call('HMGET', p, unpack(cs))
+    for i, c in ipairs(cs) do
+      if vals[i] then
+        out[#out + 1] = c
+        out[#out + 1] = vals[i]
+      end
+    end
+  end
+  return out
+end
 return {}
 `)

@@ -3,6 +3,7 @@ package redis_test
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -297,5 +298,55 @@ func TestPresenceConcurrent(t *testing.T) {
 				presenceOf(t, b, topic, time.Second, want...)
 			}
 		})
+	}
+}
+
+// TestPresenceBigRoom: a room of more members than a list holds is
+// counted whole and listed longest present first, reading only the
+// members listed (no HGETALL of the room).
+func TestPresenceBigRoom(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	n := startPresenceNode(t, srv.URL(), 0)
+	const topic, members = "room.big", 2500
+	for i := range members {
+		// Joined in the reverse order of their since, so that the list's
+		// order cannot come from the order of the writes.
+		since := int64(members - i)
+		n.eng.SharePresence(&hub.PresenceChange{Topic: topic, Member: event.Member{Client: fmt.Sprintf("c%05d", since), Since: since}})
+	}
+	check := func(max, count int, first int64) {
+		t.Helper()
+		p, err := n.eng.ListPresence(bg, topic, max)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := min(max, count)
+		if max < 0 {
+			want = count
+		}
+		if p.Count != count || len(p.Members) != want {
+			t.Fatalf("ListPresence(%d): count %d, %d members; want %d, %d", max, p.Count, len(p.Members), count, want)
+		}
+		for i, m := range p.Members {
+			if m.Since != first+int64(i) || m.Client != fmt.Sprintf("c%05d", m.Since) {
+				t.Fatalf("ListPresence(%d): member %d is %+v, want since %d", max, i, m, first+int64(i))
+			}
+		}
+	}
+	check(hub.MaxPresenceList, members, 1)
+	check(0, members, 1)
+	check(-1, members, 1)
+	// The longest present leave: the list moves on.
+	for since := int64(1); since <= 10; since++ {
+		n.eng.SharePresence(&hub.PresenceChange{Topic: topic, Leave: true, Member: event.Member{Client: fmt.Sprintf("c%05d", since), Since: since}})
+	}
+	check(hub.MaxPresenceList, members-10, 11)
+	c := n.eng.Client()
+	stats, err := c.Do(bg, c.B().Info().Section("commandstats").Build()).ToString()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(stats, "cmdstat_hgetall") {
+		t.Errorf("a list read the whole room (HGETALL):\n%s", stats)
 	}
 }
