@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"google.golang.org/grpc"
@@ -84,6 +85,7 @@ func (v *service) PublishStream(ss heraldv1.Herald_PublishStreamServer) error {
 	readErr := make(chan error, 1)
 	stop := make(chan struct{})
 	defer close(stop)
+	ahead := newLookahead()
 	s.workers.Add(1)
 	go func() {
 		defer s.workers.Done()
@@ -94,9 +96,14 @@ func (v *service) PublishStream(ss heraldv1.Herald_PublishStreamServer) error {
 				readErr <- err
 				return
 			}
+			over := ahead.add(in.size())
 			select {
 			case reqs <- in:
 			case <-stop:
+				readErr <- nil
+				return
+			}
+			if over && !ahead.wait(stop) {
 				readErr <- nil
 				return
 			}
@@ -127,6 +134,11 @@ func (v *service) PublishStream(ss heraldv1.Herald_PublishStreamServer) error {
 				break more
 			}
 		}
+		taken := 0
+		for _, in := range batch {
+			taken += in.size()
+		}
+		ahead.take(taken)
 		answers = s.publishMany(ctx, batch, answers[:0])
 		for i, a := range answers {
 			if a.err != nil && ctx.Err() != nil {
@@ -142,12 +154,64 @@ func (v *service) PublishStream(ss heraldv1.Herald_PublishStreamServer) error {
 }
 
 // Bounds of PublishStream's pipelining: the requests awaiting their turn
-// (received ahead of the one being stored), and the events stored in one
-// go (a request over it still runs whole).
+// (received ahead of the one being stored) and their payload bytes (one
+// request more may pass it), and the events stored in one go (a request
+// over it still runs whole).
 const (
 	streamWindow   = 256
+	maxAheadBytes  = 4 << 20
 	maxStreamMerge = 1000
 )
+
+// lookahead counts the payload bytes a PublishStream's reader holds ahead
+// of the store, so that a client sending large requests faster than they
+// are stored holds at most maxAheadBytes (and one request) of the
+// server's memory, not streamWindow requests of grpc.max_message_bytes.
+type lookahead struct {
+	mu    sync.Mutex
+	bytes int
+	freed chan struct{} // poked when the handler takes requests
+}
+
+func newLookahead() *lookahead { return &lookahead{freed: make(chan struct{}, 1)} }
+
+// add counts n bytes received and reports whether the reader is now over
+// the bound.
+func (l *lookahead) add(n int) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.bytes += n
+	return l.bytes > maxAheadBytes
+}
+
+// take uncounts n bytes the handler took.
+func (l *lookahead) take(n int) {
+	l.mu.Lock()
+	l.bytes -= n
+	l.mu.Unlock()
+	select {
+	case l.freed <- struct{}{}:
+	default:
+	}
+}
+
+// wait returns true once the reader is under the bound, false if stop is
+// closed first.
+func (l *lookahead) wait(stop <-chan struct{}) bool {
+	for {
+		l.mu.Lock()
+		under := l.bytes <= maxAheadBytes
+		l.mu.Unlock()
+		if under {
+			return true
+		}
+		select {
+		case <-l.freed:
+		case <-stop:
+			return false
+		}
+	}
+}
 
 // streamAnswer is the outcome of one request of a PublishStream.
 type streamAnswer struct {

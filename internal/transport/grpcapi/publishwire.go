@@ -41,6 +41,16 @@ type publishEvent struct {
 	headers map[string]string
 }
 
+// size is what in counts against PublishStream's lookahead: its payloads
+// and a fixed overhead per event.
+func (in *publishIn) size() int {
+	n := 0
+	for i := range in.events {
+		n += len(in.events[i].data) + 64
+	}
+	return n
+}
+
 // reset empties in for reuse, keeping its storage.
 func (in *publishIn) reset() {
 	clear(in.events)
