@@ -3,10 +3,12 @@ package auth
 import (
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -29,8 +31,15 @@ type jwksServer struct {
 
 func newJWKSServer(t *testing.T, keys map[string]any) *jwksServer {
 	t.Helper()
+	return startJWKSServer(t, keys, false)
+}
+
+// startJWKSServer is newJWKSServer, over TLS with tls (httptest's own
+// certificate, which no system trusts).
+func startJWKSServer(t *testing.T, keys map[string]any, tls bool) *jwksServer {
+	t.Helper()
 	s := &jwksServer{keys: keys}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		var set jwkset.JWKSMarshal
@@ -45,6 +54,11 @@ func newJWKSServer(t *testing.T, keys map[string]any) *jwksServer {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(set)
 	}))
+	if tls {
+		s.StartTLS()
+	} else {
+		s.Start()
+	}
 	t.Cleanup(s.Close)
 	return s
 }
@@ -187,4 +201,38 @@ func TestCloseStopsRefresh(t *testing.T) {
 	}
 	a.Close() // twice is fine
 	goleak.VerifyNone(t, before)
+}
+
+// TestJWKSPrivateCA: a key set served over TLS with a certificate of a CA
+// no system trusts is fetched with auth.jwt.jwks_ca_file naming that CA,
+// and not without it; a file with no certificate is refused at start.
+func TestJWKSPrivateCA(t *testing.T) {
+	k := testKeys(t)
+	srv := startJWKSServer(t, map[string]any{"r1": &k.rsa.PublicKey}, true)
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	writeTestFile(t, ca, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})))
+	tok := sign(t, jwt.SigningMethodRS256, k.rsa, claims(map[string]any{"subscribe": []string{">"}}, "sub", "a"), "r1")
+	auth := func(a *Auth) error {
+		_, err := a.Authenticate(context.Background(), hub.Credentials{Token: tok, Source: hub.SourceHeader})
+		return err
+	}
+
+	trusted := newTestAuth(t, authConfig(func(au *config.Auth) { au.JWT.JWKSURL, au.JWT.JWKSCAFile = srv.URL, ca }))
+	if err := auth(trusted); err != nil {
+		t.Errorf("with the CA file: %v", err)
+	}
+	untrusted := newTestAuth(t, authConfig(func(au *config.Auth) { au.JWT.JWKSURL = srv.URL }))
+	if err := auth(untrusted); err == nil {
+		t.Error("without the CA file: a key fetched from a server no one trusts")
+	}
+
+	notPEM := filepath.Join(dir, "not.pem")
+	writeTestFile(t, notPEM, "not a certificate\n")
+	for _, file := range []string{notPEM, filepath.Join(dir, "missing.pem")} {
+		_, err := New(authConfig(func(au *config.Auth) { au.JWT.JWKSURL, au.JWT.JWKSCAFile = srv.URL, file }), nil)
+		if err == nil || !strings.Contains(err.Error(), "auth.jwt.jwks_ca_file") {
+			t.Errorf("CA file %s: %v, want an error naming auth.jwt.jwks_ca_file", filepath.Base(file), err)
+		}
+	}
 }

@@ -63,6 +63,9 @@ type JWT struct {
 	HMACSecretFile string `koanf:"hmac_secret_file"` // a file holding it (one trailing newline is ignored)
 	PublicKeyFile  string `koanf:"public_key_file"`  // a PEM public key (RSA, EC P-256 or Ed25519)
 	JWKSURL        string `koanf:"jwks_url"`         // an https URL of a JSON Web Key Set
+	// JWKSCAFile is a PEM file of CA certificates trusted, besides the
+	// system's, for the JWKS URL's TLS (a private identity provider).
+	JWKSCAFile string `koanf:"jwks_ca_file"`
 	// JWKSRefresh is how often the JWKS is fetched again.
 	JWKSRefresh time.Duration `koanf:"jwks_refresh"`
 	// JWKSUnknownKIDRefresh is the least time between two fetches caused
@@ -137,6 +140,9 @@ func (a *Auth) validate(bad func(key, format string, args ...any)) {
 		if err := checkJWKSURL(j.JWKSURL); err != nil {
 			bad("auth.jwt.jwks_url", "%v", err)
 		}
+	}
+	if j.JWKSCAFile != "" && j.JWKSURL == "" {
+		bad("auth.jwt.jwks_ca_file", "is set without auth.jwt.jwks_url: it only applies to the key set's TLS")
 	}
 	for _, alg := range j.Algorithms {
 		if !slices.Contains(JWTAlgorithms, alg) {

@@ -124,6 +124,7 @@ func TestAuthErrorsNameTheKey(t *testing.T) {
 		{name: "jwks over http", env: []string{"HERALD_AUTH_JWT_JWKS_URL=http://id.example.com/jwks"}, want: []string{"auth.jwt.jwks_url", "https"}},
 		{name: "jwks not a url", env: []string{"HERALD_AUTH_JWT_JWKS_URL=id.example.com"}, want: []string{"auth.jwt.jwks_url"}},
 		{name: "jwks ftp", env: []string{"HERALD_AUTH_JWT_JWKS_URL=ftp://id.example.com/jwks"}, want: []string{"auth.jwt.jwks_url", "https"}},
+		{name: "jwks ca without jwks", env: []string{"HERALD_AUTH_JWT_JWKS_CA_FILE=/etc/ca.pem"}, want: []string{"auth.jwt.jwks_ca_file", "jwks_url"}},
 		{name: "unknown algorithm", env: []string{"HERALD_AUTH_JWT_ALGORITHMS=HS256,none"}, want: []string{"auth.jwt.algorithms", `"none"`}},
 		{name: "huge leeway", env: []string{"HERALD_AUTH_JWT_LEEWAY=1h"}, want: []string{"auth.jwt.leeway"}},
 		{name: "negative leeway", env: []string{"HERALD_AUTH_JWT_LEEWAY=-1s"}, want: []string{"auth.jwt.leeway"}},
