@@ -109,6 +109,10 @@ type Limits struct {
 	// (limit.DefaultMaxConns).
 	MaxConnections      int `koanf:"max_connections"`
 	MaxConnectionsPerIP int `koanf:"max_connections_per_ip"` // 0: no cap
+	// MaxConnectionsPerUser caps the push connections (SSE streams,
+	// WebSockets, gRPC Subscribe and Connect streams) one user, a JWT's
+	// subject, holds at once on a node; 0: no cap.
+	MaxConnectionsPerUser int `koanf:"max_connections_per_user"`
 	// NewConnectionsPerIP is the new connections a client address may
 	// open per second on average, NewConnectionsPerIPBurst at once; 0: no
 	// limit.

@@ -17,6 +17,7 @@ func (l *Limits) validate(bad func(key, format string, args ...any)) {
 	}{
 		{"limits.max_connections", float64(l.MaxConnections)},
 		{"limits.max_connections_per_ip", float64(l.MaxConnectionsPerIP)},
+		{"limits.max_connections_per_user", float64(l.MaxConnectionsPerUser)},
 		{"limits.new_connections_per_ip", l.NewConnectionsPerIP},
 		{"limits.publish_rate_per_key", l.PublishRatePerKey},
 		{"limits.publish_rate_per_user", l.PublishRatePerUser},

@@ -57,6 +57,10 @@ type Options struct {
 	// MaxSubscriptions is the default of SubscriberOptions.MaxTopics;
 	// default cursor.MaxTopics.
 	MaxSubscriptions int
+	// MaxConnectionsPerUser caps the push subscribers (SSE streams,
+	// WebSockets, gRPC streams) one user, a JWT's subject, holds at once
+	// (SubscriberOptions.Identity, Subscriber.SetIdentity); 0: no cap.
+	MaxConnectionsPerUser int
 	// PublishLimiter, when set, is asked once per publish whether the
 	// caller may publish that many events now (limits.go).
 	PublishLimiter PublishLimiter
@@ -101,8 +105,10 @@ type Hub struct {
 
 	shards [numShards]shard
 
-	mu     sync.Mutex // guards subs and closed
+	mu     sync.Mutex // guards subs, users, userOf and closed
 	subs   map[*Subscriber]struct{}
+	users  map[string]int         // a user's push subscribers, with MaxConnectionsPerUser
+	userOf map[*Subscriber]string // the user each counted subscriber counts for
 	closed bool
 	done   chan struct{} // closed by Close
 
@@ -158,7 +164,8 @@ func New(eng Engine, opts Options) *Hub {
 	if opts.MaxSubscriptions <= 0 {
 		opts.MaxSubscriptions = cursor.MaxTopics
 	}
-	h := &Hub{eng: eng, opts: opts, seed: maphash.MakeSeed(), subs: make(map[*Subscriber]struct{}), done: make(chan struct{})}
+	h := &Hub{eng: eng, opts: opts, seed: maphash.MakeSeed(), subs: make(map[*Subscriber]struct{}), done: make(chan struct{}),
+		users: make(map[string]int), userOf: make(map[*Subscriber]string)}
 	for i := range h.shards {
 		h.shards[i].topics = make(map[string]*topicSubs)
 	}

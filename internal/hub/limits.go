@@ -18,7 +18,9 @@ import (
 const (
 	KeyMaxEventBytes    = "limits.max_event_bytes"
 	KeyMaxSubscriptions = "limits.max_subscriptions_per_connection"
-	KeyTopicsPerRequest = "limits.topics_per_request" // fixed: cursor.MaxTopics
+	// KeyMaxConnectionsPerUser is Options.MaxConnectionsPerUser's key.
+	KeyMaxConnectionsPerUser = "limits.max_connections_per_user"
+	KeyTopicsPerRequest      = "limits.topics_per_request" // fixed: cursor.MaxTopics
 )
 
 // PublishLimiter decides whether the caller in ctx may publish n more

@@ -132,3 +132,67 @@ func TestMaxSubscriptions(t *testing.T) {
 		t.Errorf("refusals observed %v", refused)
 	}
 }
+
+// TestMaxConnectionsPerUser: a user (a JWT's subject) holds at most
+// MaxConnectionsPerUser push subscribers; other users, anonymous callers
+// and API keys are not counted against it; a closed subscriber frees its
+// place; a stream given credentials later (SetIdentity) is counted then,
+// once.
+func TestMaxConnectionsPerUser(t *testing.T) {
+	var refused []string
+	h := newHub(t, hub.Options{MaxConnectionsPerUser: 2, Observer: hub.Observer{Refused: func(k string) { refused = append(refused, k) }}}, memory.Options{})
+	ann := &hub.Identity{Method: "jwt", Subject: "ann"}
+	open := func(id *hub.Identity) (*hub.Subscriber, error) {
+		return h.NewSubscriber(hub.SubscriberOptions{Identity: id})
+	}
+	overCap := func(err error) bool {
+		var le *hub.LimitError
+		return errors.As(err, &le) && le.Key == hub.KeyMaxConnectionsPerUser && le.RetryAfter > 0 && strings.Contains(err.Error(), `"ann"`)
+	}
+	first, err := open(ann)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := open(ann); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := open(ann); !overCap(err) {
+		t.Fatalf("ann's third: %v, want a LimitError of %s", err, hub.KeyMaxConnectionsPerUser)
+	}
+	for _, id := range []*hub.Identity{{Method: "jwt", Subject: "bob"}, nil, {Method: "anonymous"}, {Method: "api_key", Subject: "svc"}, {Method: "api_key", Subject: "svc"}, {Method: "api_key", Subject: "svc"}} {
+		if _, err := open(id); err != nil {
+			t.Errorf("%+v while ann is at her cap: %v", id, err)
+		}
+	}
+	first.Close(hub.CloseClient)
+	third, err := open(ann)
+	if err != nil {
+		t.Fatalf("ann after closing one: %v", err)
+	}
+
+	// Opened without credentials, refreshed to ann's: counted then.
+	late, err := open(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := late.SetIdentity(ann); !overCap(err) {
+		t.Fatalf("ann's refresh over her cap: %v", err)
+	}
+	third.Close(hub.CloseClient)
+	if err := late.SetIdentity(ann); err != nil {
+		t.Fatalf("ann's refresh under her cap: %v", err)
+	}
+	if err := late.SetIdentity(ann); err != nil { // a second refresh: counted once
+		t.Fatalf("ann's second refresh: %v", err)
+	}
+	if _, err := open(ann); !overCap(err) {
+		t.Fatalf("ann's third after the refresh: %v", err)
+	}
+	late.Close(hub.CloseClient)
+	if _, err := open(ann); err != nil {
+		t.Fatalf("ann after the refreshed one closed: %v", err)
+	}
+	if strings.Join(refused, ",") != strings.Repeat(hub.KeyMaxConnectionsPerUser+",", 3)[:3*len(hub.KeyMaxConnectionsPerUser)+2] {
+		t.Errorf("refusals told %q", refused)
+	}
+}

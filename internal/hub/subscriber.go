@@ -126,6 +126,20 @@ type SubscriberOptions struct {
 	// MaxTopics caps the topics the subscriber follows at once; default
 	// the hub's Options.MaxSubscriptions.
 	MaxTopics int
+	// Identity is the caller (IdentityOf the request's context): a user's
+	// subscribers count against Options.MaxConnectionsPerUser. A stream
+	// opened without credentials that gets them later passes them to
+	// SetIdentity.
+	Identity *Identity
+}
+
+// subscriberOpts is what a Subscriber keeps of its SubscriberOptions (the
+// Identity is counted at once and not kept: a Subscriber stays small).
+type subscriberOpts struct {
+	Wake          func()
+	Kick          func(CloseReason)
+	MaxQueueBytes int
+	MaxTopics     int
 }
 
 // Subscriber is one push consumer (an SSE stream, a WebSocket, a gRPC
@@ -137,8 +151,8 @@ type SubscriberOptions struct {
 // duplicate.
 type Subscriber struct {
 	h      *Hub
-	opts   SubscriberOptions // static after construction
-	client string            // static: the id others see in presence
+	opts   subscriberOpts // static after construction
+	client string         // static: the id others see in presence
 
 	mu       sync.Mutex // guards the fields below
 	queue    []Item
@@ -196,15 +210,78 @@ func (h *Hub) NewSubscriber(opts SubscriberOptions) (*Subscriber, error) {
 	if opts.MaxTopics <= 0 {
 		opts.MaxTopics = h.opts.MaxSubscriptions
 	}
-	s := &Subscriber{h: h, opts: opts, client: newClientID(), subs: make(map[string]*subscription)}
+	s := &Subscriber{h: h, opts: subscriberOpts{opts.Wake, opts.Kick, opts.MaxQueueBytes, opts.MaxTopics}, client: newClientID(), subs: make(map[string]*subscription)}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
 		return nil, ErrClosed
 	}
+	if err := h.countUserLocked(s, opts.Identity); err != nil {
+		return nil, err
+	}
 	h.subs[s] = struct{}{}
 	return s, nil
 }
+
+// SetIdentity counts s against its user's cap (Options.MaxConnectionsPerUser)
+// once a stream opened without credentials gets them (a WebSocket's or a
+// gRPC Connect's refresh); a subscriber counted already stays counted for
+// its user, as a refresh cannot change who the caller is. Over the cap it
+// returns a *LimitError and s is not counted: the caller ends it.
+func (s *Subscriber) SetIdentity(id *Identity) error {
+	s.h.mu.Lock()
+	defer s.h.mu.Unlock()
+	if _, counted := s.h.userOf[s]; counted {
+		return nil
+	}
+	if _, live := s.h.subs[s]; !live {
+		return nil // ended meanwhile
+	}
+	return s.h.countUserLocked(s, id)
+}
+
+// userKey is the user id's subscribers count for: a JWT's subject; ""
+// for callers who are not end users (anonymous ones, API keys, herald's
+// own), whom the per-address limits and the API keys' own rates cover.
+func userKey(id *Identity) string {
+	if id == nil || id.Method != "jwt" {
+		return ""
+	}
+	return id.Subject
+}
+
+// countUserLocked counts s for id's user, or refuses it over the cap.
+// h.mu must be held.
+func (h *Hub) countUserLocked(s *Subscriber, id *Identity) error {
+	user, max := userKey(id), h.opts.MaxConnectionsPerUser
+	if user == "" || max <= 0 {
+		return nil
+	}
+	if n := h.users[user]; n >= max {
+		h.refused(KeyMaxConnectionsPerUser)
+		return &LimitError{Key: KeyMaxConnectionsPerUser, RetryAfter: userRetry, Message: fmt.Sprintf(
+			"user %q holds %d connections on this node, the limit (%s): close one first", user, n, KeyMaxConnectionsPerUser)}
+	}
+	h.users[user]++
+	h.userOf[s] = user
+	return nil
+}
+
+// uncountUserLocked drops s from its user's count. h.mu must be held.
+func (h *Hub) uncountUserLocked(s *Subscriber) {
+	user, ok := h.userOf[s]
+	if !ok {
+		return
+	}
+	delete(h.userOf, s)
+	if h.users[user]--; h.users[user] <= 0 {
+		delete(h.users, user)
+	}
+}
+
+// userRetry is the wait suggested to a user over the connection cap: one
+// of their connections may have closed by then.
+const userRetry = 2 * time.Second
 
 // itemSize is what an item counts against the queue cap: its payload plus a
 // fixed overhead for the event and its frames.
@@ -744,6 +821,7 @@ func (s *Subscriber) afterEnd(reason CloseReason) {
 	}
 	s.h.mu.Lock()
 	delete(s.h.subs, s)
+	s.h.uncountUserLocked(s)
 	s.h.mu.Unlock()
 	if o := s.h.opts.Observer; o.Disconnects != nil {
 		o.Disconnects(reason)

@@ -156,12 +156,7 @@ func (ts *testServer) wsDial(hdr http.Header) io.ReadWriter {
 // connection to be closed at once with 4029 naming key.
 func (ts *testServer) wsRefused(key string) {
 	ts.t.Helper()
-	nc := ts.wsDial(nil)
-	_, err := wsutil.ReadServerText(nc)
-	var ce wsutil.ClosedError
-	if !errors.As(err, &ce) || ce.Code != 4029 || !strings.Contains(ce.Reason, key) {
-		ts.t.Errorf("WebSocket over a limit: %v, want close 4029 naming %s", err, key)
-	}
+	ts.wsRefusedWith(nil, key)
 }
 
 func TestConnectionsPerIP(t *testing.T) {
@@ -527,5 +522,81 @@ func TestSlowloris(t *testing.T) {
 				t.Error("the trickled publish was stored")
 			}
 		})
+	}
+}
+
+// TestConnectionsPerUser: a user holds limits.max_connections_per_user
+// push connections at once, whatever the transport; one more is refused
+// the transport's way (WebSocket 4029, SSE 429, gRPC RESOURCE_EXHAUSTED),
+// naming the key; another user is not; a closed connection frees its
+// place; a WebSocket opened without credentials cannot become the user's
+// by refresh while the user is at the cap.
+func TestConnectionsPerUser(t *testing.T) {
+	ts := startServer(t, noExempt, func(c *config.Config) {
+		c.Auth.JWT.HMACSecret = string(authSecret)
+		c.Auth.JWT.Audience = testAudience
+		c.Auth.JWT.Issuer = testIssuer
+		c.Limits.MaxConnectionsPerUser = 2
+	})
+	const key = "limits.max_connections_per_user"
+	una := userToken(t, "una", expiresIn(time.Hour), "cu.>")
+	bearer := []string{"Authorization", "Bearer " + una}
+	first, err := ts.dialWS("", bearer...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.dialWS("", bearer...); err != nil {
+		t.Fatal(err)
+	}
+
+	// A third, on each transport.
+	ts.wsRefusedWith(http.Header{"Authorization": {"Bearer " + una}}, key)
+	r := ts.do(http.MethodGet, "/v1/sse?topic=cu.a", nil, bearer...)
+	wantLimit(t, r, http.StatusTooManyRequests, "limit_reached", key, 2)
+	ctx := metadata.AppendToOutgoingContext(grpcCtx(t), "authorization", "Bearer "+una)
+	sub, err := ts.grpcClient().Subscribe(ctx, &heraldv1.SubscribeRequest{Topics: []string{"cu.a"}})
+	if err == nil {
+		_, err = sub.Recv()
+	}
+	if st, _ := status.FromError(err); st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), key) {
+		t.Errorf("gRPC Subscribe over the cap: %v, want RESOURCE_EXHAUSTED naming %s", err, key)
+	}
+
+	// Another user is not counted with una.
+	if _, err := ts.dialWS("", "Authorization", "Bearer "+userToken(t, "vic", expiresIn(time.Hour), "cu.>")); err != nil {
+		t.Errorf("another user: %v", err)
+	}
+	// Nor is a connection without credentials, until it refreshes to una's.
+	anon, err := ts.dialWS("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := anon.reply(1, `{"op":"refresh","id":1,"token":"`+una+`"}`, nil); m["code"] != "limit_reached" {
+		t.Errorf("refresh to una's at her cap: %v, want limit_reached", m)
+	}
+
+	// Closing one frees a place (the server sees the close when it reads).
+	first.nc.Close()
+	refusedBefore := ts.refusals("max_connections_per_user")
+	tries := 0
+	waitFor(t, "una's place back", readTimeout, func() bool {
+		tries++
+		_, err := wsutil.ReadServerText(ts.wsDial(http.Header{"Authorization": {"Bearer " + una}})) // the welcome, or the close
+		return err == nil
+	})
+	if refusedBefore != 4 {
+		t.Errorf("herald_limit_refusals_total{limit=%q} = %v before the close, want 4", "max_connections_per_user", refusedBefore)
+	}
+	ts.wantRefusals("max_connections_per_user", float64(4+tries-1))
+}
+
+// wsRefusedWith is wsRefused with the handshake's header hdr.
+func (ts *testServer) wsRefusedWith(hdr http.Header, key string) {
+	ts.t.Helper()
+	nc := ts.wsDial(hdr)
+	_, err := wsutil.ReadServerText(nc)
+	var ce wsutil.ClosedError
+	if !errors.As(err, &ce) || ce.Code != 4029 || !strings.Contains(ce.Reason, key) {
+		ts.t.Errorf("WebSocket over a limit: %v, want close 4029 naming %s", err, key)
 	}
 }

@@ -188,16 +188,17 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 		AllowOrigin: s.cookieOrigin,
 	}
 	s.hub = hub.New(s.eng, hub.Options{
-		Authenticator:    s.authn,
-		Gate:             s.gate,
-		MaxEventBytes:    cfg.Limits.MaxEventBytes,
-		EventLimit:       s.cfg.EventLimit(),
-		MaxQueueBytes:    cfg.Limits.MaxQueueBytes,
-		MaxSubscriptions: cfg.Limits.MaxSubscriptionsPerConnection,
-		PublishLimiter:   s.publishLimiter(),
-		Observer:         s.metrics.HubObserver(),
-		Presence:         s.cfg.PresenceOn,
-		ClientPublish:    s.cfg.ClientPublishOn,
+		Authenticator:         s.authn,
+		Gate:                  s.gate,
+		MaxEventBytes:         cfg.Limits.MaxEventBytes,
+		EventLimit:            s.cfg.EventLimit(),
+		MaxQueueBytes:         cfg.Limits.MaxQueueBytes,
+		MaxSubscriptions:      cfg.Limits.MaxSubscriptionsPerConnection,
+		MaxConnectionsPerUser: cfg.Limits.MaxConnectionsPerUser,
+		PublishLimiter:        s.publishLimiter(),
+		Observer:              s.metrics.HubObserver(),
+		Presence:              s.cfg.PresenceOn,
+		ClientPublish:         s.cfg.ClientPublishOn,
 	})
 	if err := s.startSources(); err != nil {
 		return s.fail(err)

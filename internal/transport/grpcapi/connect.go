@@ -60,6 +60,9 @@ func (st *stream) read(ctx context.Context) error {
 			c.grant = x.Grant.GetEvents()
 		case *heraldv1.ConnectRequest_Refresh:
 			nctx, err := st.srv.reauthenticate(ctx, x.Refresh.GetToken())
+			if err == nil {
+				err = st.sub.SetIdentity(hub.IdentityOf(nctx)) // a stream opened without credentials counts for its user now
+			}
 			if err != nil {
 				c.reply = errorReply(req.Id, err)
 				break

@@ -83,6 +83,7 @@ func (s *Server) newStream(ss grpc.ServerStream, conn bool) (*stream, error) {
 		Wake:          st.onWake,
 		Kick:          st.onKick,
 		MaxQueueBytes: s.opts.MaxQueueBytes,
+		Identity:      hub.IdentityOf(ss.Context()),
 	})
 	if err != nil {
 		return nil, err

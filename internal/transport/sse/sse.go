@@ -207,7 +207,7 @@ func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	c := &conn{h: s, hbEvent: hbEvent}
 	c.Init(s.group, c)
-	sub, err := s.hub.NewSubscriber(hub.SubscriberOptions{Wake: c.Wake, Kick: c.Kick, MaxQueueBytes: s.opts.MaxQueueBytes})
+	sub, err := s.hub.NewSubscriber(hub.SubscriberOptions{Wake: c.Wake, Kick: c.Kick, MaxQueueBytes: s.opts.MaxQueueBytes, Identity: id})
 	if err != nil {
 		wire.WriteError(w, err)
 		return

@@ -332,6 +332,9 @@ func (c *conn) refresh(cmd *command) {
 	if err == nil && old.Subject != "" && id.Subject != old.Subject {
 		err = fmt.Errorf("%w: the connection is %q; a refresh may not make it %q (open a new connection)", hub.ErrForbidden, old.Subject, id.Subject)
 	}
+	if err == nil {
+		err = c.sub.SetIdentity(id) // a connection opened without credentials counts for its user now
+	}
 	if err != nil {
 		c.reply(&note{frame: errorReply(cmd.ID, err)})
 		return

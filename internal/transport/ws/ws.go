@@ -45,6 +45,7 @@ package ws
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -286,9 +287,14 @@ func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := newConn(s, nc, clientBase, ctx, deflate != nil && deflate())
-	sub, err := s.hub.NewSubscriber(hub.SubscriberOptions{Wake: c.Wake, Kick: c.Kick, MaxQueueBytes: s.opts.MaxQueueBytes, MaxTopics: s.opts.MaxTopics})
+	sub, err := s.hub.NewSubscriber(hub.SubscriberOptions{Wake: c.Wake, Kick: c.Kick, MaxQueueBytes: s.opts.MaxQueueBytes, MaxTopics: s.opts.MaxTopics, Identity: id})
 	if err != nil {
-		closeNow(nc, shutdown)
+		var le *hub.LimitError
+		if errors.As(err, &le) {
+			closeNow(nc, closeFor(reason.LimitReached, le.Message))
+		} else {
+			closeNow(nc, shutdown)
+		}
 		return
 	}
 	c.sub = sub
