@@ -421,7 +421,7 @@ func (m *Manager) discover(ctx context.Context) error {
 
 // adopt loads a group that another node created and serves it.
 func (m *Manager) adopt(ctx context.Context, st jsonStored) (*group, error) {
-	g := newGroup(m, st.Config, st.Created)
+	g := newGroup(m, st)
 	s, ver, err := g.loadVersioned(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("load group %s: %w", st.Config.Name, err)
