@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/internal/engine/memory"
+	"github.com/heraldhq/herald/internal/engine/redis"
+	"github.com/heraldhq/herald/internal/engine/redis/redistest"
 	"github.com/heraldhq/herald/internal/event"
 	"github.com/heraldhq/herald/internal/hub"
 	"github.com/heraldhq/herald/internal/reason"
@@ -21,7 +23,7 @@ import (
 // that the rival beats finds the group's version moved, as if another
 // node had written the group between this node's load and its commit.
 type rivalEngine struct {
-	*memory.Engine
+	stateEngine
 
 	mu      sync.Mutex    // guards the following fields
 	space   string        // the group's space; "" until the test arms the rival
@@ -60,11 +62,18 @@ func (e *rivalEngine) ApplyState(ctx context.Context, space string, ops []hub.St
 	}
 	if beat {
 		rival := []hub.StateOp{{Key: keyVersion, Set: true, Value: []byte(newID())}}
-		if err := e.Engine.ApplyState(ctx, space, rival); err != nil {
+		if err := e.stateEngine.ApplyState(ctx, space, rival); err != nil {
 			return err
 		}
 	}
-	return e.Engine.ApplyState(ctx, space, ops)
+	return e.stateEngine.ApplyState(ctx, space, ops)
+}
+
+// stateEngine is an engine with a state store, which the rival wraps.
+type stateEngine interface {
+	hub.Engine
+	hub.StateStore
+	Close() error
 }
 
 // arm makes the rival beat the next n writes to space (-1: all).
@@ -91,7 +100,14 @@ type rivalFixture struct {
 
 func newRivalFixture(t *testing.T) *rivalFixture {
 	t.Helper()
-	f := &rivalFixture{eng: &rivalEngine{Engine: memory.New(memory.Options{})}}
+	return newRivalFixtureOn(t, memory.New(memory.Options{}))
+}
+
+// newRivalFixtureOn is newRivalFixture over eng, which the test's end
+// closes.
+func newRivalFixtureOn(t *testing.T, eng stateEngine) *rivalFixture {
+	t.Helper()
+	f := &rivalFixture{eng: &rivalEngine{stateEngine: eng}}
 	f.h = hub.New(f.eng, hub.Options{})
 	m, err := New(bg, f.h, Options{Shared: true, Observer: Observer{Acked: func(_ string, n int) { f.acked.Add(int64(n)) }}})
 	if err != nil {
@@ -104,6 +120,22 @@ func newRivalFixture(t *testing.T) *rivalFixture {
 		f.eng.Close()
 	})
 	return f
+}
+
+// rivalBackends are the engines the rival tests that matter most on Redis
+// run on: the memory engine, and a Redis engine on a real redis-server.
+var rivalBackends = []struct {
+	name string
+	new  func(t *testing.T) *rivalFixture
+}{
+	{"memory", newRivalFixture},
+	{"redis", func(t *testing.T) *rivalFixture {
+		eng, err := redis.New(bg, redis.Options{URL: redistest.Start(t, redistest.Options{}).URL(), Prefix: "rival"})
+		if err != nil {
+			t.Fatalf("redis.New: %v", err)
+		}
+		return newRivalFixtureOn(t, eng)
+	}},
 }
 
 // group returns the group name, served by f.m.
@@ -283,7 +315,12 @@ func TestConflictsOutlastingRetriesAreUnavailable(t *testing.T) {
 // stored stay acked and the rest are acked on the reloaded state: every id
 // answers acked, and the acks are counted once.
 func TestLargeAckSplitByAConflict(t *testing.T) {
-	f := newRivalFixture(t)
+	for _, b := range rivalBackends {
+		t.Run(b.name, func(t *testing.T) { testLargeAckSplitByAConflict(t, b.new(t)) })
+	}
+}
+
+func testLargeAckSplitByAConflict(t *testing.T, f *rivalFixture) {
 	const n = 2500 // over two ApplyState calls of acks
 	recs := make([]event.Record, n)
 	for i := range recs {
@@ -346,7 +383,12 @@ func TestLargeAckSplitByAConflict(t *testing.T) {
 // every attempt answers per id: the stored ids acked, the others
 // ErrContended (unavailable: retry them). Retried, those are acked.
 func TestLargeAckPartlyContended(t *testing.T) {
-	f := newRivalFixture(t)
+	for _, b := range rivalBackends {
+		t.Run(b.name, func(t *testing.T) { testLargeAckPartlyContended(t, b.new(t)) })
+	}
+}
+
+func testLargeAckPartlyContended(t *testing.T, f *rivalFixture) {
 	const n = 1500
 	recs := make([]event.Record, n)
 	for i := range recs {
