@@ -56,11 +56,19 @@ func (m *Manager) answer(ctx context.Context, name, member string) (*group, erro
 
 // Ack marks deliveries done. results[i] is nil when ids[i] was acked, or
 // an error wrapping ErrUnknownDelivery or ErrLeaseLost; err is for the
-// whole call (no such group, engine unavailable). An ack returns once it
-// is stored: an acked event is never delivered again, even after a crash.
-// member "" acks for any member; otherwise a delivery leased to another
-// member is refused (ErrOtherMember). A delivery whose lease ran out and
-// that was not delivered again may still be acked.
+// whole call (no such group, engine unavailable) when none of ids was
+// acked. An ack returns once it is stored: an acked event is never
+// delivered again, even after a crash. member "" acks for any member;
+// otherwise a delivery leased to another member is refused
+// (ErrOtherMember). A delivery whose lease ran out and that was not
+// delivered again may still be acked.
+//
+// Many ids are stored in chunks, each of which is whole in one ApplyState
+// (ackChunks): in shared mode, when another node's write lands between
+// two chunks, the chunks stored stay acked and only the others' ids run
+// again on the reloaded state. When the attempts run out (ErrContended)
+// after some chunks were stored, the ack answers per id: those ids acked,
+// the others with the error (retrying them is safe).
 func (m *Manager) Ack(ctx context.Context, name, member string, ids []string) (results []error, err error) {
 	if len(ids) == 0 || len(ids) > MaxAckIDs {
 		return nil, fmt.Errorf("%w: %d delivery ids, give 1 to %d", hub.ErrBadInput, len(ids), MaxAckIDs)
@@ -69,60 +77,114 @@ func (m *Manager) Ack(ctx context.Context, name, member string, ids []string) (r
 	if err != nil {
 		return nil, err
 	}
+	results = make([]error, len(ids))
+	pending := make([]int, len(ids)) // the indices of ids not stored as acked yet
+	for i := range pending {
+		pending[i] = i
+	}
 	checked := false
 	var acked int
 	err = g.retry(ctx, func() (err error) {
-		results, acked, err = g.ack(ctx, member, ids, &checked)
+		var n int
+		pending, n, err = g.ack(ctx, member, ids, pending, results, &checked)
+		acked += n
 		return err
 	})
-	if err != nil {
-		return nil, err
-	}
 	if o := m.opts.Observer; o.Acked != nil && acked > 0 {
 		o.Acked(name, acked)
+	}
+	if err != nil {
+		if acked == 0 {
+			return nil, err
+		}
+		for _, i := range pending {
+			if results[i] == nil {
+				results[i] = err
+			}
+		}
 	}
 	return results, nil
 }
 
-// ack is one run of Ack; checked is recheck's.
-func (g *group) ack(ctx context.Context, member string, ids []string, checked *bool) (results []error, acked int, err error) {
-	results = make([]error, len(ids))
+// ackChunkOps and ackChunkBytes bound the writes of one chunk of an ack,
+// so that the chunk fits whole in one ApplyState with the version check
+// (flushSharedLocked never splits it).
+const (
+	ackChunkOps   = hub.MaxStateOps - 1
+	ackChunkBytes = hub.MaxStateApplyBytes - verBytes
+)
+
+// ack is one run of Ack over the ids at the indices pending; checked is
+// recheck's. It sets results[i] of each, and returns the indices still
+// pending (refused, or in a chunk whose write failed, with the first such
+// error as err) and how many acks it stored.
+func (g *group) ack(ctx context.Context, member string, ids []string, pending []int, results []error, checked *bool) (left []int, acked int, err error) {
+	for _, i := range pending {
+		results[i] = nil
+	}
+	type chunk struct {
+		idx []int // the indices of the ids acked in the chunk
+		r   *result
+	}
+	var chunks []chunk
+	var cur chunk
 	var ops []hub.StateOp
+	bytes := 0
 	g.mu.Lock()
 	if g.deleted {
 		g.mu.Unlock()
-		return nil, 0, fmt.Errorf("%w: %q was deleted", ErrNoGroup, g.cfg.Name)
+		return pending, 0, fmt.Errorf("%w: %q was deleted", ErrNoGroup, g.cfg.Name)
 	}
 	if g.m.shared && !*checked {
 		// Decide on a fresh state if this one refuses any.
-		for _, id := range ids {
-			if _, err := g.lookupLocked(id, member); stale(err) {
+		for _, i := range pending {
+			if _, err := g.lookupLocked(ids[i], member); stale(err) {
 				g.mu.Unlock()
-				return nil, 0, g.recheck(ctx, err, checked)
+				return pending, 0, g.recheck(ctx, err, checked)
 			}
 		}
 	}
-	for i, id := range ids {
-		l, err := g.lookupLocked(id, member)
+	for _, i := range pending {
+		l, err := g.lookupLocked(ids[i], member)
 		if err != nil {
 			results[i] = err
+			left = append(left, i)
 			continue
 		}
 		if l.state == stateReady {
 			g.st.removeReady(l)
 		}
-		ops = append(ops, g.st.finish(l)...)
-		acked++
+		lops := g.st.finish(l)
+		b := opsBytes(lops)
+		if len(cur.idx) > 0 && (len(ops)+len(lops) > ackChunkOps || bytes+b > ackChunkBytes) {
+			cur.r = g.enqueueLocked(ops)
+			chunks = append(chunks, cur)
+			cur, ops, bytes = chunk{}, nil, 0
+		}
+		ops = append(ops, lops...)
+		bytes += b
+		cur.idx = append(cur.idx, i)
 	}
-	r := g.enqueueLocked(ops)
-	if acked > 0 {
+	cur.r = g.enqueueLocked(ops) // with no ops, the last change queued: see enqueueLocked
+	chunks = append(chunks, cur)
+	if len(pending) > len(left) {
 		g.wakeLocked() // room for fetches held back by max_in_flight
 	}
 	g.mu.Unlock()
-	if err := g.wait(r); err != nil {
-		return nil, 0, err
+	for _, c := range chunks {
+		if werr := g.wait(c.r); werr != nil {
+			if err == nil {
+				err = werr
+			}
+			left = append(left, c.idx...)
+			continue
+		}
+		acked += len(c.idx)
 	}
-	return results, acked, nil
+	if err != nil {
+		slices.Sort(left)
+	}
+	return left, acked, err
 }
 
 // Nak hands a delivery back for redelivery after delay (0: the group's

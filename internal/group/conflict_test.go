@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/heraldhq/herald/internal/engine/memory"
+	"github.com/heraldhq/herald/internal/engine/redis"
+	"github.com/heraldhq/herald/internal/engine/redis/redistest"
 	"github.com/heraldhq/herald/internal/event"
 	"github.com/heraldhq/herald/internal/hub"
 	"github.com/heraldhq/herald/internal/reason"
@@ -20,10 +23,11 @@ import (
 // that the rival beats finds the group's version moved, as if another
 // node had written the group between this node's load and its commit.
 type rivalEngine struct {
-	*memory.Engine
+	stateEngine
 
 	mu      sync.Mutex    // guards the following fields
 	space   string        // the group's space; "" until the test arms the rival
+	skip    int           // how many writes to space pass before the rival beats any
 	beat    int           // how many of the next writes to space the rival beats; -1: all of them
 	hold    chan struct{} // when non-nil, the next write to space waits until it is closed (and is not beaten)
 	holding chan struct{} // closed once that write waits
@@ -41,6 +45,10 @@ func (e *rivalEngine) ApplyState(ctx context.Context, space string, ops []hub.St
 		e.hold = nil
 	}
 	beat := mine && hold == nil && e.beat != 0
+	if beat && e.skip > 0 {
+		e.skip--
+		beat = false
+	}
 	if beat {
 		if e.beat > 0 {
 			e.beat--
@@ -54,11 +62,18 @@ func (e *rivalEngine) ApplyState(ctx context.Context, space string, ops []hub.St
 	}
 	if beat {
 		rival := []hub.StateOp{{Key: keyVersion, Set: true, Value: []byte(newID())}}
-		if err := e.Engine.ApplyState(ctx, space, rival); err != nil {
+		if err := e.stateEngine.ApplyState(ctx, space, rival); err != nil {
 			return err
 		}
 	}
-	return e.Engine.ApplyState(ctx, space, ops)
+	return e.stateEngine.ApplyState(ctx, space, ops)
+}
+
+// stateEngine is an engine with a state store, which the rival wraps.
+type stateEngine interface {
+	hub.Engine
+	hub.StateStore
+	Close() error
 }
 
 // arm makes the rival beat the next n writes to space (-1: all).
@@ -77,16 +92,24 @@ func (e *rivalEngine) beatenWrites() int {
 // rivalFixture is a Manager in shared mode over a rivalEngine, on the
 // real clock.
 type rivalFixture struct {
-	eng *rivalEngine
-	h   *hub.Hub
-	m   *Manager
+	eng   *rivalEngine
+	h     *hub.Hub
+	m     *Manager
+	acked atomic.Int64 // the acks the Manager's observer counted
 }
 
 func newRivalFixture(t *testing.T) *rivalFixture {
 	t.Helper()
-	f := &rivalFixture{eng: &rivalEngine{Engine: memory.New(memory.Options{})}}
+	return newRivalFixtureOn(t, memory.New(memory.Options{}))
+}
+
+// newRivalFixtureOn is newRivalFixture over eng, which the test's end
+// closes.
+func newRivalFixtureOn(t *testing.T, eng stateEngine) *rivalFixture {
+	t.Helper()
+	f := &rivalFixture{eng: &rivalEngine{stateEngine: eng}}
 	f.h = hub.New(f.eng, hub.Options{})
-	m, err := New(bg, f.h, Options{Shared: true})
+	m, err := New(bg, f.h, Options{Shared: true, Observer: Observer{Acked: func(_ string, n int) { f.acked.Add(int64(n)) }}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,6 +120,22 @@ func newRivalFixture(t *testing.T) *rivalFixture {
 		f.eng.Close()
 	})
 	return f
+}
+
+// rivalBackends are the engines the rival tests that matter most on Redis
+// run on: the memory engine, and a Redis engine on a real redis-server.
+var rivalBackends = []struct {
+	name string
+	new  func(t *testing.T) *rivalFixture
+}{
+	{"memory", newRivalFixture},
+	{"redis", func(t *testing.T) *rivalFixture {
+		eng, err := redis.New(bg, redis.Options{URL: redistest.Start(t, redistest.Options{}).URL(), Prefix: "rival"})
+		if err != nil {
+			t.Fatalf("redis.New: %v", err)
+		}
+		return newRivalFixtureOn(t, eng)
+	}},
 }
 
 // group returns the group name, served by f.m.
@@ -268,5 +307,145 @@ func TestConflictsOutlastingRetriesAreUnavailable(t *testing.T) {
 				t.Errorf("%s again, the rival gone: %v", op.name, err)
 			}
 		})
+	}
+}
+
+// An ack too large for one write is stored in several; when another
+// node's write lands between two of them, the ids whose writes were
+// stored stay acked and the rest are acked on the reloaded state: every id
+// answers acked, and the acks are counted once.
+func TestLargeAckSplitByAConflict(t *testing.T) {
+	for _, b := range rivalBackends {
+		t.Run(b.name, func(t *testing.T) { testLargeAckSplitByAConflict(t, b.new(t)) })
+	}
+}
+
+func testLargeAckSplitByAConflict(t *testing.T, f *rivalFixture) {
+	const n = 2500 // over two ApplyState calls of acks
+	recs := make([]event.Record, n)
+	for i := range recs {
+		recs[i] = event.Record{Data: []byte(fmt.Sprint(i)), Encoding: event.EncodingJSON}
+	}
+	if _, err := f.h.Publish(bgInternal(), "jobs", recs); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.m.Put(bg, Config{Name: "g", Topics: []string{"jobs"}, Start: StartEarliest, MaxInFlight: n, MemberMaxInFlight: n}); err != nil {
+		t.Fatal(err)
+	}
+	g := f.group(t, "g")
+	var ids []string
+	for len(ids) < n {
+		msgs, err := f.m.Fetch(bgInternal(), "g", "a", n-len(ids), 0)
+		if err != nil || len(msgs) == 0 {
+			t.Fatalf("Fetch after %d messages: %d, %v; want more", len(ids), len(msgs), err)
+		}
+		for _, msg := range msgs {
+			ids = append(ids, msg.ID)
+		}
+	}
+	// The rival beats the ack's second write: the first is stored.
+	f.eng.mu.Lock()
+	f.eng.skip = 1
+	f.eng.mu.Unlock()
+	f.eng.arm(g.space, 1)
+	res, err := f.m.Ack(bgInternal(), "g", "a", ids)
+	if err != nil {
+		t.Fatalf("Ack: %v", err)
+	}
+	bad := 0
+	for i, r := range res {
+		if r != nil {
+			if bad < 3 {
+				t.Errorf("ids[%d]: %v; want acked", i, r)
+			}
+			bad++
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%d of %d ids answered other than acked", bad, n)
+	}
+	if got := f.acked.Load(); got != n {
+		t.Errorf("the observer counted %d acks, want %d", got, n)
+	}
+	if k := f.eng.beatenWrites(); k != 1 {
+		t.Errorf("the rival beat %d writes, want 1", k)
+	}
+	in, err := f.m.Get(bg, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Topics[0].Committed != n || in.InFlight != 0 {
+		t.Errorf("info: committed %d, %d in flight; want %d, 0", in.Topics[0].Committed, in.InFlight, n)
+	}
+}
+
+// An ack whose first chunk is stored and whose other chunks conflict on
+// every attempt answers per id: the stored ids acked, the others
+// ErrContended (unavailable: retry them). Retried, those are acked.
+func TestLargeAckPartlyContended(t *testing.T) {
+	for _, b := range rivalBackends {
+		t.Run(b.name, func(t *testing.T) { testLargeAckPartlyContended(t, b.new(t)) })
+	}
+}
+
+func testLargeAckPartlyContended(t *testing.T, f *rivalFixture) {
+	const n = 1500
+	recs := make([]event.Record, n)
+	for i := range recs {
+		recs[i] = event.Record{Data: []byte(fmt.Sprint(i)), Encoding: event.EncodingJSON}
+	}
+	if _, err := f.h.Publish(bgInternal(), "jobs", recs); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.m.Put(bg, Config{Name: "g", Topics: []string{"jobs"}, Start: StartEarliest, MaxInFlight: n, MemberMaxInFlight: n}); err != nil {
+		t.Fatal(err)
+	}
+	g := f.group(t, "g")
+	var ids []string
+	for len(ids) < n {
+		msgs, err := f.m.Fetch(bgInternal(), "g", "a", n-len(ids), 0)
+		if err != nil || len(msgs) == 0 {
+			t.Fatalf("Fetch after %d messages: %d, %v; want more", len(ids), len(msgs), err)
+		}
+		for _, msg := range msgs {
+			ids = append(ids, msg.ID)
+		}
+	}
+	f.eng.mu.Lock()
+	f.eng.skip = 1
+	f.eng.mu.Unlock()
+	f.eng.arm(g.space, -1)
+	res, err := f.m.Ack(bgInternal(), "g", "a", ids)
+	if err != nil {
+		t.Fatalf("Ack: %v; want per-id results", err)
+	}
+	var acked, contended []string
+	for i, r := range res {
+		switch {
+		case r == nil:
+			acked = append(acked, ids[i])
+		case errors.Is(r, ErrContended):
+			contended = append(contended, ids[i])
+		default:
+			t.Fatalf("ids[%d]: %v; want acked or ErrContended", i, r)
+		}
+	}
+	if len(acked) == 0 || len(contended) == 0 || len(acked)+len(contended) != n {
+		t.Fatalf("%d acked, %d contended; want some of each, %d in all", len(acked), len(contended), n)
+	}
+	if got := f.acked.Load(); got != int64(len(acked)) {
+		t.Errorf("the observer counted %d acks, want %d", got, len(acked))
+	}
+	f.eng.arm(g.space, 0)
+	res, err = f.m.Ack(bgInternal(), "g", "a", contended)
+	if err != nil || errors.Join(res...) != nil {
+		t.Fatalf("the contended ids acked again, the rival gone: %v, %v", err, errors.Join(res...))
+	}
+	in, err := f.m.Get(bg, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Topics[0].Committed != n || in.InFlight != 0 {
+		t.Errorf("info: committed %d, %d in flight; want %d, 0", in.Topics[0].Committed, in.InFlight, n)
 	}
 }

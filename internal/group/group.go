@@ -314,7 +314,7 @@ func New(ctx context.Context, h *hub.Hub, opts Options) (*Manager, error) {
 		return nil, err
 	}
 	for _, st := range entries {
-		g := newGroup(m, st.Config, st.Created)
+		g := newGroup(m, st)
 		s, ver, err := g.loadVersioned(ctx, nil)
 		if err != nil {
 			return nil, fmt.Errorf("load group %s: %w", st.Config.Name, err)
@@ -438,44 +438,88 @@ func (m *Manager) put(ctx context.Context, cfg Config, missingOK bool) (Info, bo
 	case n >= m.opts.MaxGroups:
 		return Info{}, false, fmt.Errorf("%w: there are %d groups already, the most this server keeps", hub.ErrBadInput, n)
 	}
-	g := newGroup(m, cfg, m.clock.Now().UTC().Truncate(time.Millisecond))
+	g := newGroup(m, jsonStored{Config: cfg, Created: m.clock.Now().UTC().Truncate(time.Millisecond)})
 	s, ops, err := g.create(ctx, missingOK)
 	if err != nil {
 		return Info{}, false, err
 	}
-	// The space first, the registry entry last: a group exists when its
-	// entry does, and a crash between leaves only an unused space.
-	if err := hub.ClearState(ctx, m.store, g.space); err != nil {
-		return Info{}, false, err
+	// The registry entry holds the settings and the start positions, and
+	// one write creates it, in shared mode only if it is absent: of nodes
+	// creating the group at once, one wins and the others write nothing to
+	// the group. Before it, the leftovers of a group of that name deleted
+	// earlier are cleared (clearSpace leaves a group another node created
+	// alone); after it, the positions are written to the group's space
+	// too, but the entry's serve until then, or if that never happens.
+	g.start = make(map[string]jsonPos, len(s.topics))
+	for name, t := range s.topics {
+		g.start[name] = jsonPos{E: t.epoch.String(), F: t.floor}
 	}
-	for len(ops) > 0 {
-		k := min(len(ops), hub.MaxStateOps)
-		if err := m.store.ApplyState(ctx, g.space, ops[:k]); err != nil {
-			return Info{}, false, fmt.Errorf("store group %s: %w", cfg.Name, err)
-		}
-		ops = ops[k:]
-	}
-	entry := setOp(cfg.Name, mustJSON(jsonStored{Config: cfg, Created: g.created}))
-	if m.shared {
-		entry.Check = true // absent: another node may be creating it too
-	}
-	if err := m.store.ApplyState(ctx, registrySpace, []hub.StateOp{entry}); err != nil {
-		if m.shared && errors.Is(err, hub.ErrStateConflict) {
-			// The other node won: take its group, if the settings match.
-			if old, lerr := m.storedGroup(ctx, cfg.Name); lerr == nil && old != nil && old.cfg.same(&cfg) {
-				in, err := m.info(ctx, old)
-				return in, false, err
-			}
-			return Info{}, false, fmt.Errorf("group %s: %w; delete it first to change them", cfg.Name, ErrExists)
-		}
+	exists, err := m.clearSpace(ctx, g)
+	if err != nil {
 		return Info{}, false, fmt.Errorf("store group %s: %w", cfg.Name, err)
 	}
-	g.st = s
+	if !exists {
+		entry := setOp(cfg.Name, mustJSON(jsonStored{Config: cfg, Created: g.created, Start: g.start}))
+		entry.Check = m.shared // absent: another node may be creating it too
+		err := m.store.ApplyState(ctx, registrySpace, []hub.StateOp{entry})
+		exists = m.shared && errors.Is(err, hub.ErrStateConflict)
+		if err != nil && !exists {
+			return Info{}, false, fmt.Errorf("store group %s: %w", cfg.Name, err)
+		}
+	}
+	if exists {
+		// Another node won: take its group, if the settings match.
+		old, err := m.storedGroup(ctx, cfg.Name)
+		if err != nil {
+			return Info{}, false, err
+		}
+		if old != nil && old.cfg.same(&cfg) {
+			in, err := m.info(ctx, old)
+			return in, false, err
+		}
+		return Info{}, false, fmt.Errorf("group %s: %w; delete it first to change them", cfg.Name, ErrExists)
+	}
+	if err := g.storeStart(ctx, s, ops); err != nil {
+		return Info{}, false, err
+	}
 	m.mu.Lock()
 	m.groups[cfg.Name] = g
 	m.mu.Unlock()
 	in, err := m.info(ctx, g)
 	return in, true, err
+}
+
+// storeStart writes the start positions (ops) of g, just created with
+// state s, to its space, and makes s g's state. In shared mode the write
+// is conditional on the space having no version yet: if another node
+// serving the group wrote first (from the same start positions, read from
+// the registry entry), g's state is loaded from the store instead.
+func (g *group) storeStart(ctx context.Context, s *state, ops []hub.StateOp) error {
+	g.wmu.Lock()
+	defer g.wmu.Unlock()
+	if !g.m.shared {
+		if err := g.m.store.ApplyState(ctx, g.space, ops); err != nil {
+			return fmt.Errorf("store group %s: %w", g.cfg.Name, err)
+		}
+		g.st = s
+		return nil
+	}
+	next := []byte(newID())
+	err := g.m.store.ApplyState(ctx, g.space, append(ops, versionOp(nil, next)))
+	switch {
+	case err == nil:
+		g.st, g.ver = s, next
+		return nil
+	case errors.Is(err, hub.ErrStateConflict):
+		s, ver, err := g.loadVersioned(ctx, nil)
+		if err != nil {
+			return err
+		}
+		g.st, g.ver = s, ver
+		return nil
+	default:
+		return fmt.Errorf("store group %s: %w", g.cfg.Name, err)
+	}
 }
 
 // storedGroup returns group name as another node stored it, loaded and
@@ -558,7 +602,58 @@ func (m *Manager) Delete(ctx context.Context, name string) error {
 	g.wmu.Lock()
 	g.flushLocked()
 	g.wmu.Unlock()
-	return hub.ClearState(ctx, m.store, g.space)
+	if _, err := m.clearSpace(ctx, g); err != nil {
+		return fmt.Errorf("delete group %s: %w", name, err)
+	}
+	return nil
+}
+
+// clearSpace deletes what g's space holds: the state of a group of g's
+// name that was deleted (Delete), maybe by a node that stopped before it
+// cleared it (put). In shared mode it leaves alone a group of that name
+// that another node created meanwhile, and reports whether there is one:
+// the registry is read after each scan (a group it holds may have written
+// before), and each ApplyState of deletes checks that the space's version
+// has not moved since the scan (every write of a group moves it). The
+// first deletes the version too, so that the writes of nodes still
+// serving the deleted group fail from then on: they reload, and find it
+// gone.
+func (m *Manager) clearSpace(ctx context.Context, g *group) (exists bool, err error) {
+	if !m.shared {
+		return false, hub.ClearState(ctx, m.store, g.space)
+	}
+	err = g.retry(ctx, func() error {
+		for {
+			v, ok, err := m.store.LoadState(ctx, g.space, keyVersion)
+			if err != nil {
+				return fmt.Errorf("clear %s: %w", g.space, err)
+			}
+			check := hub.StateOp{Key: keyVersion, Check: true, Delete: true}
+			if ok {
+				check.Expect = append([]byte{}, v...) // non-nil: present
+			}
+			var ops []hub.StateOp
+			err = m.store.ScanState(ctx, g.space, "", func(key string, _ []byte) bool {
+				if key != keyVersion {
+					ops = append(ops, delOp(key))
+				}
+				return len(ops) < hub.MaxStateOps-1
+			})
+			if err != nil {
+				return fmt.Errorf("clear %s: %w", g.space, err)
+			}
+			if _, exists, err = m.lookupStored(ctx, g.cfg.Name); err != nil || exists {
+				return err
+			}
+			if len(ops) == 0 && !ok {
+				return nil
+			}
+			if err := m.store.ApplyState(ctx, g.space, append(ops, check)); err != nil {
+				return fmt.Errorf("clear %s: %w", g.space, err)
+			}
+		}
+	})
+	return exists, err
 }
 
 // Close stops the Manager's timers and wakes its waiting fetches, which

@@ -18,6 +18,7 @@ type group struct {
 	m        *Manager
 	cfg      Config // static after creation
 	created  time.Time
+	start    map[string]jsonPos // static: the start positions of the registry entry (creation)
 	space    string
 	patterns []pattern
 
@@ -94,8 +95,11 @@ type lease struct {
 	hi     int       // index in timers, -1 when not there
 }
 
-func newGroup(m *Manager, cfg Config, created time.Time) *group {
-	return &group{m: m, cfg: cfg, created: created, space: spaceOf(cfg.Name), patterns: patterns(&cfg), changed: make(chan struct{})}
+// newGroup returns the group that registry entry st describes, without
+// its state.
+func newGroup(m *Manager, st jsonStored) *group {
+	cfg := st.Config
+	return &group{m: m, cfg: cfg, created: st.Created, start: st.Start, space: spaceOf(cfg.Name), patterns: patterns(&cfg), changed: make(chan struct{})}
 }
 
 func newState() *state {
@@ -262,6 +266,14 @@ func (g *group) load(ctx context.Context, cache eventCache) (*state, error) {
 	s.redelivered, s.deadLettered = stored.counters.Redelivered, stored.counters.DeadLettered
 	s.epochResets, s.trimmed = stored.counters.EpochResets, stored.counters.Trimmed
 	now := g.m.clock.Now()
+	// A topic the group started on and whose position was never written
+	// (a creator that stopped before, or other nodes that got there first)
+	// is at its start position.
+	for name, p := range g.start {
+		if _, ok := stored.pos[name]; !ok {
+			stored.pos[name] = p
+		}
+	}
 	for _, name := range slices.Sorted(mapKeys(stored.pos)) {
 		p := stored.pos[name]
 		t := &topicState{name: name, epoch: epochOf(p.E), floor: p.F, read: p.F, head: p.F}

@@ -57,6 +57,10 @@ const keyVersion = "v"
 // nodes' writes.
 const maxAttempts = 24
 
+// verBytes is what the version check adds to an ApplyState's bytes (its
+// key, the expected and the new token).
+const verBytes = 1 + 2*24
+
 // errReloaded is the error of changes that a reload discarded: another
 // node changed the group, and the operation runs again.
 var errReloaded = fmt.Errorf("group state changed on another node: %w", hub.ErrStateConflict)
@@ -175,7 +179,6 @@ func versionOp(ver, next []byte) hub.StateOp {
 // with the conflict, and the state is reloaded.
 func (g *group) flushSharedLocked(q []change) {
 	ctx := context.Background() // a write, once started, completes
-	const verBytes = 1 + 2*24   // key, expected and new token
 	type call struct {
 		ops   []hub.StateOp
 		upto  int // the changes before upto are whole in this call or earlier ones
@@ -193,15 +196,11 @@ func (g *group) flushSharedLocked(q []change) {
 		return len(cur.ops)+n <= hub.MaxStateOps-1 && cur.bytes+b <= hub.MaxStateApplyBytes-verBytes
 	}
 	for i, c := range q {
-		b := 0
-		for _, op := range c.ops {
-			b += len(op.Key) + len(op.Value) + len(op.Expect)
-		}
-		if !fits(len(c.ops), b) {
+		if !fits(len(c.ops), opsBytes(c.ops)) {
 			cut()
 		}
 		for _, op := range c.ops {
-			ob := len(op.Key) + len(op.Value) + len(op.Expect)
+			ob := opBytes(op)
 			if !fits(1, ob) {
 				cut() // a change too large for one call
 			}
@@ -232,6 +231,18 @@ func (g *group) flushSharedLocked(q []change) {
 		g.m.log.Error("group state write failed; reloading the group from the store", "group", g.cfg.Name, "error", err)
 	}
 	g.reloadLocked(ctx, q[done:], err)
+}
+
+// opBytes is what op counts for in an ApplyState's bytes.
+func opBytes(op hub.StateOp) int { return len(op.Key) + len(op.Value) + len(op.Expect) }
+
+// opsBytes is the sum of opBytes over ops.
+func opsBytes(ops []hub.StateOp) int {
+	n := 0
+	for _, op := range ops {
+		n += opBytes(op)
+	}
+	return n
 }
 
 // reloadLocked replaces g's state with the store's and fails the changes
@@ -410,7 +421,7 @@ func (m *Manager) discover(ctx context.Context) error {
 
 // adopt loads a group that another node created and serves it.
 func (m *Manager) adopt(ctx context.Context, st jsonStored) (*group, error) {
-	g := newGroup(m, st.Config, st.Created)
+	g := newGroup(m, st)
 	s, ver, err := g.loadVersioned(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("load group %s: %w", st.Config.Name, err)

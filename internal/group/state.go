@@ -16,8 +16,12 @@ import (
 // survives what the topics survive. Two kinds of space:
 //
 //	registrySpace ("groups"): one key per group, its name; the value is
-//	    jsonStored: its settings and when it was created. A group exists
-//	    when its key does.
+//	    jsonStored: its settings, when it was created and its start
+//	    position in each topic it began with. A group exists when its key
+//	    does. One write creates the entry whole (in shared mode on the
+//	    condition that it is absent), so that of nodes creating a group at
+//	    once one wins, with its settings and its start, and the others
+//	    write nothing (Manager.put).
 //	"group.NAME": the group's position and leases:
 //	    "p/TOPIC"        the committed position in TOPIC: {"e": epoch,
 //	                     "f": floor}; every offset up to the floor is done
@@ -71,10 +75,14 @@ func parseOffKey(rest string) (string, uint64, bool) {
 	return rest[:i], off, err == nil
 }
 
-// jsonStored is a registry entry.
+// jsonStored is a registry entry. Start holds the positions a group
+// created them began at, by topic; a topic whose "p/" key is absent is at
+// its start position (entries written before Start existed have none:
+// their creators wrote every "p/" key first).
 type jsonStored struct {
-	Config  Config    `json:"config"`
-	Created time.Time `json:"created"`
+	Config  Config             `json:"config"`
+	Created time.Time          `json:"created"`
+	Start   map[string]jsonPos `json:"start,omitempty"`
 }
 
 type jsonPos struct {
