@@ -1,9 +1,35 @@
 package server
 
 import (
+	"fmt"
+	"net"
+
 	"github.com/heraldhq/herald/internal/hub"
 	"github.com/heraldhq/herald/internal/limit"
+	"github.com/heraldhq/herald/internal/transport/proxyproto"
 )
+
+// proxied returns ln reading the PROXY protocol header of connections
+// from proxy_protocol.trusted, or ln itself when none is trusted (then
+// nothing is added to the accept path). name is the listener's, http or
+// grpc, for the metrics and the log.
+func (s *Server) proxied(ln net.Listener, name string) (net.Listener, error) {
+	p := &s.cfg.ProxyProtocol
+	if len(p.Trusted) == 0 {
+		return ln, nil
+	}
+	pln, err := proxyproto.Listen(ln, proxyproto.Options{
+		Trusted: p.TrustedPrefixes(),
+		Timeout: p.HeaderTimeout,
+		OnReject: s.metrics.ProxyRejected(name, proxyproto.RejectTimeout, proxyproto.RejectMalformed,
+			proxyproto.RejectClosed, proxyproto.RejectBusy),
+		Log: s.log.With("listener", name),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("proxy_protocol on the %s listener: %w", name, err)
+	}
+	return pln, nil
+}
 
 // connLimits returns the connection limits of the config (limits.*),
 // counted in the metrics; limits.max_connections 0 takes
