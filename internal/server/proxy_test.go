@@ -340,3 +340,25 @@ func TestProxyProtocolStreams(t *testing.T) {
 		t.Errorf("gRPC from a client over its cap: %v, want a refusal naming limits.max_connections_per_ip", err)
 	}
 }
+
+// TestProxyProtocolGRPCListener: the gRPC listener closes a trusted peer
+// without a header, and does not honour an untrusted peer's.
+func TestProxyProtocolGRPCListener(t *testing.T) {
+	ts := startServer(t, withProxy)
+	series := `herald_proxy_protocol_rejected_total{listener="grpc",reason="malformed"}`
+	c := proxyDial(t, proxyAddr, ts.srv.GRPCAddr(), []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"))
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := io.Copy(io.Discard, c) // a reset, or an end: the rest of the preface was unread
+	if ne, ok := err.(net.Error); n != 0 || ok && ne.Timeout() {
+		t.Errorf("a trusted peer without a header got %d bytes, %v; want a close", n, err)
+	}
+	waitFor(t, series, readTimeout, func() bool { return ts.metric(series) == 1 })
+	// An untrusted peer's header is the start of a bad HTTP/2 preface: the
+	// server answers with a GOAWAY, or closes, and is not told anything.
+	u := proxyDial(t, "127.0.0.3", ts.srv.GRPCAddr(), v2Header("203.0.113.9"))
+	u.SetReadDeadline(time.Now().Add(5 * time.Second))
+	io.Copy(io.Discard, u)
+	if got := ts.metric(series); got != 1 {
+		t.Errorf("%s = %v after an untrusted peer, want 1", series, got)
+	}
+}
