@@ -91,6 +91,14 @@ type HTTP struct {
 	// FastPath serves single-event publishes without net/http (package
 	// httpfast); off, net/http serves every request.
 	FastPath bool `koanf:"fast_path"`
+	// TrustedProxies lists the addresses (IPs or CIDR prefixes) of HTTP
+	// reverse proxies whose ForwardedHeader herald believes for the
+	// client's address of each request (not for the connection limits,
+	// which count connections). Empty: no header is read.
+	TrustedProxies []string `koanf:"trusted_proxies"`
+	// ForwardedHeader is the header those proxies append the client to:
+	// x-forwarded-for or forwarded (RFC 7239).
+	ForwardedHeader string `koanf:"forwarded_header"`
 }
 
 // History is the default retention of every topic.
@@ -260,6 +268,8 @@ func Default() Config {
 			IdleTimeout:       120 * time.Second,
 			MaxBodyBytes:      16 << 20,
 			FastPath:          true,
+			TrustedProxies:    []string{},
+			ForwardedHeader:   "x-forwarded-for",
 		},
 		Engine:           "memory",
 		Redis:            Redis{Prefix: "herald", PresenceTTL: 60 * time.Second},
@@ -400,6 +410,14 @@ func (c *Config) Validate() error {
 	}
 	c.Limits.validate(bad)
 	c.ProxyProtocol.validate(bad)
+	for i, e := range c.HTTP.TrustedProxies {
+		if _, err := ParsePrefix(e); err != nil {
+			bad(fmt.Sprintf("http.trusted_proxies[%d]", i), "%v", err)
+		}
+	}
+	if h := c.HTTP.ForwardedHeader; h != "x-forwarded-for" && h != "forwarded" {
+		bad("http.forwarded_header", "must be x-forwarded-for or forwarded, got %q", h)
+	}
 	if c.WS.IdleTimeout <= c.WS.PingInterval {
 		bad("ws.idle_timeout", "must be longer than ws.ping_interval (%v), got %v", c.WS.PingInterval, c.WS.IdleTimeout)
 	}
@@ -623,7 +641,7 @@ func durationNeedsUnit(from, to reflect.Type, data any) (any, error) {
 }
 
 // listKeys are the keys whose value is a list of strings.
-var listKeys = []string{"http.cors_origins", "auth.jwt.algorithms", "limits.ip_exempt", "proxy_protocol.trusted", "outbound.allow_networks", "outbound.allow_hosts"}
+var listKeys = []string{"http.cors_origins", "auth.jwt.algorithms", "limits.ip_exempt", "proxy_protocol.trusted", "http.trusted_proxies", "outbound.allow_networks", "outbound.allow_hosts"}
 
 // envValue turns an environment string into the type a key expects where
 // the decoder would not: lists are comma-separated.

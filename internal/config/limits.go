@@ -87,8 +87,12 @@ func (p *ProxyProtocol) TrustedPrefixes() []netip.Prefix {
 	return parsePrefixes(p.Trusted)
 }
 
-// ParsePrefix reads an entry of limits.ip_exempt or
-// proxy_protocol.trusted: a CIDR prefix (10.0.0.0/8, fd00::/8) or one
+// TrustedProxyPrefixes returns http.trusted_proxies parsed. Validate has
+// checked it.
+func (h *HTTP) TrustedProxyPrefixes() []netip.Prefix { return parsePrefixes(h.TrustedProxies) }
+
+// ParsePrefix reads an entry of limits.ip_exempt, proxy_protocol.trusted
+// or http.trusted_proxies: a CIDR prefix (10.0.0.0/8, fd00::/8) or one
 // address.
 func ParsePrefix(s string) (netip.Prefix, error) {
 	s = strings.TrimSpace(s)

@@ -124,6 +124,8 @@ func TestProxyProtocolLoad(t *testing.T) {
 	for file, want := range map[string]string{
 		"proxy_protocol:\n  trusted: [10.0.0.0/8, nope]\n": `config proxy_protocol.trusted[1]: "nope" is not an IP address`,
 		"proxy_protocol:\n  header_timeout: 0s\n":          "config proxy_protocol.header_timeout: must be a positive duration",
+		"http:\n  trusted_proxies: [10.0.0.0/33]\n":        "config http.trusted_proxies[0]",
+		"http:\n  forwarded_header: x-real-ip\n":           `config http.forwarded_header: must be x-forwarded-for or forwarded, got "x-real-ip"`,
 	} {
 		if _, err := config.Load(writeFile(t, file), nil, nil); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want %q", file, err, want)

@@ -362,3 +362,59 @@ func TestProxyProtocolGRPCListener(t *testing.T) {
 		t.Errorf("%s = %v after an untrusted peer, want 1", series, got)
 	}
 }
+
+// TestForwardedFor: requests from an http.trusted_proxies peer are made
+// for the client its X-Forwarded-For names (the rightmost hop not
+// trusted), request by request on one connection, on the fast path's
+// publishes and net/http's streams alike; an untrusted peer's header is
+// not read.
+func TestForwardedFor(t *testing.T) {
+	rec := &addrAuth{}
+	ts := startServerWith(t, []server.Option{server.WithAccess(rec, allowAll{})}, noExempt, func(c *config.Config) {
+		c.HTTP.TrustedProxies = []string{proxyAddr}
+		c.Limits.PublishRatePerIP = 0.01
+		c.Limits.PublishBurstPerIP = 1
+	})
+	publish := func(xff string) string {
+		return "POST /v1/topics/x.a/events HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: " + xff + "\r\nContent-Length: 1\r\n\r\n1"
+	}
+	// One connection of the proxy, two clients (one forging a hop).
+	c := proxyDial(t, proxyAddr, ts.addr, nil)
+	br := bufio.NewReader(c)
+	for i, xff := range []string{"6.6.6.6, 203.0.113.1", "203.0.113.2", "6.6.6.6, 203.0.113.1"} {
+		c.SetDeadline(time.Now().Add(readTimeout))
+		io.WriteString(c, publish(xff))
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		want := http.StatusCreated
+		if i == 2 {
+			want = http.StatusTooManyRequests // 203.0.113.1's second
+		}
+		if res.StatusCode != want || i == 2 && !strings.Contains(string(b), "203.0.113.1") {
+			t.Errorf("publish %d for %s: %d %s, want %d", i, xff, res.StatusCode, b, want)
+		}
+	}
+	if !rec.saw("rest", "203.0.113.1") || !rec.saw("rest", "203.0.113.2") || rec.saw("rest", "6.6.6.6") || rec.saw("rest", proxyAddr) {
+		t.Errorf("identities carried %q, want the clients 203.0.113.1 and .2 only", rec.seen)
+	}
+	// An SSE stream through the proxy.
+	sc := proxyDial(t, proxyAddr, ts.addr, []byte("GET /v1/sse?topic=x.s HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 198.51.100.9\r\n\r\n"))
+	sc.SetDeadline(time.Now().Add(readTimeout))
+	if res, err := http.ReadResponse(bufio.NewReader(sc), nil); err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("SSE through the proxy: %v %v", err, res)
+	}
+	if !rec.saw("sse", "198.51.100.9") {
+		t.Errorf("identities carried %q, want sse 198.51.100.9", rec.seen)
+	}
+	// An untrusted peer's header is not read.
+	if r, _ := proxyDo(t, "127.0.0.3", ts.addr, nil, publish("203.0.113.3")); r.status != http.StatusCreated {
+		t.Errorf("untrusted peer: %d %s", r.status, r.body)
+	}
+	if rec.saw("rest", "203.0.113.3") || !rec.saw("rest", "127.0.0.3") {
+		t.Errorf("identities carried %q, want the untrusted peer's own address", rec.seen)
+	}
+}

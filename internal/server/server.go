@@ -269,7 +269,7 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 	s.http = &http.Server{
 		ConnState:         s.trackNew,
 		ConnContext:       httpfast.ConnContext,
-		Handler:           httpfast.Guard(s.routes()),
+		Handler:           httpfast.Guard(s.forwarded(s.routes())),
 		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
 		IdleTimeout:       cfg.HTTP.IdleTimeout,
 		// httpfast's screen answers heads over http.max_header_bytes (431, in
@@ -609,6 +609,7 @@ func (s *Server) Start() error {
 		IdleTimeout:       s.cfg.HTTP.IdleTimeout,
 		MaxHeaderBytes:    s.cfg.HTTP.MaxHeaderBytes,
 		HandOffAll:        !s.cfg.HTTP.FastPath || len(s.cfg.HTTP.CORSOrigins) > 0,
+		HandOff:           s.fromTrustedProxy(),
 		Linger:            s.linger,
 	})
 	go s.fast.Serve()
