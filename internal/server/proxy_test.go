@@ -308,6 +308,13 @@ func TestProxyProtocolStreams(t *testing.T) {
 	if !rec.saw("ws", "198.51.100.2") {
 		t.Errorf("identities carried %q, want ws 198.51.100.2", rec.seen)
 	}
+	// A command read from the socket by the poller, through the wrapper.
+	if err := wsutil.WriteClientText(nc, []byte(`{"op":"subscribe","id":1,"topics":["x.w"]}`)); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := wsutil.ReadServerText(rw); err != nil || !strings.Contains(string(m), `"subscribed"`) {
+		t.Errorf("WebSocket subscribe through the proxy: %s, %v", m, err)
+	}
 
 	// gRPC, both versions; the SSE client's second connection is over
 	// its cap of 1.
