@@ -17,14 +17,15 @@ import (
 
 // serveFlags maps each serve flag to the config key it sets.
 var serveFlags = map[string]string{
-	"addr":          "http.addr",
-	"grpc-addr":     "grpc.addr",
-	"engine":        "engine",
-	"data-dir":      "data_dir",
-	"redis-url":     "redis.url",
-	"log-level":     "log.level",
-	"log-format":    "log.format",
-	"insecure-open": "auth.insecure_open",
+	"addr":                   "http.addr",
+	"grpc-addr":              "grpc.addr",
+	"engine":                 "engine",
+	"data-dir":               "data_dir",
+	"redis-url":              "redis.url",
+	"log-level":              "log.level",
+	"log-format":             "log.format",
+	"insecure-open":          "auth.insecure_open",
+	"proxy-protocol-trusted": "proxy_protocol.trusted",
 }
 
 func newServeCmd() *cobra.Command {
@@ -46,6 +47,13 @@ docs/configuration.md lists every key.
 Without auth configured (docs/security.md), herald serves everyone, so it then
 refuses to listen on an address other machines can reach (0.0.0.0, a LAN
 address) unless --insecure-open (auth.insecure_open) says that is intended.
+
+Behind a load balancer, the per-client limits count the load balancer unless
+it tells herald the client's address: list its addresses in
+--proxy-protocol-trusted (proxy_protocol.trusted) and turn the PROXY protocol
+on there (HAProxy send-proxy or send-proxy-v2, AWS NLB, nginx proxy_protocol,
+Envoy); its connections must then start with the header (docs/security.md,
+"Client addresses").
 
 SIGINT or SIGTERM drains the server: it stops accepting connections, lets
 in-flight publishes finish, ends streams with a reconnect hint, then exits.`,
@@ -91,6 +99,7 @@ in-flight publishes finish, ends streams with a reconnect hint, then exits.`,
 	f.String("redis-url", "", "the redis engine's Redis: redis://[user:pass@]host:port[/db], rediss:// for TLS, ?addr=host:port for more Cluster seeds, ?master_set=NAME for Sentinel (redis.url)")
 	f.String("log-level", def.Log.Level, "log level: debug, info, warn, error (log.level)")
 	f.String("log-format", def.Log.Format, "log format: text or json (log.format)")
+	f.String("proxy-protocol-trusted", "", "comma-separated addresses or CIDR prefixes of load balancers that send a PROXY protocol header (v1 or v2), on both listeners (proxy_protocol.trusted)")
 	f.Bool("insecure-open", false, "serve without auth on a non-loopback address: anyone who reaches it may publish and read (auth.insecure_open)")
 	return cmd
 }

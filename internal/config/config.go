@@ -38,17 +38,20 @@ type Config struct {
 	// DataReserveBytes is the free space the durable engine keeps on the
 	// data directory's file system: below it, publishes fail with
 	// storage_full (507) and nothing is written. 0 turns the check off.
-	DataReserveBytes int64    `koanf:"data_reserve_bytes"`
-	History          History  `koanf:"history"`
-	Limits           Limits   `koanf:"limits"`
-	SSE              SSE      `koanf:"sse"`
-	WS               WS       `koanf:"ws"`
-	GRPC             GRPC     `koanf:"grpc"`
-	Pull             Pull     `koanf:"pull"`
-	Shutdown         Shutdown `koanf:"shutdown"`
-	Log              Log      `koanf:"log"`
-	Auth             Auth     `koanf:"auth"`
-	UI               UI       `koanf:"ui"`
+	DataReserveBytes int64   `koanf:"data_reserve_bytes"`
+	History          History `koanf:"history"`
+	Limits           Limits  `koanf:"limits"`
+	SSE              SSE     `koanf:"sse"`
+	WS               WS      `koanf:"ws"`
+	GRPC             GRPC    `koanf:"grpc"`
+	// ProxyProtocol says which peers are proxies that send a PROXY
+	// protocol header (limits.go).
+	ProxyProtocol ProxyProtocol `koanf:"proxy_protocol"`
+	Pull          Pull          `koanf:"pull"`
+	Shutdown      Shutdown      `koanf:"shutdown"`
+	Log           Log           `koanf:"log"`
+	Auth          Auth          `koanf:"auth"`
+	UI            UI            `koanf:"ui"`
 	// Presence turns on presence (join/leave events and the presence
 	// query) for topics whose namespace does not say otherwise.
 	Presence bool `koanf:"presence"`
@@ -88,6 +91,14 @@ type HTTP struct {
 	// FastPath serves single-event publishes without net/http (package
 	// httpfast); off, net/http serves every request.
 	FastPath bool `koanf:"fast_path"`
+	// TrustedProxies lists the addresses (IPs or CIDR prefixes) of HTTP
+	// reverse proxies whose ForwardedHeader herald believes for the
+	// client's address of each request (not for the connection limits,
+	// which count connections). Empty: no header is read.
+	TrustedProxies []string `koanf:"trusted_proxies"`
+	// ForwardedHeader is the header those proxies append the client to:
+	// x-forwarded-for or forwarded (RFC 7239).
+	ForwardedHeader string `koanf:"forwarded_header"`
 }
 
 // History is the default retention of every topic.
@@ -257,6 +268,8 @@ func Default() Config {
 			IdleTimeout:       120 * time.Second,
 			MaxBodyBytes:      16 << 20,
 			FastPath:          true,
+			TrustedProxies:    []string{},
+			ForwardedHeader:   "x-forwarded-for",
 		},
 		Engine:           "memory",
 		Redis:            Redis{Prefix: "herald", PresenceTTL: 60 * time.Second},
@@ -297,6 +310,7 @@ func Default() Config {
 			MaxMessageBytes: 1<<20 + 64<<10,
 		},
 		GRPC:          GRPC{Enabled: true, Addr: "127.0.0.1:9090", MaxMessageBytes: 16 << 20, Retry: 2 * time.Second},
+		ProxyProtocol: ProxyProtocol{Trusted: []string{}, HeaderTimeout: 5 * time.Second},
 		ClientPublish: true,
 		Pull:          Pull{MaxWait: 120 * time.Second},
 		Shutdown:      Shutdown{Timeout: 10 * time.Second},
@@ -363,18 +377,19 @@ func (c *Config) Validate() error {
 		bad("http.addr", "%q is not host:port (%v)", c.HTTP.Addr, err)
 	}
 	positiveDur := map[string]time.Duration{
-		"http.read_header_timeout": c.HTTP.ReadHeaderTimeout,
-		"http.idle_timeout":        c.HTTP.IdleTimeout,
-		"sse.heartbeat":            c.SSE.Heartbeat,
-		"sse.retry":                c.SSE.Retry,
-		"sse.write_timeout":        c.SSE.WriteTimeout,
-		"grpc.retry":               c.GRPC.Retry,
-		"pull.max_wait":            c.Pull.MaxWait,
-		"shutdown.timeout":         c.Shutdown.Timeout,
-		"history.dedupe_window":    c.History.DedupeWindow,
-		"ws.ping_interval":         c.WS.PingInterval,
-		"ws.idle_timeout":          c.WS.IdleTimeout,
-		"ws.write_timeout":         c.WS.WriteTimeout,
+		"http.read_header_timeout":      c.HTTP.ReadHeaderTimeout,
+		"http.idle_timeout":             c.HTTP.IdleTimeout,
+		"sse.heartbeat":                 c.SSE.Heartbeat,
+		"sse.retry":                     c.SSE.Retry,
+		"sse.write_timeout":             c.SSE.WriteTimeout,
+		"grpc.retry":                    c.GRPC.Retry,
+		"proxy_protocol.header_timeout": c.ProxyProtocol.HeaderTimeout,
+		"pull.max_wait":                 c.Pull.MaxWait,
+		"shutdown.timeout":              c.Shutdown.Timeout,
+		"history.dedupe_window":         c.History.DedupeWindow,
+		"ws.ping_interval":              c.WS.PingInterval,
+		"ws.idle_timeout":               c.WS.IdleTimeout,
+		"ws.write_timeout":              c.WS.WriteTimeout,
 	}
 	for _, k := range sortedKeys(positiveDur) {
 		if positiveDur[k] <= 0 {
@@ -394,6 +409,15 @@ func (c *Config) Validate() error {
 		bad("http.max_header_bytes", "must be at least 1024, got %d", c.HTTP.MaxHeaderBytes)
 	}
 	c.Limits.validate(bad)
+	c.ProxyProtocol.validate(bad)
+	for i, e := range c.HTTP.TrustedProxies {
+		if _, err := ParsePrefix(e); err != nil {
+			bad(fmt.Sprintf("http.trusted_proxies[%d]", i), "%v", err)
+		}
+	}
+	if h := c.HTTP.ForwardedHeader; h != "x-forwarded-for" && h != "forwarded" {
+		bad("http.forwarded_header", "must be x-forwarded-for or forwarded, got %q", h)
+	}
 	if c.WS.IdleTimeout <= c.WS.PingInterval {
 		bad("ws.idle_timeout", "must be longer than ws.ping_interval (%v), got %v", c.WS.PingInterval, c.WS.IdleTimeout)
 	}
@@ -617,7 +641,7 @@ func durationNeedsUnit(from, to reflect.Type, data any) (any, error) {
 }
 
 // listKeys are the keys whose value is a list of strings.
-var listKeys = []string{"http.cors_origins", "auth.jwt.algorithms", "limits.ip_exempt", "outbound.allow_networks", "outbound.allow_hosts"}
+var listKeys = []string{"http.cors_origins", "auth.jwt.algorithms", "limits.ip_exempt", "proxy_protocol.trusted", "http.trusted_proxies", "outbound.allow_networks", "outbound.allow_hosts"}
 
 // envValue turns an environment string into the type a key expects where
 // the decoder would not: lists are comma-separated.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/heraldhq/herald/internal/event"
 )
@@ -55,8 +56,44 @@ func (l *Limits) validate(bad func(key, format string, args ...any)) {
 	}
 }
 
-// ParsePrefix reads an entry of limits.ip_exempt: a CIDR prefix
-// (10.0.0.0/8, fd00::/8) or one address.
+// ProxyProtocol configures the PROXY protocol (HAProxy's, versions 1 and
+// 2) on both listeners: a load balancer or reverse proxy that sends it
+// tells herald the client's address, so that the per-address limits
+// count clients and not the proxy (docs/security.md, "Client addresses").
+type ProxyProtocol struct {
+	// Trusted lists the proxies' addresses (IPs or CIDR prefixes). A
+	// connection from one must start with a PROXY protocol header, or is
+	// closed; a connection from elsewhere is served as it is, and a header
+	// it sends is not honoured. Empty: the PROXY protocol is off.
+	Trusted []string `koanf:"trusted"`
+	// HeaderTimeout bounds the time a trusted peer takes to send the
+	// header, from the connection's opening.
+	HeaderTimeout time.Duration `koanf:"header_timeout"`
+}
+
+// validate checks the proxy_protocol section (header_timeout is checked
+// with the other durations).
+func (p *ProxyProtocol) validate(bad func(key, format string, args ...any)) {
+	for i, s := range p.Trusted {
+		if _, err := ParsePrefix(s); err != nil {
+			bad(fmt.Sprintf("proxy_protocol.trusted[%d]", i), "%v", err)
+		}
+	}
+}
+
+// TrustedPrefixes returns proxy_protocol.trusted parsed. Validate has
+// checked it.
+func (p *ProxyProtocol) TrustedPrefixes() []netip.Prefix {
+	return parsePrefixes(p.Trusted)
+}
+
+// TrustedProxyPrefixes returns http.trusted_proxies parsed. Validate has
+// checked it.
+func (h *HTTP) TrustedProxyPrefixes() []netip.Prefix { return parsePrefixes(h.TrustedProxies) }
+
+// ParsePrefix reads an entry of limits.ip_exempt, proxy_protocol.trusted
+// or http.trusted_proxies: a CIDR prefix (10.0.0.0/8, fd00::/8) or one
+// address.
 func ParsePrefix(s string) (netip.Prefix, error) {
 	s = strings.TrimSpace(s)
 	if strings.Contains(s, "/") {
@@ -75,9 +112,12 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 }
 
 // Exempt returns limits.ip_exempt parsed. Validate has checked it.
-func (l *Limits) Exempt() []netip.Prefix {
-	out := make([]netip.Prefix, 0, len(l.IPExempt))
-	for _, s := range l.IPExempt {
+func (l *Limits) Exempt() []netip.Prefix { return parsePrefixes(l.IPExempt) }
+
+// parsePrefixes parses a validated list of prefixes.
+func parsePrefixes(list []string) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(list))
+	for _, s := range list {
 		if p, err := ParsePrefix(s); err == nil {
 			out = append(out, p)
 		}

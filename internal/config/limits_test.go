@@ -99,3 +99,36 @@ func TestLimitsErrorsNameTheKey(t *testing.T) {
 		}
 	}
 }
+
+func TestProxyProtocolLoad(t *testing.T) {
+	def := config.Default()
+	if len(def.ProxyProtocol.Trusted) != 0 || def.ProxyProtocol.HeaderTimeout <= 0 {
+		t.Errorf("default proxy_protocol = %+v, want off with a header timeout", def.ProxyProtocol)
+	}
+	p := writeFile(t, "proxy_protocol:\n  trusted: [10.0.0.0/8, \"fd00::1\"]\n  header_timeout: 2s\n")
+	c, err := config.Load(p, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::1/128")}
+	if got := c.ProxyProtocol.TrustedPrefixes(); !reflect.DeepEqual(got, want) || c.ProxyProtocol.HeaderTimeout.String() != "2s" {
+		t.Errorf("proxy_protocol = %v, %v; want %v, 2s", got, c.ProxyProtocol.HeaderTimeout, want)
+	}
+	c, err = config.Load("", []string{"HERALD_PROXY_PROTOCOL_TRUSTED=192.0.2.10,192.0.2.11"}, map[string]string{"proxy_protocol.header_timeout": "1s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.ProxyProtocol.Trusted; !reflect.DeepEqual(got, []string{"192.0.2.10", "192.0.2.11"}) || c.ProxyProtocol.HeaderTimeout.String() != "1s" {
+		t.Errorf("HERALD_PROXY_PROTOCOL_TRUSTED gave %q, header_timeout %v", got, c.ProxyProtocol.HeaderTimeout)
+	}
+	for file, want := range map[string]string{
+		"proxy_protocol:\n  trusted: [10.0.0.0/8, nope]\n": `config proxy_protocol.trusted[1]: "nope" is not an IP address`,
+		"proxy_protocol:\n  header_timeout: 0s\n":          "config proxy_protocol.header_timeout: must be a positive duration",
+		"http:\n  trusted_proxies: [10.0.0.0/33]\n":        "config http.trusted_proxies[0]",
+		"http:\n  forwarded_header: x-real-ip\n":           `config http.forwarded_header: must be x-forwarded-for or forwarded, got "x-real-ip"`,
+	} {
+		if _, err := config.Load(writeFile(t, file), nil, nil); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", file, err, want)
+		}
+	}
+}

@@ -29,6 +29,7 @@ type Metrics struct {
 	disconnects   *prometheus.CounterVec
 	publishTime   prometheus.Histogram
 	refusals      *prometheus.CounterVec
+	proxyRejected *prometheus.CounterVec // by listener and reason
 
 	sourcePolls     *prometheus.CounterVec // by source and result
 	sourcePublished *prometheus.CounterVec // by source
@@ -84,6 +85,10 @@ func New() *Metrics {
 			Name: "herald_limit_refusals_total",
 			Help: "Connections and requests refused by a limit, by the limit's name (its configuration key's last segment).",
 		}, []string{"limit"}),
+		proxyRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_proxy_protocol_rejected_total",
+			Help: "Connections from proxy_protocol.trusted peers closed for their PROXY protocol header, by listener (http, grpc) and reason (timeout, malformed, closed, busy).",
+		}, []string{"listener", "reason"}),
 		sourcePolls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_source_polls_total",
 			Help: "Polls of source pollers, by source and result (changed, unchanged, not_modified, error).",
@@ -112,7 +117,7 @@ func New() *Metrics {
 		m.refusals.WithLabelValues(l)
 	}
 	m.reg.MustRegister(m.connections, m.subscriptions, m.published, m.delivered, m.slow,
-		m.disconnects, m.publishTime, m.refusals, m.sourcePolls, m.sourcePublished, m.sourceErrors,
+		m.disconnects, m.publishTime, m.refusals, m.proxyRejected, m.sourcePolls, m.sourcePublished, m.sourceErrors,
 		m.groupDelivered, m.groupRedelivered, m.groupAcks, m.groupDeadLettered,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.webhooks = newWebhookMetrics()
@@ -154,6 +159,16 @@ func (m *Metrics) Refused(key string) {
 		key = key[i+1:]
 	}
 	m.refusals.WithLabelValues(key).Inc()
+}
+
+// ProxyRejected returns the counter of a listener's connections closed for
+// their PROXY protocol header, by reason; the reasons given are exported
+// from zero.
+func (m *Metrics) ProxyRejected(listener string, reasons ...string) func(reason string) {
+	for _, r := range reasons {
+		m.proxyRejected.WithLabelValues(listener, r)
+	}
+	return func(reason string) { m.proxyRejected.WithLabelValues(listener, reason).Inc() }
 }
 
 // Connections returns the gauge of open connections of one transport.

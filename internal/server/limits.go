@@ -1,9 +1,82 @@
 package server
 
 import (
+	"fmt"
+	"net"
+	"net/http"
+
 	"github.com/heraldhq/herald/internal/hub"
 	"github.com/heraldhq/herald/internal/limit"
+	"github.com/heraldhq/herald/internal/transport/proxyproto"
+	"github.com/heraldhq/herald/internal/wire"
 )
+
+// forwarded makes the client address of a request from an
+// http.trusted_proxies peer the one its X-Forwarded-For (or Forwarded)
+// names, for everything per request: the caller's identity, so the
+// publish rate per address. The connection limits have counted the
+// connection already, by its peer.
+func (s *Server) forwarded(next http.Handler) http.Handler {
+	trusted := s.cfg.HTTP.TrustedProxyPrefixes()
+	if len(trusted) == 0 {
+		return next
+	}
+	header := wire.HeaderXForwardedFor
+	if s.cfg.HTTP.ForwardedHeader == "forwarded" {
+		header = wire.HeaderForwarded
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a, ok := wire.ForwardedClient(r.RemoteAddr, r.Header, header, trusted); ok {
+			r.RemoteAddr = a
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// fromTrustedProxy returns the fast path's test of the connections it
+// hands to net/http whole: those of http.trusted_proxies, whose requests
+// each name their client (forwarded). nil when none is trusted.
+func (s *Server) fromTrustedProxy() func(net.Addr) bool {
+	trusted := s.cfg.HTTP.TrustedProxyPrefixes()
+	if len(trusted) == 0 {
+		return nil
+	}
+	return func(a net.Addr) bool {
+		ta, ok := a.(*net.TCPAddr)
+		if !ok {
+			return false
+		}
+		ip := ta.AddrPort().Addr().Unmap()
+		for _, p := range trusted {
+			if p.Contains(ip) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// proxied returns ln reading the PROXY protocol header of connections
+// from proxy_protocol.trusted, or ln itself when none is trusted (then
+// nothing is added to the accept path). name is the listener's, http or
+// grpc, for the metrics and the log.
+func (s *Server) proxied(ln net.Listener, name string) (net.Listener, error) {
+	p := &s.cfg.ProxyProtocol
+	if len(p.Trusted) == 0 {
+		return ln, nil
+	}
+	pln, err := proxyproto.Listen(ln, proxyproto.Options{
+		Trusted: p.TrustedPrefixes(),
+		Timeout: p.HeaderTimeout,
+		OnReject: s.metrics.ProxyRejected(name, proxyproto.RejectTimeout, proxyproto.RejectMalformed,
+			proxyproto.RejectClosed, proxyproto.RejectBusy),
+		Log: s.log.With("listener", name),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("proxy_protocol on the %s listener: %w", name, err)
+	}
+	return pln, nil
+}
 
 // connLimits returns the connection limits of the config (limits.*),
 // counted in the metrics; limits.max_connections 0 takes

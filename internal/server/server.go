@@ -269,7 +269,7 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 	s.http = &http.Server{
 		ConnState:         s.trackNew,
 		ConnContext:       httpfast.ConnContext,
-		Handler:           httpfast.Guard(s.routes()),
+		Handler:           httpfast.Guard(s.forwarded(s.routes())),
 		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
 		IdleTimeout:       cfg.HTTP.IdleTimeout,
 		// httpfast's screen answers heads over http.max_header_bytes (431, in
@@ -572,15 +572,26 @@ func (s *Server) Start() error {
 	if err != nil {
 		return fmt.Errorf("listen on %s (http.addr): %w", s.cfg.HTTP.Addr, err)
 	}
+	pln, err := s.proxied(ln, "http")
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	if s.grpc != nil {
 		gln, err := net.Listen("tcp", s.cfg.GRPC.Addr)
 		if err != nil {
 			ln.Close()
 			return fmt.Errorf("listen on %s (grpc.addr; grpc.enabled=false turns gRPC off): %w", s.cfg.GRPC.Addr, err)
 		}
+		pgln, err := s.proxied(gln, "grpc")
+		if err != nil {
+			ln.Close()
+			gln.Close()
+			return err
+		}
 		s.grpcLn = gln
 		s.grpcCh = make(chan error, 1)
-		lln := s.conns.Listen(gln, refuseGRPC)
+		lln := s.conns.Listen(pgln, refuseGRPC)
 		go func() { s.grpcCh <- s.grpc.Serve(lln) }()
 	}
 	s.ln = ln
@@ -590,12 +601,15 @@ func (s *Server) Start() error {
 	// connections with a lingering close. With CORS on, every answer needs
 	// its headers: net/http serves all.
 	// The connection limits come first: a connection over one is refused
-	// before the fast path or net/http sees it.
-	s.fast = httpfast.New(s.conns.Listen(ln, s.refuseHTTP), s.rest, httpfast.Options{
+	// before the fast path or net/http sees it. Before them, a trusted
+	// proxy's PROXY protocol header is read (proxied), so they count the
+	// client it names.
+	s.fast = httpfast.New(s.conns.Listen(pln, s.refuseHTTP), s.rest, httpfast.Options{
 		ReadHeaderTimeout: s.cfg.HTTP.ReadHeaderTimeout,
 		IdleTimeout:       s.cfg.HTTP.IdleTimeout,
 		MaxHeaderBytes:    s.cfg.HTTP.MaxHeaderBytes,
 		HandOffAll:        !s.cfg.HTTP.FastPath || len(s.cfg.HTTP.CORSOrigins) > 0,
+		HandOff:           s.fromTrustedProxy(),
 		Linger:            s.linger,
 	})
 	go s.fast.Serve()

@@ -66,6 +66,11 @@ type Options struct {
 	// HandOffAll serves no request on the fast path: every connection
 	// goes to net/http at once, screened all the same (screen.go).
 	HandOffAll bool
+	// HandOff, when set, picks connections to hand to net/http at once
+	// by their peer: those of reverse proxies whose X-Forwarded-For names
+	// a client per request, where the fast path has one identity per
+	// connection.
+	HandOff func(remote net.Addr) bool
 	// Linger closes the connections that end while the client may still
 	// be sending; nil closes them at once.
 	Linger *netio.Lingerer
@@ -261,7 +266,7 @@ const bufSize = 4 << 10
 func (c *conn) serve() {
 	defer c.srv.forget(c)
 	s := c.srv
-	if s.opts.HandOffAll {
+	if s.opts.HandOffAll || s.opts.HandOff != nil && s.opts.HandOff(c.nc.RemoteAddr()) {
 		c.handoff(nil)
 		return
 	}
