@@ -320,8 +320,10 @@ func TestLargeAckSplitByAConflict(t *testing.T) {
 	}
 }
 
-func testLargeAckSplitByAConflict(t *testing.T, f *rivalFixture) {
-	const n = 2500 // over two ApplyState calls of acks
+// leaseAll publishes n events to jobs, creates group g over it and leases
+// them all to member a, returning the group and the message ids.
+func leaseAll(t *testing.T, f *rivalFixture, n int) (*group, []string) {
+	t.Helper()
 	recs := make([]event.Record, n)
 	for i := range recs {
 		recs[i] = event.Record{Data: []byte(fmt.Sprint(i)), Encoding: event.EncodingJSON}
@@ -343,6 +345,12 @@ func testLargeAckSplitByAConflict(t *testing.T, f *rivalFixture) {
 			ids = append(ids, msg.ID)
 		}
 	}
+	return g, ids
+}
+
+func testLargeAckSplitByAConflict(t *testing.T, f *rivalFixture) {
+	const n = 2500 // over two ApplyState calls of acks
+	g, ids := leaseAll(t, f, n)
 	// The rival beats the ack's second write: the first is stored.
 	f.eng.mu.Lock()
 	f.eng.skip = 1
@@ -390,27 +398,7 @@ func TestLargeAckPartlyContended(t *testing.T) {
 
 func testLargeAckPartlyContended(t *testing.T, f *rivalFixture) {
 	const n = 1500
-	recs := make([]event.Record, n)
-	for i := range recs {
-		recs[i] = event.Record{Data: []byte(fmt.Sprint(i)), Encoding: event.EncodingJSON}
-	}
-	if _, err := f.h.Publish(bgInternal(), "jobs", recs); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := f.m.Put(bg, Config{Name: "g", Topics: []string{"jobs"}, Start: StartEarliest, MaxInFlight: n, MemberMaxInFlight: n}); err != nil {
-		t.Fatal(err)
-	}
-	g := f.group(t, "g")
-	var ids []string
-	for len(ids) < n {
-		msgs, err := f.m.Fetch(bgInternal(), "g", "a", n-len(ids), 0)
-		if err != nil || len(msgs) == 0 {
-			t.Fatalf("Fetch after %d messages: %d, %v; want more", len(ids), len(msgs), err)
-		}
-		for _, msg := range msgs {
-			ids = append(ids, msg.ID)
-		}
-	}
+	g, ids := leaseAll(t, f, n)
 	f.eng.mu.Lock()
 	f.eng.skip = 1
 	f.eng.mu.Unlock()
