@@ -351,6 +351,78 @@ func TestAuthExpiry(t *testing.T) {
 		}
 	})
 
+	t.Run("grpc consume with refresh", func(t *testing.T) {
+		t.Parallel()
+		es := es.in(t)
+		const topic = "exp.grpc.r"
+		es.publishTo(1, topic)
+		if _, _, err := es.srv.Groups().Put(hub.Internal(context.Background()), group.Config{Name: "exp.refreshed", Topics: []string{topic}, Start: "earliest"}); err != nil {
+			t.Fatal(err)
+		}
+		consume := config.Grants{Consume: []string{"exp.>"}}
+		exp := expiresIn(2 * time.Second)
+		ctx, cancel := context.WithTimeout(grpcAuth(context.Background(), hs256(t, userClaims("judy", exp, consume))), 10*time.Second)
+		defer cancel()
+		stream, err := es.grpcClient().Consume(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		send := func(req *heraldv1.ConsumeRequest) {
+			t.Helper()
+			if err := stream.Send(req); err != nil {
+				t.Fatal(err)
+			}
+		}
+		recv := func() *heraldv1.ConsumeResponse {
+			t.Helper()
+			res, err := stream.Recv()
+			if err != nil {
+				t.Fatalf("Recv: %v", err)
+			}
+			return res
+		}
+		refresh := func(id uint64, token string) *heraldv1.ConsumeResponse {
+			t.Helper()
+			send(&heraldv1.ConsumeRequest{Id: id, Command: &heraldv1.ConsumeRequest_Refresh{Refresh: &heraldv1.RefreshCommand{Token: token}}})
+			for {
+				if res := recv(); res.Id == id {
+					return res
+				}
+			}
+		}
+		send(&heraldv1.ConsumeRequest{Id: 1, Command: &heraldv1.ConsumeRequest_Open{Open: &heraldv1.ConsumeOpen{Group: "exp.refreshed", Member: "w1"}}})
+		if res := recv(); res.GetOpened() == nil {
+			t.Fatalf("open: %v", res)
+		}
+		send(&heraldv1.ConsumeRequest{Id: 2, Command: &heraldv1.ConsumeRequest_Grant{Grant: &heraldv1.Grant{Events: 10}}})
+		first := recv().GetMessages().GetMessages()
+		if len(first) != 1 {
+			t.Fatalf("first messages: %v", first)
+		}
+		// Refused: another subject, and a token that may not consume.
+		if r := refresh(3, hs256(t, userClaims("mallory", expiresIn(time.Hour), consume))); r.GetError().GetCode() != "forbidden" {
+			t.Errorf("refresh to another subject: %v, want forbidden", r)
+		}
+		if r := refresh(4, hs256(t, userClaims("judy", expiresIn(time.Hour), config.Grants{Subscribe: []string{">"}}))); r.GetError().GetCode() != "forbidden" {
+			t.Errorf("refresh without consume: %v, want forbidden", r)
+		}
+		later := expiresIn(time.Hour)
+		if r := refresh(5, hs256(t, userClaims("judy", later, consume))); r.GetRefreshed().GetSubject() != "judy" || r.GetRefreshed().GetExpires() < later.UnixMilli() {
+			t.Fatalf("refresh: %v", r)
+		}
+		// Past the first token's exp, the stream goes on: its delivery is
+		// still leased to it, and a new event is delivered.
+		time.Sleep(time.Until(exp) + 500*time.Millisecond)
+		send(&heraldv1.ConsumeRequest{Id: 6, Command: &heraldv1.ConsumeRequest_Ack{Ack: &heraldv1.Answer{Ids: []string{first[0].Id}}}})
+		if res := recv(); res.Id != 6 || res.GetAnswered() == nil || res.GetAnswered().GetResults()[0].GetError() != nil {
+			t.Fatalf("ack after the first token's exp: %v", res)
+		}
+		es.publishTo(2, topic)
+		if m := recv().GetMessages().GetMessages(); len(m) != 1 || m[0].Event.Offset != 2 {
+			t.Fatalf("after the refresh: %v, want event 2", m)
+		}
+	})
+
 	t.Run("grpc connect without refresh", func(t *testing.T) {
 		t.Parallel()
 		es := es.in(t)

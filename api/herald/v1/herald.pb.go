@@ -2005,6 +2005,7 @@ type ConsumeRequest struct {
 	//	*ConsumeRequest_Nak
 	//	*ConsumeRequest_InProgress
 	//	*ConsumeRequest_Term
+	//	*ConsumeRequest_Refresh
 	Command       isConsumeRequest_Command `protobuf_oneof:"command"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2108,6 +2109,15 @@ func (x *ConsumeRequest) GetTerm() *Answer {
 	return nil
 }
 
+func (x *ConsumeRequest) GetRefresh() *RefreshCommand {
+	if x != nil {
+		if x, ok := x.Command.(*ConsumeRequest_Refresh); ok {
+			return x.Refresh
+		}
+	}
+	return nil
+}
+
 type isConsumeRequest_Command interface {
 	isConsumeRequest_Command()
 }
@@ -2143,6 +2153,14 @@ type ConsumeRequest_Term struct {
 	Term *Answer `protobuf:"bytes,7,opt,name=term,proto3,oneof"`
 }
 
+type ConsumeRequest_Refresh struct {
+	// New credentials for the same subject, before the old ones expire:
+	// the stream goes on, and its deliveries stay leased to it. Refused
+	// (an error reply, the old credentials stay) when the token is not
+	// valid, names another subject, or may not consume the group.
+	Refresh *RefreshCommand `protobuf:"bytes,8,opt,name=refresh,proto3,oneof"`
+}
+
 func (*ConsumeRequest_Open) isConsumeRequest_Command() {}
 
 func (*ConsumeRequest_Grant) isConsumeRequest_Command() {}
@@ -2154,6 +2172,8 @@ func (*ConsumeRequest_Nak) isConsumeRequest_Command() {}
 func (*ConsumeRequest_InProgress) isConsumeRequest_Command() {}
 
 func (*ConsumeRequest_Term) isConsumeRequest_Command() {}
+
+func (*ConsumeRequest_Refresh) isConsumeRequest_Command() {}
 
 // ConsumeOpen opens a Consume stream.
 type ConsumeOpen struct {
@@ -2287,6 +2307,7 @@ type ConsumeResponse struct {
 	//	*ConsumeResponse_Messages
 	//	*ConsumeResponse_Answered
 	//	*ConsumeResponse_Error
+	//	*ConsumeResponse_Refreshed
 	Kind          isConsumeResponse_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2372,6 +2393,15 @@ func (x *ConsumeResponse) GetError() *Error {
 	return nil
 }
 
+func (x *ConsumeResponse) GetRefreshed() *Refreshed {
+	if x != nil {
+		if x, ok := x.Kind.(*ConsumeResponse_Refreshed); ok {
+			return x.Refreshed
+		}
+	}
+	return nil
+}
+
 type isConsumeResponse_Kind interface {
 	isConsumeResponse_Kind()
 }
@@ -2393,6 +2423,10 @@ type ConsumeResponse_Error struct {
 	Error *Error `protobuf:"bytes,5,opt,name=error,proto3,oneof"`
 }
 
+type ConsumeResponse_Refreshed struct {
+	Refreshed *Refreshed `protobuf:"bytes,6,opt,name=refreshed,proto3,oneof"`
+}
+
 func (*ConsumeResponse_Opened) isConsumeResponse_Kind() {}
 
 func (*ConsumeResponse_Messages) isConsumeResponse_Kind() {}
@@ -2400,6 +2434,8 @@ func (*ConsumeResponse_Messages) isConsumeResponse_Kind() {}
 func (*ConsumeResponse_Answered) isConsumeResponse_Kind() {}
 
 func (*ConsumeResponse_Error) isConsumeResponse_Kind() {}
+
+func (*ConsumeResponse_Refreshed) isConsumeResponse_Kind() {}
 
 // ConsumeOpened answers ConsumeOpen.
 type ConsumeOpened struct {
@@ -2817,7 +2853,7 @@ const file_api_herald_v1_herald_proto_rawDesc = "" +
 	"\x04last\x18\x04 \x01(\x04R\x04last\x12\x1a\n" +
 	"\bretained\x18\x05 \x01(\x03R\bretained\x12\x14\n" +
 	"\x05bytes\x18\x06 \x01(\x03R\x05bytes\x12 \n" +
-	"\vsubscribers\x18\a \x01(\x03R\vsubscribers\"\xb0\x02\n" +
+	"\vsubscribers\x18\a \x01(\x03R\vsubscribers\"\xe7\x02\n" +
 	"\x0eConsumeRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12,\n" +
 	"\x04open\x18\x02 \x01(\v2\x16.herald.v1.ConsumeOpenH\x00R\x04open\x12(\n" +
@@ -2826,7 +2862,8 @@ const file_api_herald_v1_herald_proto_rawDesc = "" +
 	"\x03nak\x18\x05 \x01(\v2\x11.herald.v1.AnswerH\x00R\x03nak\x124\n" +
 	"\vin_progress\x18\x06 \x01(\v2\x11.herald.v1.AnswerH\x00R\n" +
 	"inProgress\x12'\n" +
-	"\x04term\x18\a \x01(\v2\x11.herald.v1.AnswerH\x00R\x04termB\t\n" +
+	"\x04term\x18\a \x01(\v2\x11.herald.v1.AnswerH\x00R\x04term\x125\n" +
+	"\arefresh\x18\b \x01(\v2\x19.herald.v1.RefreshCommandH\x00R\arefreshB\t\n" +
 	"\acommand\";\n" +
 	"\vConsumeOpen\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x16\n" +
@@ -2834,13 +2871,14 @@ const file_api_herald_v1_herald_proto_rawDesc = "" +
 	"\x06Answer\x12\x10\n" +
 	"\x03ids\x18\x01 \x03(\tR\x03ids\x12/\n" +
 	"\x05delay\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05delay\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xf2\x01\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xa8\x02\n" +
 	"\x0fConsumeResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x122\n" +
 	"\x06opened\x18\x02 \x01(\v2\x18.herald.v1.ConsumeOpenedH\x00R\x06opened\x126\n" +
 	"\bmessages\x18\x03 \x01(\v2\x18.herald.v1.GroupMessagesH\x00R\bmessages\x121\n" +
 	"\banswered\x18\x04 \x01(\v2\x13.herald.v1.AnsweredH\x00R\banswered\x12(\n" +
-	"\x05error\x18\x05 \x01(\v2\x10.herald.v1.ErrorH\x00R\x05errorB\x06\n" +
+	"\x05error\x18\x05 \x01(\v2\x10.herald.v1.ErrorH\x00R\x05error\x124\n" +
+	"\trefreshed\x18\x06 \x01(\v2\x14.herald.v1.RefreshedH\x00R\trefreshedB\x06\n" +
 	"\x04kind\"=\n" +
 	"\rConsumeOpened\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x16\n" +
@@ -2979,38 +3017,40 @@ var file_api_herald_v1_herald_proto_depIdxs = []int32{
 	30, // 34: herald.v1.ConsumeRequest.nak:type_name -> herald.v1.Answer
 	30, // 35: herald.v1.ConsumeRequest.in_progress:type_name -> herald.v1.Answer
 	30, // 36: herald.v1.ConsumeRequest.term:type_name -> herald.v1.Answer
-	40, // 37: herald.v1.Answer.delay:type_name -> google.protobuf.Duration
-	32, // 38: herald.v1.ConsumeResponse.opened:type_name -> herald.v1.ConsumeOpened
-	33, // 39: herald.v1.ConsumeResponse.messages:type_name -> herald.v1.GroupMessages
-	35, // 40: herald.v1.ConsumeResponse.answered:type_name -> herald.v1.Answered
-	10, // 41: herald.v1.ConsumeResponse.error:type_name -> herald.v1.Error
-	34, // 42: herald.v1.GroupMessages.messages:type_name -> herald.v1.GroupMessage
-	3,  // 43: herald.v1.GroupMessage.event:type_name -> herald.v1.Event
-	39, // 44: herald.v1.GroupMessage.deadline:type_name -> google.protobuf.Timestamp
-	36, // 45: herald.v1.Answered.results:type_name -> herald.v1.AnswerResult
-	10, // 46: herald.v1.AnswerResult.error:type_name -> herald.v1.Error
-	39, // 47: herald.v1.AnswerResult.deadline:type_name -> google.protobuf.Timestamp
-	7,  // 48: herald.v1.Herald.Publish:input_type -> herald.v1.PublishRequest
-	7,  // 49: herald.v1.Herald.PublishStream:input_type -> herald.v1.PublishRequest
-	11, // 50: herald.v1.Herald.Subscribe:input_type -> herald.v1.SubscribeRequest
-	13, // 51: herald.v1.Herald.Connect:input_type -> herald.v1.ConnectRequest
-	22, // 52: herald.v1.Herald.Pull:input_type -> herald.v1.PullRequest
-	24, // 53: herald.v1.Herald.ListTopics:input_type -> herald.v1.ListTopicsRequest
-	26, // 54: herald.v1.Herald.GetTopic:input_type -> herald.v1.GetTopicRequest
-	28, // 55: herald.v1.Herald.Consume:input_type -> herald.v1.ConsumeRequest
-	9,  // 56: herald.v1.Herald.Publish:output_type -> herald.v1.PublishResponse
-	9,  // 57: herald.v1.Herald.PublishStream:output_type -> herald.v1.PublishResponse
-	12, // 58: herald.v1.Herald.Subscribe:output_type -> herald.v1.Delivery
-	18, // 59: herald.v1.Herald.Connect:output_type -> herald.v1.ConnectResponse
-	23, // 60: herald.v1.Herald.Pull:output_type -> herald.v1.PullResponse
-	25, // 61: herald.v1.Herald.ListTopics:output_type -> herald.v1.ListTopicsResponse
-	27, // 62: herald.v1.Herald.GetTopic:output_type -> herald.v1.Topic
-	31, // 63: herald.v1.Herald.Consume:output_type -> herald.v1.ConsumeResponse
-	56, // [56:64] is the sub-list for method output_type
-	48, // [48:56] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	14, // 37: herald.v1.ConsumeRequest.refresh:type_name -> herald.v1.RefreshCommand
+	40, // 38: herald.v1.Answer.delay:type_name -> google.protobuf.Duration
+	32, // 39: herald.v1.ConsumeResponse.opened:type_name -> herald.v1.ConsumeOpened
+	33, // 40: herald.v1.ConsumeResponse.messages:type_name -> herald.v1.GroupMessages
+	35, // 41: herald.v1.ConsumeResponse.answered:type_name -> herald.v1.Answered
+	10, // 42: herald.v1.ConsumeResponse.error:type_name -> herald.v1.Error
+	19, // 43: herald.v1.ConsumeResponse.refreshed:type_name -> herald.v1.Refreshed
+	34, // 44: herald.v1.GroupMessages.messages:type_name -> herald.v1.GroupMessage
+	3,  // 45: herald.v1.GroupMessage.event:type_name -> herald.v1.Event
+	39, // 46: herald.v1.GroupMessage.deadline:type_name -> google.protobuf.Timestamp
+	36, // 47: herald.v1.Answered.results:type_name -> herald.v1.AnswerResult
+	10, // 48: herald.v1.AnswerResult.error:type_name -> herald.v1.Error
+	39, // 49: herald.v1.AnswerResult.deadline:type_name -> google.protobuf.Timestamp
+	7,  // 50: herald.v1.Herald.Publish:input_type -> herald.v1.PublishRequest
+	7,  // 51: herald.v1.Herald.PublishStream:input_type -> herald.v1.PublishRequest
+	11, // 52: herald.v1.Herald.Subscribe:input_type -> herald.v1.SubscribeRequest
+	13, // 53: herald.v1.Herald.Connect:input_type -> herald.v1.ConnectRequest
+	22, // 54: herald.v1.Herald.Pull:input_type -> herald.v1.PullRequest
+	24, // 55: herald.v1.Herald.ListTopics:input_type -> herald.v1.ListTopicsRequest
+	26, // 56: herald.v1.Herald.GetTopic:input_type -> herald.v1.GetTopicRequest
+	28, // 57: herald.v1.Herald.Consume:input_type -> herald.v1.ConsumeRequest
+	9,  // 58: herald.v1.Herald.Publish:output_type -> herald.v1.PublishResponse
+	9,  // 59: herald.v1.Herald.PublishStream:output_type -> herald.v1.PublishResponse
+	12, // 60: herald.v1.Herald.Subscribe:output_type -> herald.v1.Delivery
+	18, // 61: herald.v1.Herald.Connect:output_type -> herald.v1.ConnectResponse
+	23, // 62: herald.v1.Herald.Pull:output_type -> herald.v1.PullResponse
+	25, // 63: herald.v1.Herald.ListTopics:output_type -> herald.v1.ListTopicsResponse
+	27, // 64: herald.v1.Herald.GetTopic:output_type -> herald.v1.Topic
+	31, // 65: herald.v1.Herald.Consume:output_type -> herald.v1.ConsumeResponse
+	58, // [58:66] is the sub-list for method output_type
+	50, // [50:58] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_api_herald_v1_herald_proto_init() }
@@ -3040,12 +3080,14 @@ func file_api_herald_v1_herald_proto_init() {
 		(*ConsumeRequest_Nak)(nil),
 		(*ConsumeRequest_InProgress)(nil),
 		(*ConsumeRequest_Term)(nil),
+		(*ConsumeRequest_Refresh)(nil),
 	}
 	file_api_herald_v1_herald_proto_msgTypes[28].OneofWrappers = []any{
 		(*ConsumeResponse_Opened)(nil),
 		(*ConsumeResponse_Messages)(nil),
 		(*ConsumeResponse_Answered)(nil),
 		(*ConsumeResponse_Error)(nil),
+		(*ConsumeResponse_Refreshed)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

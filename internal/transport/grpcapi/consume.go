@@ -67,10 +67,15 @@ type consumer struct {
 	sendMu sync.Mutex // serializes sends: the fetcher's messages and the reader's replies
 	ended  bool       // guarded by sendMu: the handler is returning, nothing more is sent
 
-	mu      sync.Mutex          // guards credit and pending
+	mu      sync.Mutex          // guards credit, pending and expiry
 	credit  uint64              // messages the client still accepts
 	pending map[string]struct{} // deliveries sent and not answered
 	wake    chan struct{}       // cap 1: credit was added
+	expiry  *time.Timer         // ends the stream when its credentials expire; nil if they never do
+
+	// ident is the stream's identity since its last refresh (nil: the
+	// one of the stream's context); the fetcher fetches as it.
+	ident atomic.Pointer[hub.Identity]
 }
 
 // Consume serves a consumer group member (see consumer).
@@ -92,14 +97,19 @@ func (v *service) Consume(ss heraldv1.Herald_ConsumeServer) error {
 	stopDrain := context.AfterFunc(s.draining, cancel)
 	defer stopDrain()
 	// The stream lasts as long as the caller's credentials, as Connect
-	// does: then it ends UNAUTHENTICATED token_expired, and its unanswered
-	// deliveries are handed back; the client opens a new one with fresh
-	// credentials.
+	// does, unless refreshed: then it ends UNAUTHENTICATED token_expired,
+	// and its unanswered deliveries are handed back; the client opens a
+	// new one with fresh credentials.
 	var expired atomic.Bool
-	if id := hub.IdentityOf(ctx); id != nil && !id.Expires.IsZero() {
-		t := time.AfterFunc(time.Until(id.Expires), func() { expired.Store(true); cancel() })
-		defer t.Stop()
-	}
+	c.mu.Lock()
+	c.expiry = time.AfterFunc(time.Hour, func() { expired.Store(true); cancel() })
+	c.setExpiryLocked(hub.IdentityOf(ctx))
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.expiry.Stop()
+		c.mu.Unlock()
+	}()
 	readErr := make(chan error, 1)
 	s.workers.Add(1)
 	go func() {
@@ -204,7 +214,11 @@ func (c *consumer) fetchLoop(ctx context.Context) error {
 				return ctx.Err()
 			}
 		}
-		msgs, err := c.groups.Fetch(ctx, c.group, c.member, int(min(credit, maxConsumeBatch)), consumeWait)
+		fctx := ctx
+		if id := c.ident.Load(); id != nil {
+			fctx = hub.WithIdentity(ctx, id) // refreshed: fetch as the new credentials
+		}
+		msgs, err := c.groups.Fetch(fctx, c.group, c.member, int(min(credit, maxConsumeBatch)), consumeWait)
 		if len(msgs) > 0 {
 			c.mu.Lock()
 			c.credit -= min(c.credit, uint64(len(msgs)))
@@ -293,15 +307,56 @@ func (c *consumer) read(ctx context.Context) error {
 			reply = c.answer(ctx, req.Id, "in_progress", x.InProgress)
 		case *heraldv1.ConsumeRequest_Term:
 			reply = c.answer(ctx, req.Id, "term", x.Term)
+		case *heraldv1.ConsumeRequest_Refresh:
+			var nctx context.Context
+			nctx, reply = c.refresh(ctx, req.Id, x.Refresh.GetToken())
+			if nctx != nil {
+				ctx = nctx // answers from now on are the new identity's
+			}
 		case *heraldv1.ConsumeRequest_Open:
 			reply = consumeError(req.Id, badRequest("the stream is open already (as %s of %s); open another stream for another group", c.member, c.group))
 		default:
-			reply = consumeError(req.Id, badRequest("the request has no command: set grant, ack, nak, in_progress or term"))
+			reply = consumeError(req.Id, badRequest("the request has no command: set grant, ack, nak, in_progress, term or refresh"))
 		}
 		if err := c.send(reply); err != nil {
 			return err
 		}
 	}
+}
+
+// refresh swaps the stream's credentials for token's, which must be for
+// the same subject and allowed to consume the group. It returns the
+// context of the new identity and the reply, or nil and the refusal.
+func (c *consumer) refresh(ctx context.Context, id uint64, token string) (context.Context, *heraldv1.ConsumeResponse) {
+	nctx, err := c.srv.reauthenticate(ctx, token)
+	if err == nil {
+		err = c.groups.Allowed(nctx, c.group)
+	}
+	if err != nil {
+		return nil, consumeError(id, err)
+	}
+	ident := hub.IdentityOf(nctx)
+	c.ident.Store(ident)
+	c.mu.Lock()
+	c.setExpiryLocked(ident)
+	c.mu.Unlock()
+	var exp int64
+	if !ident.Expires.IsZero() {
+		exp = ident.Expires.UnixMilli()
+	}
+	return nctx, &heraldv1.ConsumeResponse{Id: id, Kind: &heraldv1.ConsumeResponse_Refreshed{
+		Refreshed: &heraldv1.Refreshed{Subject: ident.Subject, Expires: exp},
+	}}
+}
+
+// setExpiryLocked sets the stream to end when id's credentials expire, or
+// never. c.mu must be held.
+func (c *consumer) setExpiryLocked(id *hub.Identity) {
+	if id == nil || id.Expires.IsZero() {
+		c.expiry.Stop()
+		return
+	}
+	c.expiry.Reset(time.Until(id.Expires))
 }
 
 // grant adds n credit and wakes the fetcher.
