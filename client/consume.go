@@ -160,7 +160,9 @@ const answerTimeout = 10 * time.Second
 // dead-letters it. While a handler runs longer than half its lease,
 // Consume extends the lease (in_progress), so a handler may take as long
 // as it needs while the process lives; if the process dies, the group
-// redelivers the event once the lease ends (over gRPC, at once).
+// redelivers the event once the lease ends (over gRPC, at once). Over
+// gRPC with WithToken, a stream whose credentials expire is refreshed
+// with a token from fn shortly before, so that it keeps its leases.
 //
 // Delivery is at least once: a handler may see an event again after a
 // crash, or when an answer did not reach the server. Make handlers

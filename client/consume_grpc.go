@@ -22,6 +22,7 @@ type grpcGroup struct {
 	cancel context.CancelFunc            // ends the call
 	name   string                        // the member; static after open
 	done   chan struct{}                 // closed when the receiver ends
+	wg     sync.WaitGroup                // the receiver and the refresher
 
 	sendMu sync.Mutex // serializes sends on call
 
@@ -76,8 +77,71 @@ func (b *grpcBackend) openGroup(ctx context.Context, group, member string) (grou
 		call: call, cancel: cancel, name: o.Member, done: make(chan struct{}),
 		waiters: make(map[uint64]chan *heraldv1.ConsumeResponse), nextID: 1, arrived: make(chan struct{}, 1),
 	}
-	go g.receive1()
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		g.receive1()
+	}()
+	if b.s.renew && o.Expires > 0 {
+		// Credentials that expire, from a source that renews them: the
+		// stream is refreshed before they do, so that it keeps its
+		// leases rather than ending and handing them back.
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			g.refresher(b, time.UnixMilli(o.Expires))
+		}()
+	}
 	return g, nil
+}
+
+// refresher sends the stream a refresh with a token from the client's
+// token source shortly before exp, and again before each new expiry, until
+// the stream ends. A token no newer than the last (a source that renews
+// late) is asked for again, closer to exp; a refused refresh stops it, and
+// the stream ends at exp, as without one (Consume then reconnects).
+func (g *grpcGroup) refresher(b *grpcBackend, exp time.Time) {
+	for {
+		left := time.Until(exp)
+		lead := min(30*time.Second, max(time.Second, left/5))
+		if !g.sleep(left - lead) {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), answerTimeout)
+		tok, err := b.s.token(ctx)
+		var resp *heraldv1.ConsumeResponse
+		if err == nil && tok != "" {
+			resp, err = g.command(ctx, &heraldv1.ConsumeRequest{Command: &heraldv1.ConsumeRequest_Refresh{Refresh: &heraldv1.RefreshCommand{Token: tok}}})
+		}
+		cancel()
+		r := resp.GetRefreshed()
+		switch {
+		case err == nil && r != nil && r.Expires == 0:
+			return // the new credentials never expire
+		case err == nil && r != nil && time.UnixMilli(r.Expires).After(exp):
+			exp = time.UnixMilli(r.Expires)
+		case err == nil && resp.GetError() != nil:
+			return // refused: the stream ends at exp
+		default:
+			// No newer token yet (or the source failed): ask again
+			// halfway to exp, while there is time.
+			if time.Until(exp) < 200*time.Millisecond || !g.sleep(time.Until(exp)/2) {
+				return
+			}
+		}
+	}
+}
+
+// sleep waits d, or until the stream ends (false).
+func (g *grpcGroup) sleep(d time.Duration) bool {
+	t := time.NewTimer(max(d, 0))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-g.done:
+		return false
+	}
 }
 
 func (g *grpcGroup) member() string { return g.name }
@@ -86,7 +150,7 @@ func (g *grpcGroup) member() string { return g.name }
 // not answered.
 func (g *grpcGroup) close() {
 	g.cancel()
-	<-g.done
+	g.wg.Wait()
 }
 
 // receive1 is the receiver goroutine: it reads the stream until it ends.
@@ -216,30 +280,9 @@ func (g *grpcGroup) answer(ctx context.Context, op string, ids []string, delay t
 	default:
 		return nil, fmt.Errorf("unknown answer %q", op)
 	}
-	w := make(chan *heraldv1.ConsumeResponse, 1)
-	g.mu.Lock()
-	g.nextID++
-	req.Id = g.nextID
-	g.waiters[req.Id] = w
-	g.mu.Unlock()
-	forget := func() {
-		g.mu.Lock()
-		delete(g.waiters, req.Id)
-		g.mu.Unlock()
-	}
-	if err := g.send(req); err != nil {
-		forget()
+	resp, err := g.command(ctx, req)
+	if err != nil {
 		return nil, err
-	}
-	var resp *heraldv1.ConsumeResponse
-	select {
-	case resp = <-w:
-	case <-g.done:
-		forget()
-		return nil, g.ended()
-	case <-ctx.Done():
-		forget()
-		return nil, ctx.Err()
 	}
 	if e := resp.GetError(); e != nil {
 		return nil, &Error{Code: e.Code, Message: e.Message}
@@ -258,4 +301,33 @@ func (g *grpcGroup) answer(ctx context.Context, op string, ids []string, delay t
 		}
 	}
 	return out, nil
+}
+
+// command sends req with the next id and returns the reply to it.
+func (g *grpcGroup) command(ctx context.Context, req *heraldv1.ConsumeRequest) (*heraldv1.ConsumeResponse, error) {
+	w := make(chan *heraldv1.ConsumeResponse, 1)
+	g.mu.Lock()
+	g.nextID++
+	req.Id = g.nextID
+	g.waiters[req.Id] = w
+	g.mu.Unlock()
+	forget := func() {
+		g.mu.Lock()
+		delete(g.waiters, req.Id)
+		g.mu.Unlock()
+	}
+	if err := g.send(req); err != nil {
+		forget()
+		return nil, err
+	}
+	select {
+	case resp := <-w:
+		return resp, nil
+	case <-g.done:
+		forget()
+		return nil, g.ended()
+	case <-ctx.Done():
+		forget()
+		return nil, ctx.Err()
+	}
 }

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/group"
 	"github.com/heraldhq/herald/internal/hub"
+	"github.com/heraldhq/herald/internal/server"
 )
 
 // consumeBackends are the two ways Consume reaches a server.
@@ -274,5 +277,75 @@ func TestConsumeAuth(t *testing.T) {
 				t.Errorf("group: in flight %d, pending %d", in.InFlight, in.Pending)
 			}
 		})
+	}
+}
+
+// userAuth takes tokens "NAME-N" as the user NAME, valid ttl after they
+// are presented, and counts where each came from.
+type userAuth struct {
+	ttl time.Duration
+	mu  sync.Mutex
+	by  map[string]int // credentials seen, by "transport source"
+}
+
+func (a *userAuth) Authenticate(_ context.Context, c hub.Credentials) (*hub.Identity, error) {
+	name, _, ok := strings.Cut(c.Token, "-")
+	if !ok {
+		return &hub.Identity{Method: "anonymous", Transport: c.Transport, RemoteAddr: c.RemoteAddr}, nil
+	}
+	a.mu.Lock()
+	a.by[c.Transport+" "+c.Source.String()]++
+	a.mu.Unlock()
+	return &hub.Identity{Subject: name, Method: "test", Expires: time.Now().Add(a.ttl), Transport: c.Transport, RemoteAddr: c.RemoteAddr}, nil
+}
+
+// TestConsumeRefreshesItsToken: over gRPC, with credentials that expire
+// from a source that renews them (WithToken), Consume refreshes its
+// stream before they expire: a handler that runs past the first token's
+// expiry acks its message on the same stream, and the message is handled
+// once, with no reconnection and no hand-back.
+func TestConsumeRefreshesItsToken(t *testing.T) {
+	au := &userAuth{ttl: 2 * time.Second, by: map[string]int{}}
+	ts := startServerWith(t, []server.Option{server.WithAccess(au, hub.AllowAll{})})
+	ts.publish("jobs", `{"n":1}`)
+	ts.createGroup("refreshing", "jobs", time.Minute)
+	var n atomic.Int64
+	c := ts.grpcClient(client.WithToken(func(context.Context) (string, error) {
+		return "uma-" + strconv.FormatInt(n.Add(1), 10), nil
+	}))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	handled := 0
+	var mu sync.Mutex
+	var errs, acks []error
+	err := c.Consume(ctx, "refreshing", func(ctx context.Context, m *client.GroupMessage) error {
+		handled++
+		time.Sleep(3500 * time.Millisecond) // past the first token's expiry, and its refresh's
+		return nil
+	}, client.WithConsumeErrors(func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	}), client.WithAnswered(func(_ *client.GroupMessage, _ string, err error) {
+		mu.Lock()
+		acks = append(acks, err)
+		mu.Unlock()
+		cancel()
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if handled != 1 || len(errs) > 0 || len(acks) != 1 || acks[0] != nil {
+		t.Errorf("handled %d times, errors %v, acks %v; want once, no error, one ack taken", handled, errs, acks)
+	}
+	if in := ts.groupInfo("refreshing"); in.InFlight != 0 || in.Pending != 0 || in.Topics[0].Committed != 1 {
+		t.Errorf("group: %d in flight, %d pending, committed %d; want the message acked", in.InFlight, in.Pending, in.Topics[0].Committed)
+	}
+	au.mu.Lock()
+	defer au.mu.Unlock()
+	if au.by["grpc metadata"] != 1 || au.by["grpc frame"] < 2 {
+		t.Errorf("credentials seen %v: want the stream opened once and refreshed at least twice", au.by)
 	}
 }

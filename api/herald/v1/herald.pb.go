@@ -2442,7 +2442,10 @@ type ConsumeOpened struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Group string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
 	// The member's name (the server's choice when ConsumeOpen had none).
-	Member        string `protobuf:"bytes,2,opt,name=member,proto3" json:"member,omitempty"`
+	Member string `protobuf:"bytes,2,opt,name=member,proto3" json:"member,omitempty"`
+	// When the stream's credentials expire (unix milliseconds), and the
+	// stream ends token_expired unless refreshed before; 0: never.
+	Expires       int64 `protobuf:"varint,3,opt,name=expires,proto3" json:"expires,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2489,6 +2492,13 @@ func (x *ConsumeOpened) GetMember() string {
 		return x.Member
 	}
 	return ""
+}
+
+func (x *ConsumeOpened) GetExpires() int64 {
+	if x != nil {
+		return x.Expires
+	}
+	return 0
 }
 
 // GroupMessages are deliveries leased to the stream's member.
@@ -2879,10 +2889,11 @@ const file_api_herald_v1_herald_proto_rawDesc = "" +
 	"\banswered\x18\x04 \x01(\v2\x13.herald.v1.AnsweredH\x00R\banswered\x12(\n" +
 	"\x05error\x18\x05 \x01(\v2\x10.herald.v1.ErrorH\x00R\x05error\x124\n" +
 	"\trefreshed\x18\x06 \x01(\v2\x14.herald.v1.RefreshedH\x00R\trefreshedB\x06\n" +
-	"\x04kind\"=\n" +
+	"\x04kind\"W\n" +
 	"\rConsumeOpened\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x16\n" +
-	"\x06member\x18\x02 \x01(\tR\x06member\"D\n" +
+	"\x06member\x18\x02 \x01(\tR\x06member\x12\x18\n" +
+	"\aexpires\x18\x03 \x01(\x03R\aexpires\"D\n" +
 	"\rGroupMessages\x123\n" +
 	"\bmessages\x18\x01 \x03(\v2\x17.herald.v1.GroupMessageR\bmessages\"\xb2\x01\n" +
 	"\fGroupMessage\x12\x0e\n" +

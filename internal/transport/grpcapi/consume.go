@@ -167,8 +167,12 @@ func (c *consumer) open(ctx context.Context) error {
 	if c.member == "" {
 		c.member = newMemberName()
 	}
+	var exp int64
+	if id := hub.IdentityOf(ctx); id != nil && !id.Expires.IsZero() {
+		exp = id.Expires.UnixMilli()
+	}
 	return c.send(&heraldv1.ConsumeResponse{Id: req.Id, Kind: &heraldv1.ConsumeResponse_Opened{
-		Opened: &heraldv1.ConsumeOpened{Group: c.group, Member: c.member},
+		Opened: &heraldv1.ConsumeOpened{Group: c.group, Member: c.member, Expires: exp},
 	}})
 }
 
