@@ -21,7 +21,9 @@ import (
 // seconds later, in a goroutine of its own that outlives Close (as in
 // internal/engine/redis).
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*clusterClient)._refresh.func2"))
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*clusterClient)._refresh.func2"),
+		goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*call).DelayDo.func1")) // rueidis: see internal/engine/redis TestMain
 }
 
 // sharedFlag runs the single-node tests in shared mode (shared.go), which

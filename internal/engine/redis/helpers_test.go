@@ -11,9 +11,14 @@ import (
 )
 
 // rueidis closes the connections a cluster topology refresh replaced five
-// seconds later, in a goroutine of its own that outlives Close.
+// seconds later, in a goroutine of its own that outlives Close; and a
+// cluster client asks for a refresh after a delay of up to a second
+// (singleflight's DelayDo, cluster.go), whose sleeping goroutine
+// outlives Close too. Both end by themselves.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*clusterClient)._refresh.func2"))
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*clusterClient)._refresh.func2"),
+		goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*call).DelayDo.func1"))
 }
 
 var bg = context.Background()

@@ -390,7 +390,9 @@ func (e *Engine) onPresence(topic, msg string) {
 // publishes their leave. The keys live as long as their newest expiry.
 // Expiry times are Redis's (TIME), so the nodes' clocks do not matter.
 // A list reads only the members it returns (the longest present, from
-// ps), so listing a big room costs what the list holds, not the room.
+// ps), so listing a big room costs what the list holds, not the room; ps
+// is filled from p once if it lacks members (written by a node from before
+// ps).
 //
 // KEYS: p (client -> node:since:info), pz (client by expiry, unix ms), ps
 // (client by since, unix ms).
@@ -439,6 +441,14 @@ if #gone > 0 then
 end
 if mode == 'q' then
   local out = {redis.call('HLEN', p)}
+  if redis.call('ZCARD', ps) < out[1] then
+    -- Members written before ps existed (an older node): indexed once.
+    local all = redis.call('HGETALL', p)
+    for i = 1, #all, 2 do
+      redis.call('ZADD', ps, 'NX', tonumber(string.match(all[i + 1], '^[^:]*:(%-?%d+):')) or 0, all[i])
+    end
+    if redis.call('PTTL', ps) < redis.call('PTTL', p) then redis.call('PEXPIRE', ps, redis.call('PTTL', p)) end
+  end
   local n = tonumber(ARGV[5])
   local cs = {}
   if n ~= 0 then cs = redis.call('ZRANGE', ps, 0, n < 0 and -1 or n - 1) end

@@ -349,4 +349,11 @@ func TestPresenceBigRoom(t *testing.T) {
 	if strings.Contains(stats, "cmdstat_hgetall") {
 		t.Errorf("a list read the whole room (HGETALL):\n%s", stats)
 	}
+	// A room written before the join-time index (an older node's): the
+	// first list indexes it, and lists it whole and in order.
+	if err := c.Do(bg, c.B().Del().Key(n.eng.PresenceKeys(topic)[2]).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	check(hub.MaxPresenceList, members-10, 11)
+	check(-1, members-10, 11)
 }
