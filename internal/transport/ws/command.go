@@ -158,6 +158,10 @@ func jsonProblem(err error) string {
 // queues the reply in order with events.
 func (c *conn) command(msg []byte) {
 	cmd, err := parseCommand(msg)
+	if err == nil && cmd.Op == opPublish && c.queuePublish(&cmd) {
+		return // stored with the publishes around it (publish.go)
+	}
+	c.flushPublishes() // replies stay in the order of the commands
 	if err != nil {
 		var ce *commandError
 		errors.As(err, &ce)
@@ -289,7 +293,11 @@ func (c *conn) publish(cmd *command) {
 		c.reply(&note{frame: errorReply(cmd.ID, err)})
 		return
 	}
-	ack := acks[0]
+	c.replyAck(cmd, acks[0])
+}
+
+// replyAck queues the ack of a stored publish command.
+func (c *conn) replyAck(cmd *command, ack event.Ack) {
 	c.reply(&note{frame: reply("ack", cmd.ID, func(b []byte) []byte {
 		b = append(b, `,"topic":`...)
 		b = wire.AppendString(b, cmd.Topic)

@@ -58,7 +58,8 @@ type conn struct {
 	// Owned by the reader.
 	ctx  context.Context // commands run in it: base with the caller's identity (a refresh replaces it)
 	fr   frameReader
-	zbuf []byte // inflated messages
+	zbuf []byte  // inflated messages
+	pubs *pubRun // publish commands of one read waiting to be stored together (publish.go); nil until the first
 }
 
 func newConn(h *Handler, nc net.Conn, base, ctx context.Context, deflate bool) *conn {
@@ -277,7 +278,9 @@ func (c *conn) gone() { c.end(0, "") }
 
 // feed handles bytes the client sent. It reports whether to read on.
 func (c *conn) feed(p []byte) bool {
-	if err := c.fr.feed(p, c.onMsg); err != nil {
+	err := c.fr.feed(p, c.onMsg)
+	c.flushPublishes() // what this read brought is stored before the next read
+	if err != nil {
 		var ce *closeError
 		if errors.As(err, &ce) {
 			c.endWith(ce)
@@ -298,6 +301,7 @@ func (c *conn) handle(m message) bool {
 	case opPong:
 		// lastRead was moved by the read.
 	case opClose:
+		c.flushPublishes() // the publishes sent before the close are stored and answered
 		code := uint16(closeNormal)
 		if len(m.payload) >= 2 {
 			code = uint16(m.payload[0])<<8 | uint16(m.payload[1])
