@@ -191,6 +191,54 @@ func (h *Hub) Publish(ctx context.Context, topic string, recs []event.Record) ([
 	if err := h.CheckPublish(ctx, topic, recs); err != nil {
 		return nil, err
 	}
+	return h.store(ctx, topic, recs)
+}
+
+// PublishEach publishes several publishes to one topic (each a slice of
+// records, as given to Publish) in one go: each is checked on its own, as
+// Publish checks it (a refused one stores nothing and gets its error in
+// errs), and the records of the accepted ones are stored in one
+// Engine.Append, in order, each publish getting its own acks. They succeed
+// or fail together: an engine error is each accepted one's error. A
+// transport that receives many publishes at once (a PublishStream's
+// queued requests, a WebSocket's read) uses it so that a burst costs one
+// engine call, with the answers of storing them one by one.
+func (h *Hub) PublishEach(ctx context.Context, topic string, pubs [][]event.Record) (acks [][]event.Ack, errs []error) {
+	acks, errs = make([][]event.Ack, len(pubs)), make([]error, len(pubs))
+	if len(pubs) == 1 {
+		acks[0], errs[0] = h.Publish(ctx, topic, pubs[0])
+		return acks, errs
+	}
+	n := 0
+	for i, recs := range pubs {
+		if errs[i] = h.CheckPublish(ctx, topic, recs); errs[i] == nil {
+			n += len(recs)
+		}
+	}
+	if n == 0 {
+		return acks, errs
+	}
+	all := make([]event.Record, 0, n)
+	for i, recs := range pubs {
+		if errs[i] == nil {
+			all = append(all, recs...)
+		}
+	}
+	stored, err := h.store(ctx, topic, all)
+	for i, recs := range pubs {
+		switch {
+		case errs[i] != nil:
+		case err != nil:
+			errs[i] = err
+		default:
+			acks[i], stored = stored[:len(recs):len(recs)], stored[len(recs):]
+		}
+	}
+	return acks, errs
+}
+
+// store appends checked records to topic and tells the Observer.
+func (h *Hub) store(ctx context.Context, topic string, recs []event.Record) ([]event.Ack, error) {
 	start := time.Now()
 	acks, err := h.eng.Append(ctx, topic, recs)
 	if err != nil {

@@ -125,3 +125,66 @@ func TestCatchupUnavailableTooLong(t *testing.T) {
 		})
 	}
 }
+
+// appendFailingEngine fails its Appends with ErrUnavailable while fail is
+// set.
+type appendFailingEngine struct {
+	hub.Engine
+	fail atomic.Bool
+}
+
+func (e *appendFailingEngine) Append(ctx context.Context, topic string, recs []event.Record) ([]event.Ack, error) {
+	if e.fail.Load() {
+		return nil, fmt.Errorf("test append: %w", hub.ErrUnavailable)
+	}
+	return e.Engine.Append(ctx, topic, recs)
+}
+
+// TestPublishEach: several publishes to one topic are checked one by one
+// and the accepted ones stored in one append, each with its own acks, in
+// order; an engine error fails each accepted one and stores nothing.
+func TestPublishEach(t *testing.T) {
+	mem := memory.New(memory.Options{})
+	eng := &appendFailingEngine{Engine: mem}
+	var appends []int
+	h := hub.New(eng, hub.Options{Observer: hub.Observer{Published: func(n int) { appends = append(appends, n) }}})
+	t.Cleanup(func() {
+		h.Close()
+		mem.Close()
+	})
+	rec := func(data string) event.Record { return event.Record{Data: []byte(data), Encoding: event.EncodingText} }
+	ctx := hub.Internal(context.Background())
+	pubs := [][]event.Record{
+		{rec("a"), rec("b")},
+		{{Type: "gap", Data: []byte("x"), Encoding: event.EncodingText}}, // reserved: refused
+		{rec("c")},
+		{{Key: "k", Data: []byte("d"), Encoding: event.EncodingText}, {Key: "k", Data: []byte("e"), Encoding: event.EncodingText}},
+	}
+	acks, errs := h.PublishEach(ctx, "pe", pubs)
+	if errs[0] != nil || errs[2] != nil || errs[3] != nil || !errors.Is(errs[1], hub.ErrBadInput) {
+		t.Fatalf("errors %v, want only the second refused", errs)
+	}
+	offsets := func(as []event.Ack) (out []uint64) {
+		for _, a := range as {
+			out = append(out, a.Offset)
+		}
+		return out
+	}
+	if got := [][]uint64{offsets(acks[0]), offsets(acks[1]), offsets(acks[2]), offsets(acks[3])}; fmt.Sprint(got) != "[[1 2] [] [3] [4 4]]" || !acks[3][1].Duplicate {
+		t.Errorf("acks %v (duplicate %v), want [[1 2] [] [3] [4 4]] with the last a duplicate", got, acks[3][1].Duplicate)
+	}
+	if fmt.Sprint(appends) != "[5]" {
+		t.Errorf("appends of %v events, want one of 5", appends)
+	}
+
+	eng.fail.Store(true)
+	acks, errs = h.PublishEach(ctx, "pe", [][]event.Record{{rec("f")}, {rec("g")}})
+	for i := range errs {
+		if !errors.Is(errs[i], hub.ErrUnavailable) || acks[i] != nil {
+			t.Errorf("publish %d while the engine fails: %v %v", i, acks[i], errs[i])
+		}
+	}
+	if info, _, _ := h.Info(ctx, "pe"); info.Last != 4 {
+		t.Errorf("last offset %d after the failure, want 4", info.Last)
+	}
+}

@@ -261,36 +261,21 @@ func (s *Server) publishMany(ctx context.Context, batch []*publishIn, answers []
 }
 
 // storeRun stores run, requests to one topic each and all to the same
-// one, appending their answers.
+// one, in one append (hub.PublishEach), appending their answers.
 func (s *Server) storeRun(ctx context.Context, run []prepared, answers []streamAnswer) []streamAnswer {
 	if len(run) == 1 {
 		p := &run[0]
 		p.err = s.store(ctx, p)
 		return append(answers, streamAnswer{out: p.out, err: p.err})
 	}
-	topic := run[0].out.topics[0]
-	var recs []event.Record
+	pubs := make([][]event.Record, len(run))
+	for i := range run {
+		pubs[i] = run[i].recs
+	}
+	acks, errs := s.hub.PublishEach(ctx, run[0].out.topics[0], pubs)
 	for i := range run {
 		p := &run[i]
-		if p.err = s.hub.CheckPublish(ctx, topic, p.recs); p.err == nil {
-			recs = append(recs, p.recs...)
-		}
-	}
-	var acks []event.Ack
-	var err error
-	if len(recs) > 0 {
-		// CheckPublish counted each request against the rate limits.
-		acks, err = s.hub.Publish(hub.PublishCounted(ctx), topic, recs)
-	}
-	for i := range run {
-		p := &run[i]
-		switch {
-		case p.err != nil:
-		case err != nil:
-			p.err = err
-		default:
-			p.out.acks, acks = acks[:len(p.recs):len(p.recs)], acks[len(p.recs):]
-		}
+		p.out.acks, p.err = acks[i], errs[i]
 		answers = append(answers, streamAnswer{out: p.out, err: p.err})
 	}
 	return answers

@@ -2,7 +2,6 @@ package ws
 
 import (
 	"github.com/heraldhq/herald/internal/event"
-	"github.com/heraldhq/herald/internal/hub"
 )
 
 // Publish commands that arrive together (in one read of the connection)
@@ -74,28 +73,16 @@ func (c *conn) flushPublishes() {
 		c.replyAck(&r.cmds[0], acks[0])
 		return
 	}
-	refused := make([]error, len(r.cmds))
-	recs := make([]event.Record, 0, len(r.recs))
-	for i := range r.cmds {
-		if refused[i] = c.h.hub.CheckPublish(c.ctx, topic, r.recs[i:i+1]); refused[i] == nil {
-			recs = append(recs, r.recs[i])
-		}
+	pubs := make([][]event.Record, len(r.recs))
+	for i := range r.recs {
+		pubs[i] = r.recs[i : i+1 : i+1]
 	}
-	var acks []event.Ack
-	var err error
-	if len(recs) > 0 {
-		// CheckPublish counted each command against the rate limits.
-		acks, err = c.h.hub.Publish(hub.PublishCounted(c.ctx), topic, recs)
-	}
+	acks, errs := c.h.hub.PublishEach(c.ctx, topic, pubs)
 	for i := range r.cmds {
-		switch {
-		case refused[i] != nil:
-			c.reply(&note{frame: errorReply(r.cmds[i].ID, refused[i])})
-		case err != nil:
-			c.reply(&note{frame: errorReply(r.cmds[i].ID, err)})
-		default:
-			c.replyAck(&r.cmds[i], acks[0])
-			acks = acks[1:]
+		if errs[i] != nil {
+			c.reply(&note{frame: errorReply(r.cmds[i].ID, errs[i])})
+		} else {
+			c.replyAck(&r.cmds[i], acks[i][0])
 		}
 	}
 }
