@@ -265,7 +265,7 @@ func newBenchPublishCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "publish",
-		Short: "Publish throughput over HTTP or gRPC: requests and events per second",
+		Short: "Publish throughput over HTTP, gRPC or WebSocket: requests and events per second",
 		Long: `Publish as fast as the server answers over --conns keep-alive connections for
 --duration: single events (POST /v1/topics/{topic}/events) or, with --batch B,
 B events per POST /v1/events. Reports requests/s, events/s and request
@@ -275,7 +275,10 @@ With --transport grpc the requests are gRPC Publish calls (B events each),
 --in-flight of them at once on each connection (HTTP/2 multiplexes them);
 with --stream too, each connection holds one PublishStream with --in-flight
 requests awaiting their answer. The gRPC client is raw HTTP/2 with
-hand-encoded messages, cheap enough not to measure itself.`,
+hand-encoded messages, cheap enough not to measure itself.
+
+With --transport ws each connection is a WebSocket (GET /v1/ws) sending
+publish commands, one event each, --in-flight of them awaiting their ack.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop, err := benchContext(cmd)
@@ -302,9 +305,9 @@ hand-encoded messages, cheap enough not to measure itself.`,
 	f.IntVar(&cfg.Payload, "payload", 128, "payload size in bytes")
 	f.StringVar(&cfg.Topic, "topic", "", "topic (default bench.publish-<random>)")
 	f.IntVar(&cfg.PID, "pid", 0, "server process id, to measure its CPU time")
-	f.StringVar(&cfg.Transport, "transport", "http", "http, or grpc (the gRPC API at --grpc-addr)")
+	f.StringVar(&cfg.Transport, "transport", "http", "http, grpc (the gRPC API at --grpc-addr) or ws")
 	f.StringVar(&cfg.GRPCAddr, "grpc-addr", "", "the server's gRPC address (default: the --server host, port 9090)")
 	f.BoolVar(&cfg.Stream, "stream", false, "gRPC: publish on PublishStream instead of unary calls")
-	f.IntVar(&cfg.InFlight, "in-flight", 16, "gRPC: requests in flight per connection")
+	f.IntVar(&cfg.InFlight, "in-flight", 16, "gRPC and ws: requests in flight per connection")
 	return cmd
 }

@@ -6,6 +6,7 @@ package bench_test
 import (
 	"context"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -218,5 +219,24 @@ func TestPublishBadServer(t *testing.T) {
 	})
 	if err == nil {
 		t.Fatal("RunPublish against a closed port succeeded")
+	}
+}
+
+func TestPublishWS(t *testing.T) {
+	base := startServer(t)
+	res, err := bench.RunPublish(t.Context(), bench.PublishConfig{
+		Server: base, Transport: bench.TransportWS, Conns: 3, InFlight: 8, Duration: 500 * time.Millisecond, Payload: 64,
+	})
+	if err != nil {
+		t.Fatalf("RunPublish: %v", err)
+	}
+	if res.Requests == 0 || res.Errors != 0 || res.Events != res.Requests || res.Latency.Count != res.Requests {
+		t.Errorf("requests %d, events %d, errors %d %v, latency samples %d", res.Requests, res.Events, res.Errors, res.ErrorList, res.Latency.Count)
+	}
+	// A refused publish fails the probe with the server's reason.
+	if _, err := bench.RunPublish(t.Context(), bench.PublishConfig{
+		Server: base, Transport: bench.TransportWS, Topic: "bad topic", Conns: 1, Duration: time.Second,
+	}); err == nil || !strings.Contains(err.Error(), "bad_topic") {
+		t.Errorf("publishing to a bad topic: %v, want the server's bad_topic", err)
 	}
 }

@@ -27,20 +27,21 @@ type PublishConfig struct {
 	PID         int
 	SourceAddrs int
 	Progress    io.Writer
-	// Transport is "http" (the default) or TransportGRPC: unary Publish
-	// calls, or with Stream, PublishStream (grpc.go).
+	// Transport is "http" (the default), TransportGRPC: unary Publish
+	// calls, or with Stream, PublishStream (grpc.go), or TransportWS:
+	// publish commands on WebSocket connections (wspublish.go).
 	Transport string
 	GRPCAddr  string // the server's gRPC host:port; empty: the server's host, port 9090
 	Stream    bool   // gRPC: requests on one PublishStream per connection
-	InFlight  int    // gRPC: requests in flight per connection; default 16
+	InFlight  int    // gRPC and WebSocket: requests in flight per connection; default 16
 }
 
 // PublishResult is the summary of a publish run.
 type PublishResult struct {
 	Scenario     string  `json:"scenario"`
 	Server       string  `json:"server"`
-	Transport    string  `json:"transport,omitempty"` // "grpc" or "grpc-stream"; empty for HTTP
-	InFlight     int     `json:"in_flight,omitempty"` // gRPC requests in flight per connection
+	Transport    string  `json:"transport,omitempty"` // "grpc", "grpc-stream" or "ws"; empty for HTTP
+	InFlight     int     `json:"in_flight,omitempty"` // gRPC or WebSocket requests in flight per connection
 	Topic        string  `json:"topic"`
 	Conns        int     `json:"conns"`
 	Batch        int     `json:"batch"`
@@ -90,8 +91,10 @@ func RunPublish(ctx context.Context, cfg PublishConfig) (*PublishResult, error) 
 	case "", "http":
 	case TransportGRPC:
 		return runGRPCPublish(ctx, cfg)
+	case TransportWS:
+		return runWSPublish(ctx, cfg)
 	default:
-		return nil, fmt.Errorf("unknown transport %q: use http or %s", cfg.Transport, TransportGRPC)
+		return nil, fmt.Errorf("unknown transport %q: use http, %s or %s", cfg.Transport, TransportGRPC, TransportWS)
 	}
 	d, err := NewDialer(cfg.Server, cfg.SourceAddrs, 0)
 	if err != nil {
@@ -226,6 +229,8 @@ func (r *PublishResult) WriteText(w io.Writer) error {
 		what += fmt.Sprintf(" (gRPC Publish, %d calls in flight per connection)", r.InFlight)
 	case "grpc-stream":
 		what += fmt.Sprintf(" (gRPC PublishStream, %d requests in flight per stream)", r.InFlight)
+	case "ws":
+		what += fmt.Sprintf(" (WebSocket publish commands, %d in flight per connection)", r.InFlight)
 	}
 	s.line("publish", "%s to %s over %d connections, %d-byte payloads, %.2fs", what, r.Topic, r.Conns, r.PayloadBytes, r.WindowSec)
 	s.line("requests", "%d ok, %d errors: %s req/s", r.Requests, r.Errors, fmtCount(r.RequestsPS))

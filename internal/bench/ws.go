@@ -45,16 +45,28 @@ func (t *WS) handshake(ctx context.Context, conn net.Conn, topic string) (*wsStr
 		return nil, err
 	}
 	defer stop()
+	// The server reads frames sent right behind the handshake: one write
+	// and no round trip before the subscribe.
+	s, err := upgradeWS(conn, t.d.host, []byte(`{"op":"subscribe","id":1,"topics":[`+strconv.Quote(topic)+`]}`))
+	if err != nil {
+		return nil, err
+	}
+	return s, s.await(conn, `{"op":"subscribed"`, "the subscribe reply")
+}
 
+// upgradeWS sends the WebSocket upgrade of GET /v1/ws on conn, with the
+// command first (if any) right behind it, and reads the 101.
+func upgradeWS(conn net.Conn, host string, first []byte) (*wsStream, error) {
 	var key [16]byte
 	binary.LittleEndian.PutUint64(key[:], rand.Uint64())
 	binary.LittleEndian.PutUint64(key[8:], rand.Uint64())
-	req := "GET /v1/ws HTTP/1.1\r\nHost: " + t.d.host + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+	req := "GET /v1/ws HTTP/1.1\r\nHost: " + host + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 		"Sec-WebSocket-Key: " + base64.StdEncoding.EncodeToString(key[:]) + "\r\nSec-WebSocket-Version: 13\r\n" +
 		"User-Agent: herald-bench\r\n\r\n"
-	// The server reads frames sent right behind the handshake: one write
-	// and no round trip before the subscribe.
-	b := appendClientFrame([]byte(req), 0x1, []byte(`{"op":"subscribe","id":1,"topics":[`+strconv.Quote(topic)+`]}`))
+	b := []byte(req)
+	if first != nil {
+		b = appendClientFrame(b, 0x1, first)
+	}
 	if _, err := conn.Write(b); err != nil {
 		return nil, fmt.Errorf("write upgrade: %w", err)
 	}
@@ -66,21 +78,26 @@ func (t *WS) handshake(ctx context.Context, conn net.Conn, topic string) (*wsStr
 	if h.status != 101 {
 		return nil, &errResponse{status: h.status, body: readSnippet(br, h)}
 	}
-	s := &wsStream{conn: conn, br: br}
+	return &wsStream{conn: conn, br: br}, nil
+}
+
+// await reads frames until a text message starting with prefix (then
+// clears conn's deadline), an error message, or a failure.
+func (s *wsStream) await(conn net.Conn, prefix, what string) error {
 	for {
 		op, p, err := s.frame()
 		if err != nil {
-			return nil, fmt.Errorf("wait for the subscribe reply: %w", err)
+			return fmt.Errorf("wait for %s: %w", what, err)
 		}
 		switch {
 		case op != 0x1:
-		case bytes.HasPrefix(p, []byte(`{"op":"subscribed"`)):
+		case bytes.HasPrefix(p, []byte(prefix)):
 			if err := conn.SetDeadline(time.Time{}); err != nil {
-				return nil, fmt.Errorf("clear deadline: %w", err)
+				return fmt.Errorf("clear deadline: %w", err)
 			}
-			return s, nil
+			return nil
 		case bytes.HasPrefix(p, []byte(`{"op":"error"`)):
-			return nil, &ServerError{Data: string(p)}
+			return &ServerError{Data: string(p)}
 		}
 	}
 }
