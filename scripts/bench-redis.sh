@@ -7,7 +7,7 @@
 #            publish script alone, auto-pipelined (go test -bench)
 #   publish  single events through one node (wrk when installed, and
 #            herald bench publish with many connections: HTTP, gRPC
-#            unary calls, gRPC PublishStream), batches; Redis
+#            unary calls, gRPC PublishStream, WebSocket), batches; Redis
 #            CPU time per event from /proc/PID/stat; the same wrk against
 #            the memory engine, the floor of any engine through one node
 #   fanout   the same subscribers over 1, 2 and 3 nodes, and on one node of
@@ -130,7 +130,8 @@ publish() {
         fi
       fi
       for shape in "--conns 256" "--conns 4 --batch 100" "--conns 4 --batch 1000" \
-        "--transport grpc --conns 8 --in-flight 64" "--transport grpc --stream --conns 4 --in-flight 64"; do
+        "--transport grpc --conns 8 --in-flight 64" "--transport grpc --stream --conns 4 --in-flight 64" \
+        "--transport ws --conns 4 --in-flight 64"; do
         redis_start "${persist/none/}"
         grpc=true nodes_start 1
         echo "-- publish: herald bench publish $shape, one node, appendonly $persist, run $i; $(load)"
