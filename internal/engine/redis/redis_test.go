@@ -263,7 +263,12 @@ func TestRedisRestart(t *testing.T) {
 		if ack.Epoch == ep || ack.Offset != 1 {
 			t.Fatalf("first publish after a wipe: %+v; want offset 1 of a new epoch (the old was %v)", ack, ep)
 		}
-		b.publish(t, "room", 2, 3)
+		// The pool may still hold a connection of before the restart,
+		// whose first use fails (EOF, unavailable): retried, as a client
+		// of a 503 does.
+		for i := 2; i <= 3; i++ {
+			b.publishAgain(t, "room", i)
+		}
 		items := s.take(t, 4)
 		g := items[0].Gap
 		if g == nil || g.Reason != hub.GapEpoch || g.Requested != (event.Position{Epoch: ep, Offset: 5}) || g.Resumed.Epoch != ack.Epoch {
