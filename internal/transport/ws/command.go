@@ -77,25 +77,16 @@ func badRequest(format string, a ...any) error {
 // with the command's id when it could be read.
 func parseCommand(msg []byte) (command, error) {
 	var cmd command
-	// The id first, leniently, so that even a command refused for its
-	// other fields gets an answer the client can match.
-	var head struct {
-		ID json.RawMessage `json:"id"`
-	}
-	if err := json.Unmarshal(msg, &head); err != nil {
-		return cmd, &commandError{err: badRequest("a message must be one JSON object: %v", jsonProblem(err))}
-	}
-	id, idErr := checkID(head.ID)
-	if idErr != nil {
-		return cmd, &commandError{err: idErr}
-	}
 	dec := json.NewDecoder(bytes.NewReader(msg))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&cmd); err != nil {
-		return cmd, &commandError{id: id, err: badRequest("%v", jsonProblem(err))}
+	if dec.Decode(&cmd) != nil || !onlySpace(msg[dec.InputOffset():]) {
+		return command{}, refusal(msg)
 	}
-	if dec.More() {
-		return cmd, &commandError{id: id, err: badRequest("one JSON object per message")}
+	// A message that decodes whole is one JSON object: its id is the one
+	// a lenient read would find (refusal).
+	id, idErr := checkID(cmd.ID)
+	if idErr != nil {
+		return cmd, &commandError{err: idErr}
 	}
 	cmd.ID = id
 	switch cmd.Op {
@@ -147,6 +138,40 @@ func checkID(raw json.RawMessage) ([]byte, error) {
 	default:
 		return nil, badRequest("the id must be a string or a number")
 	}
+}
+
+// refusal is the error of a message that does not decode as one command:
+// its id is read first, leniently, so that even a command refused for its
+// other fields gets an answer the client can match. (Only refused
+// messages are read twice.)
+func refusal(msg []byte) error {
+	var head struct {
+		ID json.RawMessage `json:"id"`
+	}
+	if err := json.Unmarshal(msg, &head); err != nil {
+		return &commandError{err: badRequest("a message must be one JSON object: %v", jsonProblem(err))}
+	}
+	id, idErr := checkID(head.ID)
+	if idErr != nil {
+		return &commandError{err: idErr}
+	}
+	var cmd command
+	dec := json.NewDecoder(bytes.NewReader(msg))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cmd); err != nil {
+		return &commandError{id: id, err: badRequest("%v", jsonProblem(err))}
+	}
+	return &commandError{id: id, err: badRequest("one JSON object per message")}
+}
+
+// onlySpace reports whether b is JSON whitespace only.
+func onlySpace(b []byte) bool {
+	for _, c := range b {
+		if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+			return false
+		}
+	}
+	return true
 }
 
 // jsonProblem shortens encoding/json's errors for clients.
