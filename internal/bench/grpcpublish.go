@@ -25,12 +25,9 @@ type grpcPublishLoad struct {
 
 	requests atomic.Uint64 // answered with success
 	events   atomic.Uint64 // acks received
-	errs     atomic.Uint64
+	errs     errTally
 	seq      atomic.Uint64
 	latency  *histogram.Histogram
-
-	mu      sync.Mutex // guards errList
-	errList map[string]int
 }
 
 // runGRPCPublish is RunPublish over gRPC.
@@ -46,7 +43,7 @@ func runGRPCPublish(ctx context.Context, cfg PublishConfig) (*PublishResult, err
 		return nil, err
 	}
 	gd := d.forGRPC()
-	p := &grpcPublishLoad{cfg: cfg, d: gd, runID: newRunID(), latency: histogram.New(), errList: make(map[string]int)}
+	p := &grpcPublishLoad{cfg: cfg, d: gd, runID: newRunID(), latency: histogram.New()}
 	if p.cfg.Topic == "" {
 		p.cfg.Topic = "bench.publish-" + strconv.FormatUint(p.runID, 36)
 	}
@@ -69,7 +66,7 @@ func runGRPCPublish(ctx context.Context, cfg PublishConfig) (*PublishResult, err
 		n, e := p.requests.Load(), p.events.Load()
 		return fmt.Sprintf("%5.1fs  %s requests (%s/s)  %s events/s  p99 %s  errors %d",
 			el, fmtCount(float64(n)), fmtCount(float64(n)/el), fmtCount(float64(e)/el),
-			fmtMillis(float64(p.latency.Quantile(0.99))/1e6), p.errs.Load())
+			fmtMillis(float64(p.latency.Quantile(0.99))/1e6), p.errs.count())
 	})
 	var wg sync.WaitGroup
 	for range cfg.Conns {
@@ -91,7 +88,7 @@ func runGRPCPublish(ctx context.Context, cfg PublishConfig) (*PublishResult, err
 		Scenario: "publish", Server: cfg.Server, Transport: "grpc", InFlight: cfg.InFlight,
 		Topic: p.cfg.Topic, Conns: cfg.Conns, Batch: cfg.Batch,
 		PayloadBytes: cfg.Payload, WindowSec: window.Seconds(),
-		Requests: reqs, Events: events, Errors: p.errs.Load(),
+		Requests: reqs, Events: events, Errors: p.errs.count(),
 		RequestsPS: float64(reqs) / window.Seconds(), EventsPS: float64(events) / window.Seconds(),
 		Latency: latencyOf(p.latency),
 	}
@@ -99,23 +96,11 @@ func runGRPCPublish(ctx context.Context, cfg PublishConfig) (*PublishResult, err
 		res.Transport = "grpc-stream"
 	}
 	res.ServerStats, res.Loadgen = cpu.finish(events, perEvent)
-	p.mu.Lock()
-	for e, n := range p.errList {
-		if len(res.ErrorList) == 5 {
-			break
-		}
-		res.ErrorList = append(res.ErrorList, fmt.Sprintf("%d× %s", n, e))
-	}
-	p.mu.Unlock()
+	res.ErrorList = p.errs.top(5)
 	return res, ctx.Err()
 }
 
-func (p *grpcPublishLoad) fail(err error) {
-	p.errs.Add(1)
-	p.mu.Lock()
-	p.errList[err.Error()]++
-	p.mu.Unlock()
-}
+func (p *grpcPublishLoad) fail(err error) { p.errs.add(err.Error()) }
 
 // reqBuilder builds a worker's requests in buffers it reuses: the request
 // is copied into the connection's write buffer when sent.

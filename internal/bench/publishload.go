@@ -68,11 +68,9 @@ type publishLoad struct {
 	topicEsc []byte // the topic as a JSON string, for batch bodies
 
 	requests atomic.Uint64
-	errs     atomic.Uint64
+	errs     errTally
 	latency  *histogram.Histogram
 
-	mu       sync.Mutex // guards errList
-	errList  map[string]int
 	runID    uint64
 	seq      atomic.Uint64
 	deadline time.Time
@@ -102,7 +100,7 @@ func RunPublish(ctx context.Context, cfg PublishConfig) (*PublishResult, error) 
 	}
 	p := &publishLoad{
 		cfg: cfg, d: d, single: cfg.Batch == 1, latency: histogram.New(),
-		errList: make(map[string]int), runID: newRunID(),
+		runID: newRunID(),
 	}
 	if cfg.Topic == "" {
 		p.cfg.Topic = "bench.publish-" + strconv.FormatUint(p.runID, 36)
@@ -131,7 +129,7 @@ func RunPublish(ctx context.Context, cfg PublishConfig) (*PublishResult, error) 
 		n := p.requests.Load()
 		return fmt.Sprintf("%5.1fs  %s requests (%s/s)  %s events/s  p99 %s  errors %d",
 			el, fmtCount(float64(n)), fmtCount(float64(n)/el), fmtCount(float64(n)*float64(cfg.Batch)/el),
-			fmtMillis(float64(p.latency.Quantile(0.99))/1e6), p.errs.Load())
+			fmtMillis(float64(p.latency.Quantile(0.99))/1e6), p.errs.count())
 	})
 	var wg sync.WaitGroup
 	for range cfg.Conns {
@@ -146,19 +144,12 @@ func RunPublish(ctx context.Context, cfg PublishConfig) (*PublishResult, error) 
 	res := &PublishResult{
 		Scenario: "publish", Server: cfg.Server, Topic: p.cfg.Topic, Conns: cfg.Conns, Batch: cfg.Batch,
 		PayloadBytes: cfg.Payload, WindowSec: window.Seconds(),
-		Requests: reqs, Events: events, Errors: p.errs.Load(),
+		Requests: reqs, Events: events, Errors: p.errs.count(),
 		RequestsPS: float64(reqs) / window.Seconds(), EventsPS: float64(events) / window.Seconds(),
 		Latency: latencyOf(p.latency),
 	}
 	res.ServerStats, res.Loadgen = cpu.finish(events, perEvent)
-	p.mu.Lock()
-	for e, n := range p.errList {
-		if len(res.ErrorList) == 5 {
-			break
-		}
-		res.ErrorList = append(res.ErrorList, fmt.Sprintf("%d× %s", n, e))
-	}
-	p.mu.Unlock()
+	res.ErrorList = p.errs.top(5)
 	return res, ctx.Err()
 }
 
@@ -169,10 +160,7 @@ func (p *publishLoad) worker(ctx context.Context) {
 	for ctx.Err() == nil {
 		t0 := time.Now()
 		if err := p.request(ctx, hc, &body); err != nil {
-			p.errs.Add(1)
-			p.mu.Lock()
-			p.errList[err.Error()]++
-			p.mu.Unlock()
+			p.errs.add(err.Error())
 			if hc.conn == nil && sleepCtx(ctx, 10*time.Millisecond) != nil { // connection failed: do not spin
 				return
 			}
@@ -241,4 +229,49 @@ func (r *PublishResult) WriteText(w io.Writer) error {
 		s.line("error", "%s", e)
 	}
 	return s.err
+}
+
+// errTally counts a run's failed requests, by message.
+type errTally struct {
+	n  atomic.Uint64
+	mu sync.Mutex     // guards m
+	m  map[string]int // failures by message
+}
+
+// add counts one failure.
+func (e *errTally) add(msg string) {
+	e.n.Add(1)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.m == nil {
+		e.m = make(map[string]int)
+	}
+	e.m[msg]++
+}
+
+// count returns the failures counted.
+func (e *errTally) count() uint64 { return e.n.Load() }
+
+// top returns at most k messages, each with its count: "N× message".
+func (e *errTally) top(k int) []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []string
+	for msg, n := range e.m {
+		if len(out) == k {
+			break
+		}
+		out = append(out, fmt.Sprintf("%d× %s", n, msg))
+	}
+	return out
+}
+
+// first returns one failure's message, or "" when there was none.
+func (e *errTally) first() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for msg := range e.m {
+		return msg
+	}
+	return ""
 }

@@ -27,12 +27,9 @@ type wsPublishLoad struct {
 	topic []byte // the topic as a JSON string
 
 	requests atomic.Uint64 // acked
-	errs     atomic.Uint64
+	errs     errTally
 	seq      atomic.Uint64
 	latency  *histogram.Histogram
-
-	mu      sync.Mutex // guards errList
-	errList map[string]int
 }
 
 // runWSPublish is RunPublish over WebSocket; single events only.
@@ -47,7 +44,7 @@ func runWSPublish(ctx context.Context, cfg PublishConfig) (*PublishResult, error
 	if err != nil {
 		return nil, err
 	}
-	p := &wsPublishLoad{cfg: cfg, d: d, runID: newRunID(), latency: histogram.New(), errList: make(map[string]int)}
+	p := &wsPublishLoad{cfg: cfg, d: d, runID: newRunID(), latency: histogram.New()}
 	if p.cfg.Topic == "" {
 		p.cfg.Topic = "bench.publish-" + strconv.FormatUint(p.runID, 36)
 	}
@@ -56,12 +53,12 @@ func runWSPublish(ctx context.Context, cfg PublishConfig) (*PublishResult, error
 	// One publish first, so a wrong URL or topic fails fast and clearly.
 	probe := p.cfg
 	probe.InFlight = 1
-	pp := &wsPublishLoad{cfg: probe, d: d, runID: p.runID, topic: p.topic, latency: histogram.New(), errList: make(map[string]int)}
+	pp := &wsPublishLoad{cfg: probe, d: d, runID: p.runID, topic: p.topic, latency: histogram.New()}
 	if err := pp.worker(ctx, 1); err != nil {
 		return nil, err
 	}
-	if pp.errs.Load() > 0 {
-		return nil, errors.New(pp.firstError())
+	if pp.errs.count() > 0 {
+		return nil, errors.New(pp.errs.first())
 	}
 
 	cpu := startCPUWatch(cfg.PID)
@@ -71,7 +68,7 @@ func runWSPublish(ctx context.Context, cfg PublishConfig) (*PublishResult, error
 		el := time.Since(cpu.start).Seconds()
 		n := p.requests.Load()
 		return fmt.Sprintf("%5.1fs  %s events (%s/s)  p99 %s  errors %d",
-			el, fmtCount(float64(n)), fmtCount(float64(n)/el), fmtMillis(float64(p.latency.Quantile(0.99))/1e6), p.errs.Load())
+			el, fmtCount(float64(n)), fmtCount(float64(n)/el), fmtMillis(float64(p.latency.Quantile(0.99))/1e6), p.errs.count())
 	})
 	var wg sync.WaitGroup
 	for range cfg.Conns {
@@ -93,37 +90,16 @@ func runWSPublish(ctx context.Context, cfg PublishConfig) (*PublishResult, error
 		Scenario: "publish", Server: cfg.Server, Transport: "ws", InFlight: cfg.InFlight,
 		Topic: p.cfg.Topic, Conns: cfg.Conns, Batch: 1,
 		PayloadBytes: cfg.Payload, WindowSec: window.Seconds(),
-		Requests: n, Events: n, Errors: p.errs.Load(),
+		Requests: n, Events: n, Errors: p.errs.count(),
 		RequestsPS: float64(n) / window.Seconds(), EventsPS: float64(n) / window.Seconds(),
 		Latency: latencyOf(p.latency),
 	}
 	res.ServerStats, res.Loadgen = cpu.finish(n, perEvent)
-	p.mu.Lock()
-	for e, k := range p.errList {
-		if len(res.ErrorList) == 5 {
-			break
-		}
-		res.ErrorList = append(res.ErrorList, fmt.Sprintf("%d× %s", k, e))
-	}
-	p.mu.Unlock()
+	res.ErrorList = p.errs.top(5)
 	return res, ctx.Err()
 }
 
-func (p *wsPublishLoad) fail(e string) {
-	p.errs.Add(1)
-	p.mu.Lock()
-	p.errList[e]++
-	p.mu.Unlock()
-}
-
-func (p *wsPublishLoad) firstError() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for e := range p.errList {
-		return e
-	}
-	return "no error"
-}
+func (p *wsPublishLoad) fail(e string) { p.errs.add(e) }
 
 // worker opens a connection and publishes on it until ctx ends, or count
 // publishes have been answered (count > 0), or the connection fails.
