@@ -405,13 +405,15 @@ local p, pz, ps = KEYS[1], KEYS[2], KEYS[3]
 local mode, ttl, ch, pub = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- since reads the join time (unix ms) of a member's value node:since:info.
+local function since(v) return tonumber(string.match(v, '^[^:]*:(%-?%d+):')) or 0 end
 if mode == 'j' or mode == 'r' then
   local exp = string.format('%d', now + ttl)
   for i = 5, #ARGV, 2 do
     local c, v = ARGV[i], ARGV[i + 1]
     local new = redis.call('HSET', p, c, v)
     redis.call('ZADD', pz, exp, c)
-    redis.call('ZADD', ps, tonumber(string.match(v, '^[^:]*:(%-?%d+):')) or 0, c)
+    redis.call('ZADD', ps, since(v), c)
     if mode == 'j' or new == 1 then redis.call(pub, ch, '~pj:' .. c .. ':' .. v) end
   end
   for _, k in ipairs({p, pz, ps}) do
@@ -445,7 +447,7 @@ if mode == 'q' then
     -- Members written before ps existed (an older node): indexed once.
     local all = redis.call('HGETALL', p)
     for i = 1, #all, 2 do
-      redis.call('ZADD', ps, 'NX', tonumber(string.match(all[i + 1], '^[^:]*:(%-?%d+):')) or 0, all[i])
+      redis.call('ZADD', ps, 'NX', since(all[i + 1]), all[i])
     end
     if redis.call('PTTL', ps) < redis.call('PTTL', p) then redis.call('PEXPIRE', ps, redis.call('PTTL', p)) end
   end
